@@ -1,0 +1,74 @@
+"""Shared helpers for the benchmarks run by ``make bench``.
+
+Every figure is reported as a ratio against a baseline measured in the same run on the same
+machine (DESIGN §11): machines are shared and noisy, so absolute numbers mean little, and no
+test ever asserts on time. Each ``bench_*.py`` module exposes ``run(quick: bool) -> list[Result]``;
+``quick`` shrinks the workload so the test suite can check that every benchmark still runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Result:
+    """One measured figure next to its same-run baseline.
+
+    ``higher_is_better`` says how to read the ratio: for rates (ops/s) the ratio is
+    figure/baseline, for latencies baseline/figure is *not* used — the ratio is always
+    figure/baseline and ``target`` states the bound in the same direction.
+    """
+
+    name: str
+    value: float
+    unit: str
+    baseline_name: str
+    baseline_value: float
+    target: str
+    higher_is_better: bool = True
+
+    @property
+    def ratio(self) -> float:
+        """Figure divided by baseline (both in the same unit)."""
+        return self.value / self.baseline_value if self.baseline_value else float("inf")
+
+    def line(self) -> str:
+        """One human-readable report line."""
+        return (
+            f"{self.name:<58} {self.value:>14,.2f} {self.unit:<8} "
+            f"| baseline {self.baseline_name}: {self.baseline_value:,.2f} "
+            f"| ratio {self.ratio:.3f} | target {self.target}"
+        )
+
+
+def rate(fn: Callable[[], object], *, seconds: float = 1.0, min_calls: int = 20) -> float:
+    """Calls per second of ``fn`` over about ``seconds`` of wall time."""
+    calls = 0
+    start = time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds and calls >= min_calls:
+            return calls / elapsed
+
+
+def latencies(fn: Callable[[], object], *, calls: int) -> list[float]:
+    """Per-call latencies of ``fn`` in seconds."""
+    out: list[float] = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """The ``pct`` percentile (0–100) of ``values``."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
