@@ -1,0 +1,47 @@
+"""The audit package's single exception family.
+
+Every failure raised by ``audit`` derives from :class:`AuditError`, so the hub can map the whole
+family in one place (an unavailable log becomes HTTP 503: fail closed, DESIGN §2.4).
+"""
+
+from __future__ import annotations
+
+
+class AuditError(Exception):
+    """Base class of every error raised by the audit package."""
+
+
+class InvalidEvent(AuditError, ValueError):  # noqa: N818 - reads better at the call site
+    """An event field is missing, too long, or outside its allowed vocabulary or charset."""
+
+
+class LogUnavailable(AuditError):  # noqa: N818
+    """The event could not be made durable; the audited action must not happen."""
+
+
+class ProofError(AuditError):
+    """A Merkle inclusion or consistency proof does not verify, or cannot be built."""
+
+
+class CheckpointError(AuditError):
+    """A checkpoint note is malformed or its signature does not verify."""
+
+
+class TamperingDetected(AuditError):  # noqa: N818
+    """An export or store does not match its signed checkpoints.
+
+    ``index`` is the first leaf index known to be bad (or the first missing index after a
+    truncation); ``None`` when the problem is not tied to an event (e.g. a forged checkpoint).
+    """
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class WitnessError(AuditError):
+    """A witness refused to cosign (inconsistent checkpoint, unknown log key, bad state)."""
+
+
+class RetentionError(AuditError):
+    """A retention prune was refused (nothing to prune, or no signer for the segment record)."""

@@ -1,0 +1,392 @@
+"""RFC 6962 Merkle tree: hashes, roots, inclusion and consistency proofs.
+
+Hashing follows RFC 6962 §2.1 (SHA-256, leaf prefix 0x00, node prefix 0x01). Proof generation
+follows RFC 6962 §2.1.1 (PATH) and §2.1.2 (PROOF/SUBPROOF); verification follows the
+algorithms of RFC 9162 §2.1.3.2 and §2.1.4.2, which need no tree, only the proof.
+
+Generation works over any :data:`SubtreeSource`: a function giving the hash of the complete
+subtree ``(level, index)``, i.e. of leaves ``[index * 2**level, (index + 1) * 2**level)``.
+Every hash a proof needs is a fold of O(log n) such complete subtrees, so a store that keeps
+one row per complete subtree can answer a proof at any size with O(log n) lookups: it asks
+:func:`inclusion_proof_keys` / :func:`consistency_proof_keys` / :func:`frontier_keys` which rows
+it needs, fetches them in one query, then calls the generator with a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+
+from audit.errors import ProofError
+
+HASH_SIZE = 32
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+SubtreeSource = Callable[[int, int], bytes]
+"""``source(level, index)`` → hash of the complete subtree of ``2**level`` leaves at ``index``."""
+
+Key = tuple[int, int]
+
+_sha256 = hashlib.sha256
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """RFC 6962 leaf hash: ``SHA-256(0x00 || data)``."""
+    return _sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """RFC 6962 interior node hash: ``SHA-256(0x01 || left || right)``."""
+    return _sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """The largest power of two strictly smaller than ``n`` (``n >= 2``)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
+    """The Merkle tree hash (MTH) of a list of leaf hashes."""
+    frontier = Frontier()
+    for h in hashes:
+        frontier.push(h)
+    return frontier.root()
+
+
+def tree_root(entries: Iterable[bytes]) -> bytes:
+    """The Merkle tree hash (MTH) of a list of entries (leaf data, not yet hashed)."""
+    frontier = Frontier()
+    for entry in entries:
+        frontier.push(leaf_hash(entry))
+    return frontier.root()
+
+
+# --- complete-subtree decomposition -------------------------------------------------------
+
+
+def range_keys(start: int, end: int) -> list[Key]:
+    """Complete subtrees, left to right, whose fold is MTH(D[start:end]).
+
+    The range must be one that RFC 6962's recursion produces: ``start`` aligned to the size of
+    the smallest power of two holding the range. Ranges ``[0, n)`` always qualify.
+    """
+    n = end - start
+    if n <= 0:
+        raise ProofError("empty range")
+    keys: list[Key] = []
+    while True:
+        if n & (n - 1) == 0:
+            level = n.bit_length() - 1
+            if start % n:
+                raise ProofError("range is not aligned to the tree")
+            keys.append((level, start >> level))
+            return keys
+        k = _split(n)
+        if start % k:
+            raise ProofError("range is not aligned to the tree")
+        level = k.bit_length() - 1
+        keys.append((level, start >> level))
+        start += k
+        n -= k
+
+
+def frontier_keys(size: int) -> list[Key]:
+    """The complete subtrees (largest first) that make up a tree of ``size`` leaves."""
+    return range_keys(0, size) if size else []
+
+
+def range_hash(start: int, end: int, source: SubtreeSource) -> bytes:
+    """MTH(D[start:end]) folded from complete subtrees (right fold, as RFC 6962 splits)."""
+    keys = range_keys(start, end)
+    h = source(*keys[-1])
+    for key in reversed(keys[:-1]):
+        h = node_hash(source(*key), h)
+    return h
+
+
+def _inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The ranges whose MTH form PATH(index, D[size]), leaf side first (RFC 6962 §2.1.1)."""
+    if not 0 <= index < size:
+        raise ProofError(f"leaf index {index} is outside a tree of size {size}")
+    ranges: list[tuple[int, int]] = []
+    start, end = 0, size
+    while end - start > 1:
+        k = _split(end - start)
+        if index < start + k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start += k
+    ranges.reverse()
+    return ranges
+
+
+def _consistency_ranges(old: int, new: int) -> list[tuple[int, int]]:
+    """The ranges whose MTH form PROOF(old, D[new]) (RFC 6962 §2.1.2)."""
+    if not 0 <= old <= new:
+        raise ProofError(f"no consistency proof from size {old} to size {new}")
+    if old in (0, new):
+        return []
+    ranges: list[tuple[int, int]] = []
+    start, end, m, complete = 0, new, old, True
+    while True:
+        n = end - start
+        if m == n:
+            if not complete:
+                ranges.append((start, end))
+            break
+        k = _split(n)
+        if m <= k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start += k
+            m -= k
+            complete = False
+    ranges.reverse()
+    return ranges
+
+
+def _keys(ranges: Iterable[tuple[int, int]]) -> set[Key]:
+    return {key for start, end in ranges for key in range_keys(start, end)}
+
+
+def inclusion_proof_keys(index: int, size: int) -> set[Key]:
+    """The complete subtrees :func:`inclusion_proof` will ask its source for."""
+    return _keys(_inclusion_ranges(index, size))
+
+
+def consistency_proof_keys(old: int, new: int) -> set[Key]:
+    """The complete subtrees :func:`consistency_proof` will ask its source for."""
+    return _keys(_consistency_ranges(old, new))
+
+
+def inclusion_proof(index: int, size: int, source: SubtreeSource) -> list[bytes]:
+    """The audit path of leaf ``index`` in the tree of the first ``size`` leaves."""
+    return [range_hash(s, e, source) for s, e in _inclusion_ranges(index, size)]
+
+
+def consistency_proof(old: int, new: int, source: SubtreeSource) -> list[bytes]:
+    """The proof that the tree of size ``old`` is a prefix of the tree of size ``new``."""
+    return [range_hash(s, e, source) for s, e in _consistency_ranges(old, new)]
+
+
+def tree_root_at(size: int, source: SubtreeSource) -> bytes:
+    """MTH of the first ``size`` leaves, from the source's complete subtrees."""
+    return range_hash(0, size, source) if size else EMPTY_ROOT
+
+
+# --- verification (RFC 9162) ----------------------------------------------------------------
+
+
+def _check_hashes(*hashes: bytes) -> None:
+    for h in hashes:
+        if not isinstance(h, bytes) or len(h) != HASH_SIZE:
+            raise ProofError("hashes must be 32 bytes")
+
+
+def root_from_inclusion_proof(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
+    """The root implied by an inclusion proof (RFC 9162 §2.1.3.2 steps 1-4)."""
+    _check_hashes(leaf, *proof)
+    if not 0 <= index < size:
+        raise ProofError(f"leaf index {index} is outside a tree of size {size}")
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            raise ProofError("inclusion proof is too long")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("inclusion proof is too short")
+    return r
+
+
+def verify_inclusion(
+    leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+) -> None:
+    """Raise :class:`ProofError` unless ``proof`` shows leaf ``index`` under ``root``."""
+    _check_hashes(root)
+    if root_from_inclusion_proof(leaf, index, size, proof) != root:
+        raise ProofError("inclusion proof does not lead to the root")
+
+
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> None:
+    """Raise :class:`ProofError` unless the old tree is a prefix of the new (RFC 9162 §2.1.4.2)."""
+    _check_hashes(old_root, new_root, *proof)
+    if not 0 <= old_size <= new_size:
+        raise ProofError("a tree cannot shrink")
+    if old_size == new_size:
+        if proof or old_root != new_root:
+            raise ProofError("equal sizes need equal roots and an empty proof")
+        return
+    if old_size == 0:
+        # Every tree extends the empty tree; RFC 9162 defines no proof for it.
+        if proof:
+            raise ProofError("the empty tree needs an empty proof")
+        return
+    if not proof:
+        raise ProofError("consistency proof is empty")
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:
+        path.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise ProofError("consistency proof is too long")
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0 or fr != old_root or sr != new_root:
+        raise ProofError("consistency proof does not verify")
+
+
+# --- incremental trees ----------------------------------------------------------------------
+
+
+class Frontier:
+    """The right edge of a growing tree: one complete-subtree hash per set bit of its size.
+
+    Appending a leaf costs one hash plus, amortised, one node hash; the root at the current size
+    is a fold of at most log2(n) hashes. Both the store (to know which complete subtrees a new
+    leaf completes) and the offline verifier (to recompute roots in one streaming pass) use it.
+    """
+
+    __slots__ = ("_hashes", "_size")
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        if size < 0 or len(hashes) != size.bit_count():
+            raise ProofError("a frontier needs one hash per set bit of its size")
+        _check_hashes(*hashes)
+        self._size = size
+        self._hashes = list(hashes)
+
+    @property
+    def size(self) -> int:
+        """Number of leaves appended so far."""
+        return self._size
+
+    @property
+    def hashes(self) -> tuple[bytes, ...]:
+        """The complete-subtree hashes, largest subtree first (see :func:`frontier_keys`)."""
+        return tuple(self._hashes)
+
+    def copy(self) -> Frontier:
+        """An independent copy."""
+        return Frontier(self._size, self._hashes)
+
+    def push(self, leaf: bytes) -> None:
+        """Append one leaf hash (no bookkeeping: the verifier's hot loop)."""
+        stack = self._hashes
+        n = self._size
+        h = leaf
+        while n & 1:
+            h = _sha256(b"\x01" + stack.pop() + h).digest()
+            n >>= 1
+        stack.append(h)
+        self._size += 1
+
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Append one leaf hash; return every complete subtree it completes, leaf included."""
+        index = self._size
+        stack = self._hashes
+        created = [(0, index, leaf)]
+        n, h, level = index, leaf, 0
+        while n & 1:
+            h = _sha256(b"\x01" + stack.pop() + h).digest()
+            n >>= 1
+            level += 1
+            created.append((level, index >> level, h))
+        stack.append(h)
+        self._size += 1
+        return created
+
+    def root(self) -> bytes:
+        """MTH of the leaves appended so far."""
+        if not self._hashes:
+            return EMPTY_ROOT
+        stack = self._hashes
+        h = stack[-1]
+        for left in reversed(stack[:-1]):
+            h = _sha256(b"\x01" + left + h).digest()
+        return h
+
+
+class MemoryTree:
+    """A whole tree in memory, every level kept: a reference :data:`SubtreeSource` for tests
+    and small logs (e.g. a key directory snapshot)."""
+
+    def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
+        self._levels: list[list[bytes]] = [[]]
+        for h in leaf_hashes:
+            self.append(h)
+
+    @property
+    def size(self) -> int:
+        """Number of leaves."""
+        return len(self._levels[0])
+
+    def append(self, leaf: bytes) -> None:
+        """Append one leaf hash, completing the subtrees it closes."""
+        _check_hashes(leaf)
+        self._levels[0].append(leaf)
+        level, index = 0, len(self._levels[0]) - 1
+        while index & 1:
+            row = self._levels[level]
+            h = node_hash(row[index - 1], row[index])
+            level += 1
+            if len(self._levels) == level:
+                self._levels.append([])
+            self._levels[level].append(h)
+            index >>= 1
+
+    def subtree(self, level: int, index: int) -> bytes:
+        """Hash of the complete subtree ``(level, index)``."""
+        try:
+            return self._levels[level][index]
+        except IndexError:
+            raise ProofError(f"no complete subtree ({level}, {index})") from None
+
+    def root(self, size: int | None = None) -> bytes:
+        """MTH of the first ``size`` leaves (all by default)."""
+        n = self.size if size is None else size
+        if not 0 <= n <= self.size:
+            raise ProofError(f"no tree of size {n}")
+        return tree_root_at(n, self.subtree)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """Audit path of leaf ``index`` in the tree of ``size`` leaves (all by default)."""
+        n = self.size if size is None else size
+        if n > self.size:
+            raise ProofError(f"no tree of size {n}")
+        return inclusion_proof(index, n, self.subtree)
+
+    def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
+        """Consistency proof from size ``old`` to size ``new`` (all by default)."""
+        n = self.size if new is None else new
+        if n > self.size:
+            raise ProofError(f"no tree of size {n}")
+        return consistency_proof(old, n, self.subtree)
