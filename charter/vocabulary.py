@@ -66,3 +66,67 @@ ROLE_LABELS_FR: dict[Role, str] = {
     Role.DPO: "Délégué à la protection des données",
     Role.ADMIN: "Administrateur",
 }
+
+
+class Category(StrEnum):
+    """Categories of the field catalogue.
+
+    Consent scopes and retention periods are stated per category, so the list is closed: a
+    charter naming another category is refused by the loader rather than silently unretained.
+    """
+
+    IDENTITE = "identite"
+    CONTACT = "contact"
+    JUSTICE = "justice"
+    FORMATION_EMPLOI = "formation_emploi"
+    LOGEMENT = "logement"
+    SANTE = "sante"
+    FAMILLE = "famille"
+    RESSOURCES = "ressources"
+    MOBILITE = "mobilite"
+    PARCOURS = "parcours"
+    SORTIE = "sortie"
+
+
+CATEGORY_LABELS_FR: dict[Category, str] = {
+    Category.IDENTITE: "Identité",
+    Category.CONTACT: "Coordonnées",
+    Category.JUSTICE: "Situation judiciaire",
+    Category.FORMATION_EMPLOI: "Formation et emploi",
+    Category.LOGEMENT: "Logement et hébergement",
+    Category.SANTE: "Santé (orientation, jamais de diagnostic)",
+    Category.FAMILLE: "Famille",
+    Category.RESSOURCES: "Ressources",
+    Category.MOBILITE: "Mobilité",
+    Category.PARCOURS: "Parcours",
+    Category.SORTIE: "Sortie du dispositif",
+}
+
+
+class Tier(StrEnum):
+    """Where a field may live."""
+
+    HUB = "hub"  # the hub processes it (alerts, indicators): stored encrypted at rest
+    E2E = "e2e"  # only inside sealed liaison forms: the hub never reads it
+
+
+class Secrecy(StrEnum):
+    """How far a field may travel."""
+
+    CONFIDENTIEL = "confidentiel"  # may be exchanged within the operational group
+    # professional secrecy: only between bound professionals (CASF L.121-6-2)
+    SECRET = "secret"  # noqa: S105 - a secrecy level, not a password
+    INTERDIT = "interdit"  # never exchanged, whatever a rule says
+
+
+class RetentionEvent(StrEnum):
+    """The event a retention period runs from."""
+
+    CASE_CLOSED = "case_closed"
+    MEASURE_ENDED = "measure_ended"
+
+
+RETENTION_EVENT_LABELS_FR: dict[RetentionEvent, str] = {
+    RetentionEvent.CASE_CLOSED: "clôture du suivi",
+    RetentionEvent.MEASURE_ENDED: "fin de la mesure judiciaire",
+}
