@@ -1,0 +1,496 @@
+"""The durable audit log: SQLAlchemy Core tables in their own ``MetaData`` and :class:`AuditLog`.
+
+The audit log lives in its own database (DESIGN §8), so it has its own ``MetaData`` and engine
+(:func:`make_audit_engine`). Core, not the ORM: appending is on every request's hot path.
+
+Tables
+------
+``audit_events``       one row per event: ``seq`` (= Merkle leaf index, from 0), every field,
+                       the leaf hash. Append-only.
+``audit_nodes``        one row per *complete* subtree ``(level, idx, hash)``, leaves included
+                       (level 0). Append-only and never pruned (hashes only, no personal data),
+                       so the root at any size and any proof need O(log n) row lookups.
+``audit_checkpoints``  signed checkpoint notes (see :mod:`audit.checkpoint`). Append-only.
+``audit_segments``     signed records of retention cuts (see :mod:`audit.retention`).
+                       Append-only; the only thing that lets old events be deleted.
+
+Append-only is enforced by triggers on SQLite and PostgreSQL: UPDATE is always refused and
+DELETE of an event is refused unless a segment record covers its ``seq``. In production the
+application's PostgreSQL role should further be granted only ``INSERT, SELECT`` on these tables
+(and ``DELETE`` on ``audit_events`` only for the role that runs retention), e.g.::
+
+    REVOKE ALL ON audit_events, audit_nodes, audit_checkpoints, audit_segments FROM maillon_app;
+    GRANT INSERT, SELECT ON audit_events, audit_nodes, audit_checkpoints, audit_segments
+        TO maillon_app;
+
+Writers
+-------
+Every append goes through one path that serialises sequence assignment: SQLite
+``BEGIN IMMEDIATE`` (the database write lock, taken before the size is read) or, on PostgreSQL,
+a transaction-level advisory lock. The size is then read from ``audit_nodes`` and the new rows
+inserted in the same transaction, so concurrent writers in any number of threads or processes
+get gap-free, unique sequence numbers. :meth:`AuditLog.append` returns only after COMMIT;
+with SQLite in WAL mode and ``synchronous=FULL`` that COMMIT is durable across power loss.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    tuple_,
+)
+from sqlalchemy.exc import SQLAlchemyError
+
+from audit import merkle
+from audit.checkpoint import Checkpoint, NoteSigner, SignedNote
+from audit.errors import AuditError, LogUnavailable, ProofError
+from audit.events import Event, NewEvent, from_micros, to_micros
+
+metadata = MetaData()
+
+# INTEGER (not BIGINT) on SQLite makes the primary key an alias of the rowid: no second index.
+_Seq = BigInteger().with_variant(Integer(), "sqlite")
+
+events_table = Table(
+    "audit_events",
+    metadata,
+    Column("seq", _Seq, primary_key=True, autoincrement=False),
+    Column("time_us", BigInteger, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("actor_user", String(128), nullable=True),
+    Column("actor_org", String(128), nullable=False),
+    Column("object_type", String(32), nullable=False),
+    Column("object_id", String(128), nullable=False),
+    Column("purpose", String(128), nullable=False),
+    Column("decision", String(8), nullable=False),
+    Column("rule", String(128), nullable=False),
+    Column("charter_version", String(128), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("ip_hash", String(64), nullable=False),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+)
+# The DPO console searches by object, by actor and by period (DESIGN §8).
+Index("ix_audit_events_object", events_table.c.object_id, events_table.c.seq)
+Index("ix_audit_events_user", events_table.c.actor_user, events_table.c.seq)
+Index("ix_audit_events_org", events_table.c.actor_org, events_table.c.seq)
+Index("ix_audit_events_time", events_table.c.time_us)
+
+nodes_table = Table(
+    "audit_nodes",
+    metadata,
+    Column("level", SmallInteger, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    sqlite_with_rowid=False,
+)
+
+checkpoints_table = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("id", _Seq, primary_key=True, autoincrement=True),
+    Column("size", BigInteger, nullable=False, index=True),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("time_us", BigInteger, nullable=False),
+    Column("note", Text, nullable=False),
+)
+
+segments_table = Table(
+    "audit_segments",
+    metadata,
+    Column("cut", BigInteger, primary_key=True, autoincrement=False),
+    Column("time_us", BigInteger, nullable=False),
+    Column("frontier", LargeBinary, nullable=False),
+    Column("note", Text, nullable=False),
+)
+
+_APPEND_ONLY = ("audit_events", "audit_nodes", "audit_checkpoints", "audit_segments")
+
+_SQLITE_TRIGGERS = [
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS {t}_no_update BEFORE UPDATE ON {t} "
+        f"BEGIN SELECT RAISE(ABORT, '{t} is append-only'); END"
+        for t in _APPEND_ONLY
+    ),
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS {t}_no_delete BEFORE DELETE ON {t} "
+        f"BEGIN SELECT RAISE(ABORT, '{t} is append-only'); END"
+        for t in _APPEND_ONLY
+        if t != "audit_events"
+    ),
+    # Events may only be deleted below a signed retention cut (audit.retention).
+    "CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events "
+    "WHEN OLD.seq >= COALESCE((SELECT MAX(cut) FROM audit_segments), 0) "
+    "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only above the retention cut'); END",
+]
+
+_PG_TRIGGERS = [
+    """CREATE OR REPLACE FUNCTION audit_forbid_change() RETURNS trigger
+       LANGUAGE plpgsql AS $$
+       BEGIN RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || ' is append-only'; END $$""",
+    """CREATE OR REPLACE FUNCTION audit_guard_event_delete() RETURNS trigger
+       LANGUAGE plpgsql AS $$
+       BEGIN
+         IF OLD.seq >= COALESCE((SELECT MAX(cut) FROM audit_segments), 0) THEN
+           RAISE EXCEPTION 'audit_events is append-only above the retention cut';
+         END IF;
+         RETURN OLD;
+       END $$""",
+    *(
+        f"CREATE OR REPLACE TRIGGER {t}_no_update BEFORE UPDATE ON {t} "
+        f"FOR EACH ROW EXECUTE FUNCTION audit_forbid_change()"
+        for t in _APPEND_ONLY
+    ),
+    *(
+        f"CREATE OR REPLACE TRIGGER {t}_no_delete BEFORE DELETE ON {t} "
+        f"FOR EACH ROW EXECUTE FUNCTION audit_forbid_change()"
+        for t in _APPEND_ONLY
+        if t != "audit_events"
+    ),
+    *(
+        f"CREATE OR REPLACE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t} "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION audit_forbid_change()"
+        for t in _APPEND_ONLY
+    ),
+    "CREATE OR REPLACE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events "
+    "FOR EACH ROW EXECUTE FUNCTION audit_guard_event_delete()",
+]
+
+# Arbitrary constant naming the audit writer lock among the database's advisory locks.
+_PG_LOCK_KEY = 0x4D41494C  # "MAIL"
+_WRITE_OPTION = "maillon_audit_write"
+_BATCH = 1000
+
+
+def make_audit_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for the audit store.
+
+    For SQLite files: WAL journal, ``synchronous=FULL`` (an acknowledged append survives power
+    loss), a generous busy timeout (writers queue instead of failing), and transactions opened
+    by SQLAlchemy rather than the driver, so that write transactions can start with
+    ``BEGIN IMMEDIATE``. Other URLs (``postgresql+psycopg://…``) are passed through.
+    """
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+    connect_args = {"timeout": 60.0, "check_same_thread": False}
+    connect_args.update(kwargs.pop("connect_args", {}))
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" hook issue BEGIN itself (pysqlite would defer it).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the write lock up front, so reading the size and inserting the next
+        # sequence number happen under one lock; readers stay deferred (WAL snapshots).
+        write = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _event_from_row(row: Any) -> Event:
+    return Event(
+        seq=row.seq,
+        time=from_micros(row.time_us),
+        action=row.action,
+        actor_user=row.actor_user,
+        actor_org=row.actor_org,
+        object_type=row.object_type,
+        object_id=row.object_id,
+        purpose=row.purpose,
+        decision=row.decision,
+        rule=row.rule,
+        charter_version=row.charter_version,
+        request_id=row.request_id,
+        ip_hash=row.ip_hash,
+    )
+
+
+_NEW_FIELDS = tuple(f.name for f in fields(NewEvent))
+
+
+class AuditLog:
+    """The append-only, Merkle-tree audit log over one database.
+
+    ``clock`` returns the current time as an aware datetime; it is injected so tests and
+    replays control time. One instance may be shared by threads; several processes may hold
+    their own instances on the same database.
+    """
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime]) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._postgres = engine.dialect.name == "postgresql"
+        self._writer = engine.execution_options(**{_WRITE_OPTION: True})
+        # Right edge of the tree at the last size this instance committed. Only a hint: it is
+        # used only when the size read under the write lock still matches.
+        self._frontier: merkle.Frontier | None = None
+        self._schema_lock = threading.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        """The audit database engine."""
+        return self._engine
+
+    # --- schema --------------------------------------------------------------------------
+
+    def create_schema(self) -> None:
+        """Create tables, indexes and append-only triggers if missing (idempotent)."""
+        with self._schema_lock:
+            try:
+                with self._writer.begin() as conn:
+                    if self._postgres:
+                        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+                    metadata.create_all(conn, checkfirst=True)
+                    for ddl in _PG_TRIGGERS if self._postgres else _SQLITE_TRIGGERS:
+                        conn.exec_driver_sql(ddl)
+            except SQLAlchemyError as exc:
+                raise LogUnavailable(f"cannot create the audit schema: {exc}") from exc
+
+    # --- writing -------------------------------------------------------------------------
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[Connection]:
+        """A transaction holding the single writer lock (used by appends and retention)."""
+        with self._writer.begin() as conn:
+            if self._postgres:
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+            yield conn
+
+    def append(self, new: NewEvent) -> Event:
+        """Append one event; it is committed and durable when this returns.
+
+        Raises :class:`LogUnavailable` if it could not be written: the caller must then refuse
+        the audited action (fail closed).
+        """
+        return self.append_many((new,))[0]
+
+    def append_many(self, news: Sequence[NewEvent]) -> list[Event]:
+        """Append several events in one transaction (one fsync), in order."""
+        if not news:
+            return []
+        for new in news:
+            if not isinstance(new, NewEvent):
+                raise TypeError("append takes NewEvent records")
+        try:
+            with self.write_transaction() as conn:
+                appended, frontier = self._append_locked(conn, news)
+        except AuditError:
+            raise
+        except SQLAlchemyError as exc:
+            raise LogUnavailable(f"audit event not written: {exc}") from exc
+        self._frontier = frontier
+        return appended
+
+    def _append_locked(
+        self, conn: Connection, news: Sequence[NewEvent]
+    ) -> tuple[list[Event], merkle.Frontier]:
+        size = self._size(conn)
+        cached = self._frontier
+        if cached is not None and cached.size == size:
+            frontier = cached.copy()
+        else:
+            frontier = merkle.Frontier(size, self._fetch_frontier(conn, size))
+        appended: list[Event] = []
+        event_rows: list[dict[str, Any]] = []
+        node_rows: list[dict[str, Any]] = []
+        for offset, new in enumerate(news):
+            when = self._clock()
+            ev = Event(size + offset, when, **{name: getattr(new, name) for name in _NEW_FIELDS})
+            leaf = ev.leaf_hash()
+            row = {name: getattr(ev, name) for name in _NEW_FIELDS}
+            row["seq"] = ev.seq
+            row["time_us"] = to_micros(ev.time)
+            row["leaf_hash"] = leaf
+            event_rows.append(row)
+            node_rows.extend(
+                {"level": level, "idx": idx, "hash": h} for level, idx, h in frontier.append(leaf)
+            )
+            appended.append(ev)
+        conn.execute(insert(events_table), event_rows)
+        conn.execute(insert(nodes_table), node_rows)
+        return appended, frontier
+
+    # --- reading the tree ----------------------------------------------------------------
+
+    @staticmethod
+    def _size(conn: Connection) -> int:
+        last = conn.execute(
+            select(func.max(nodes_table.c.idx)).where(nodes_table.c.level == 0)
+        ).scalar()
+        return 0 if last is None else int(last) + 1
+
+    @staticmethod
+    def _fetch_nodes(conn: Connection, keys: Iterable[merkle.Key]) -> dict[merkle.Key, bytes]:
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        rows = conn.execute(
+            select(nodes_table.c.level, nodes_table.c.idx, nodes_table.c.hash).where(
+                tuple_(nodes_table.c.level, nodes_table.c.idx).in_(wanted)
+            )
+        )
+        found = {(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
+        if len(found) != len(wanted):
+            raise ProofError("the audit store is missing tree nodes")
+        return found
+
+    def _fetch_frontier(self, conn: Connection, size: int) -> list[bytes]:
+        keys = merkle.frontier_keys(size)
+        nodes = self._fetch_nodes(conn, keys)
+        return [nodes[k] for k in keys]
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        # One transaction per read so a proof and the size it is for come from one snapshot.
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise LogUnavailable(f"audit store unreadable: {exc}") from exc
+
+    def _resolve_size(self, conn: Connection, size: int | None) -> int:
+        current = self._size(conn)
+        if size is None:
+            return current
+        if not 0 <= size <= current:
+            raise ProofError(f"the log has {current} events, not {size}")
+        return size
+
+    def size(self) -> int:
+        """Number of events ever appended (pruned ones included: sequence numbers are kept)."""
+        with self._read() as conn:
+            return self._size(conn)
+
+    def root(self, size: int | None = None) -> bytes:
+        """Merkle root of the first ``size`` events (all by default)."""
+        with self._read() as conn:
+            n = self._resolve_size(conn, size)
+            nodes = self._fetch_nodes(conn, merkle.frontier_keys(n))
+            return merkle.tree_root_at(n, lambda level, idx: nodes[(level, idx)])
+
+    def frontier(self, size: int) -> list[bytes]:
+        """The complete-subtree hashes making up the tree of ``size`` events."""
+        with self._read() as conn:
+            return self._fetch_frontier(conn, self._resolve_size(conn, size))
+
+    def inclusion_proof(self, seq: int, size: int | None = None) -> list[bytes]:
+        """Audit path of event ``seq`` in the tree of ``size`` events (all by default)."""
+        with self._read() as conn:
+            n = self._resolve_size(conn, size)
+            nodes = self._fetch_nodes(conn, merkle.inclusion_proof_keys(seq, n))
+            return merkle.inclusion_proof(seq, n, lambda level, idx: nodes[(level, idx)])
+
+    def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
+        """Proof that the tree of ``old`` events is a prefix of the tree of ``new``."""
+        with self._read() as conn:
+            n = self._resolve_size(conn, new)
+            nodes = self._fetch_nodes(conn, merkle.consistency_proof_keys(old, n))
+            return merkle.consistency_proof(old, n, lambda level, idx: nodes[(level, idx)])
+
+    def leaf_hash(self, seq: int) -> bytes:
+        """The stored leaf hash of event ``seq`` (kept even after the event is pruned)."""
+        with self._read() as conn:
+            return self._fetch_nodes(conn, [(0, seq)])[(0, seq)]
+
+    # --- reading events ------------------------------------------------------------------
+
+    def event(self, seq: int) -> Event:
+        """The event at ``seq``; :class:`AuditError` if it does not exist or was pruned."""
+        with self._read() as conn:
+            row = conn.execute(select(events_table).where(events_table.c.seq == seq)).first()
+        if row is None:
+            raise AuditError(f"no event {seq}")
+        return _event_from_row(row)
+
+    def events(
+        self, start: int = 0, stop: int | None = None, *, batch: int = _BATCH
+    ) -> Iterator[Event]:
+        """Events with ``start <= seq < stop`` in order, fetched in keyset batches."""
+        for row in self.event_rows(start, stop, batch=batch):
+            yield _event_from_row(row)
+
+    def event_rows(
+        self, start: int = 0, stop: int | None = None, *, batch: int = _BATCH
+    ) -> Iterator[Any]:
+        """Raw rows of :meth:`events` (with the stored ``leaf_hash``), for exports."""
+        cursor = start
+        while True:
+            query = select(events_table).where(events_table.c.seq >= cursor)
+            if stop is not None:
+                query = query.where(events_table.c.seq < stop)
+            with self._read() as conn:
+                rows = conn.execute(query.order_by(events_table.c.seq).limit(batch)).all()
+            yield from rows
+            if len(rows) < batch:
+                return
+            cursor = int(rows[-1].seq) + 1
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    def checkpoint(self, signer: NoteSigner) -> SignedNote:
+        """Sign and store a checkpoint of the current tree; return its signed note."""
+        with self._read() as conn:
+            size = self._size(conn)
+            nodes = self._fetch_nodes(conn, merkle.frontier_keys(size))
+            root = merkle.tree_root_at(size, lambda level, idx: nodes[(level, idx)])
+        checkpoint = Checkpoint(signer.name, size, root, self._clock())
+        note = signer.sign_checkpoint(checkpoint)
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    insert(checkpoints_table).values(
+                        size=size, root=root, time_us=to_micros(checkpoint.time), note=str(note)
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise LogUnavailable(f"checkpoint not stored: {exc}") from exc
+        return note
+
+    def checkpoints(self, *, since_size: int = 0) -> list[str]:
+        """Stored checkpoint notes with ``size >= since_size``, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(checkpoints_table.c.note)
+                .where(checkpoints_table.c.size >= since_size)
+                .order_by(checkpoints_table.c.id)
+            ).all()
+        return [str(r.note) for r in rows]
+
+    def latest_checkpoint(self) -> str | None:
+        """The most recent checkpoint note, if any."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(checkpoints_table.c.note).order_by(checkpoints_table.c.id.desc()).limit(1)
+            ).first()
+        return None if row is None else str(row.note)
