@@ -1,0 +1,15 @@
+"""One blueprint per area of the hub."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register(app: Flask) -> None:
+    """Register every blueprint on ``app``."""
+    from hub.blueprints import admin, api, auth, main  # noqa: PLC0415
+
+    app.register_blueprint(main.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(api.bp)

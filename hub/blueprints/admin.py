@@ -1,0 +1,299 @@
+"""Administration: organisations, users, operational groups. Admins never see case content."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import or_, select
+
+from charter.vocabulary import OrgKind, Role
+from hub.blueprints.auth import show_error
+from hub.celery_app import enqueue
+from hub.forms import ConfirmForm, GroupForm, MembersForm, OrganisationForm, SearchForm, UserForm
+from hub.i18n import MessageError
+from hub.models import GroupMembership, OperationalGroup, Organisation, User
+from hub.pagination import page_number, paginate
+from hub.security import fresh_login_required, role_required
+from hub.state import accounts, db
+from hub.tasks import send_activation_mail
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+@role_required(Role.ADMIN)
+def _admins_only() -> None:
+    """Every page here is for administrators."""
+
+
+def _like(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _org_or_404(public_id: str) -> Organisation:
+    org = db().scalar(select(Organisation).where(Organisation.public_id == public_id))
+    if org is None:
+        abort(404)
+    return org
+
+
+def _user_or_404(public_id: str) -> User:
+    user = db().scalar(select(User).where(User.public_id == public_id))
+    if user is None:
+        abort(404)
+    return user
+
+
+def _group_or_404(public_id: str) -> OperationalGroup:
+    group = db().scalar(select(OperationalGroup).where(OperationalGroup.public_id == public_id))
+    if group is None:
+        abort(404)
+    return group
+
+
+@bp.route("/")
+def dashboard() -> Any:
+    """Overview for administrators."""
+    session = db()
+    counts = {
+        "organisations": len(session.scalars(select(Organisation.id)).all()),
+        "users": len(session.scalars(select(User.id)).all()),
+        "groups": len(session.scalars(select(OperationalGroup.id)).all()),
+        "locked": len(
+            session.scalars(select(User.id).where(User.locked_until.is_not(None))).all()
+        ),
+    }
+    return render_template("admin/dashboard.html", counts=counts)
+
+
+# -- organisations -------------------------------------------------------------------------
+
+
+@bp.route("/organisations", methods=["GET", "POST"])
+def organisations() -> Any:
+    """List (searchable, paginated) and create organisations."""
+    form = OrganisationForm()
+    if form.validate_on_submit():
+        try:
+            accounts().create_organisation(form.name.data or "", OrgKind(form.kind.data))
+        except MessageError as error:
+            db().rollback()
+            show_error(error)
+        else:
+            db().commit()
+            flash(_("L'organisation a été créée."), "success")
+            return redirect(url_for("admin.organisations"))
+    search = SearchForm(request.args)
+    statement = select(Organisation).order_by(Organisation.name)
+    if search.q.data:
+        statement = statement.where(Organisation.name.ilike(_like(search.q.data), escape="\\"))
+    page = paginate(db(), statement, page_number(request.args.get("page")))
+    return render_template(
+        "admin/organisations.html", form=form, search=search, page=page, confirm=ConfirmForm()
+    )
+
+
+@bp.route("/organisations/<public_id>/statut", methods=["POST"])
+@fresh_login_required
+def organisation_status(public_id: str) -> Any:
+    """Suspend or reactivate an organisation; suspending ends its users' sessions."""
+    org = _org_or_404(public_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    org.active = not org.active
+    for user in org.users:
+        accounts().end_all_sessions(user)
+    db().commit()
+    flash(
+        _("L'organisation est suspendue.") if not org.active else _("L'organisation est réactivée."),
+        "success",
+    )
+    return redirect(url_for("admin.organisations"))
+
+
+# -- users ---------------------------------------------------------------------------------
+
+
+@bp.route("/utilisateurs")
+def users() -> Any:
+    """List users (searchable, paginated)."""
+    search = SearchForm(request.args)
+    statement = select(User).order_by(User.name)
+    if search.q.data:
+        pattern = _like(search.q.data)
+        statement = statement.where(
+            or_(User.name.ilike(pattern, escape="\\"), User.email.ilike(pattern, escape="\\"))
+        )
+    if search.active_only.data:
+        statement = statement.where(User.active.is_(True))
+    page = paginate(db(), statement, page_number(request.args.get("page")))
+    return render_template("admin/users.html", search=search, page=page)
+
+
+def _organisation_choices() -> list[tuple[int, str]]:
+    orgs = db().scalars(select(Organisation).where(Organisation.active.is_(True)).order_by(Organisation.name))
+    return [(o.id, o.name) for o in orgs]
+
+
+@bp.route("/utilisateurs/nouveau", methods=["GET", "POST"])
+def new_user() -> Any:
+    """Create a user and send the one-time activation link by mail."""
+    form = UserForm()
+    form.organisation.choices = _organisation_choices()
+    if form.validate_on_submit():
+        org = db().get(Organisation, form.organisation.data)
+        if org is None or not org.active:
+            abort(400)
+        try:
+            service = accounts()
+            user = service.create_user(
+                name=form.name.data or "",
+                email=form.email.data or "",
+                organisation=org,
+                roles={Role(r) for r in form.roles.data or []},
+            )
+            invitation = service.prepare_link(user, purpose="invite", created_by=current_user)
+        except MessageError as error:
+            db().rollback()
+            show_error(error)
+        else:
+            enqueue(db(), send_activation_mail, invitation.id)
+            db().commit()
+            flash(_("Le compte est créé ; l'invitation part par courriel."), "success")
+            return redirect(url_for("admin.user_detail", public_id=user.public_id))
+    return render_template("admin/user_new.html", form=form)
+
+
+@bp.route("/utilisateurs/<public_id>")
+def user_detail(public_id: str) -> Any:
+    """One user's account state and the actions on it."""
+    user = _user_or_404(public_id)
+    return render_template(
+        "admin/user_detail.html",
+        user=user,
+        locked=accounts().is_locked(user),
+        confirm=ConfirmForm(),
+    )
+
+
+@bp.route("/utilisateurs/<public_id>/deverrouiller", methods=["POST"])
+def user_unlock(public_id: str) -> Any:
+    """Lift a lockout."""
+    user = _user_or_404(public_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    accounts().unlock(user)
+    db().commit()
+    flash(_("Le compte est déverrouillé."), "success")
+    return redirect(url_for("admin.user_detail", public_id=public_id))
+
+
+@bp.route("/utilisateurs/<public_id>/reinitialiser-mfa", methods=["POST"])
+@fresh_login_required
+def user_reset_mfa(public_id: str) -> Any:
+    """Reset the second factor: sessions end and a re-enrolment link is mailed."""
+    user = _user_or_404(public_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    invitation = accounts().reset_mfa(user, by=current_user)
+    enqueue(db(), send_activation_mail, invitation.id)
+    db().commit()
+    flash(_("La double authentification est réinitialisée ; un lien est envoyé par courriel."), "success")
+    return redirect(url_for("admin.user_detail", public_id=public_id))
+
+
+@bp.route("/utilisateurs/<public_id>/statut", methods=["POST"])
+@fresh_login_required
+def user_status(public_id: str) -> Any:
+    """Disable (ending every session at once) or re-enable an account."""
+    user = _user_or_404(public_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    if user.id == current_user.id:
+        flash(_("Vous ne pouvez pas désactiver votre propre compte."), "error")
+        return redirect(url_for("admin.user_detail", public_id=public_id))
+    accounts().set_active(user, not user.active)
+    db().commit()
+    flash(_("Le compte est désactivé.") if not user.active else _("Le compte est réactivé."), "success")
+    return redirect(url_for("admin.user_detail", public_id=public_id))
+
+
+@bp.route("/utilisateurs/<public_id>/invitation", methods=["POST"])
+def user_reinvite(public_id: str) -> Any:
+    """Send a new activation link to a user who has not activated the account."""
+    user = _user_or_404(public_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    if user.mfa_enrolled:
+        flash(_("Ce compte est déjà activé."), "error")
+        return redirect(url_for("admin.user_detail", public_id=public_id))
+    invitation = accounts().prepare_link(user, purpose="invite", created_by=current_user)
+    enqueue(db(), send_activation_mail, invitation.id)
+    db().commit()
+    flash(_("Une nouvelle invitation part par courriel."), "success")
+    return redirect(url_for("admin.user_detail", public_id=public_id))
+
+
+# -- operational groups --------------------------------------------------------------------
+
+
+def _user_choices() -> list[tuple[int, str]]:
+    people = db().scalars(select(User).where(User.active.is_(True)).order_by(User.name))
+    return [(u.id, f"{u.name} — {u.organisation.name}") for u in people]
+
+
+@bp.route("/groupes", methods=["GET", "POST"])
+def groups() -> Any:
+    """List and create operational groups."""
+    form = GroupForm()
+    form.coordinator.choices = [(0, _("— à désigner —")), *_user_choices()]
+    if form.validate_on_submit():
+        session = db()
+        name = (form.name.data or "").strip()
+        if session.scalar(select(OperationalGroup).where(OperationalGroup.name == name)):
+            flash(_("Un groupe porte déjà ce nom."), "error")
+        else:
+            coordinator = session.get(User, form.coordinator.data) if form.coordinator.data else None
+            group = OperationalGroup(name=name, territory=(form.territory.data or "").strip())
+            group.coordinator = coordinator
+            session.add(group)
+            if coordinator is not None:
+                group.memberships.append(GroupMembership(user=coordinator))
+            session.commit()
+            flash(_("Le groupe a été créé."), "success")
+            return redirect(url_for("admin.group_detail", public_id=group.public_id))
+    page = paginate(
+        db(), select(OperationalGroup).order_by(OperationalGroup.name), page_number(request.args.get("page"))
+    )
+    return render_template("admin/groups.html", form=form, page=page)
+
+
+@bp.route("/groupes/<public_id>", methods=["GET", "POST"])
+def group_detail(public_id: str) -> Any:
+    """Members and coordinator of a group."""
+    group = _group_or_404(public_id)
+    form = MembersForm()
+    choices = _user_choices()
+    form.members.choices = choices
+    form.coordinator.choices = [(0, _("— à désigner —")), *choices]
+    if form.validate_on_submit():
+        session = db()
+        wanted = set(form.members.data or [])
+        coordinator_id = form.coordinator.data or None
+        if coordinator_id:
+            wanted.add(coordinator_id)  # the coordinator always sits in the group
+        group.memberships = [m for m in group.memberships if m.user_id in wanted]
+        present = {m.user_id for m in group.memberships}
+        for user_id in sorted(wanted - present):
+            group.memberships.append(GroupMembership(user_id=user_id))
+        group.coordinator_id = coordinator_id
+        session.commit()
+        flash(_("Le groupe est enregistré."), "success")
+        return redirect(url_for("admin.group_detail", public_id=public_id))
+    form.members.data = [m.user_id for m in group.memberships]
+    form.coordinator.data = group.coordinator_id or 0
+    return render_template("admin/group_detail.html", group=group, form=form)

@@ -1,0 +1,89 @@
+"""JSON API for organisation systems. Authenticated by bearer access tokens (see api_auth)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, g, jsonify, request
+from flask_babel import gettext as _
+
+from hub.api_auth import ApiAuth, ApiAuthError
+from hub.errors import ApiError
+from hub.extensions import csrf, limiter
+from hub.models import ApiClient
+from hub.state import db, state
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+csrf.exempt(bp)  # no cookies here: bearer tokens only, so CSRF does not apply
+
+PUBLIC = frozenset({"api.token"})
+
+
+def api_auth() -> ApiAuth:
+    """API authentication bound to the request's session."""
+    hub_state = state()
+    return ApiAuth(
+        db(),
+        hub_state.server_key,
+        issuer=hub_state.config.base_url,
+        clock=hub_state.clock,
+        token_seconds=hub_state.config.access_token_seconds,
+        assertion_max_seconds=hub_state.config.assertion_max_seconds,
+    )
+
+
+def _refuse(error: ApiAuthError) -> ApiError:
+    headers = {"WWW_Authenticate": f'Bearer error="{error.code}"'} if error.status == 401 else {}
+    return ApiError(error.status, error.code, _(error.message), **headers)
+
+
+@bp.before_request
+def _bearer() -> None:
+    if request.endpoint in PUBLIC:
+        return
+    auth = request.headers.get("Authorization", "")
+    scheme, _sep, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(
+            401, "missing_token", _("Jeton d'accès manquant."), WWW_Authenticate="Bearer"
+        )
+    try:
+        g.api_client = api_auth().verify_access_token(token.strip())
+    except ApiAuthError as error:
+        raise _refuse(error) from error
+
+
+@bp.route("/token", methods=["POST"])
+@limiter.limit("30 per minute")
+def token() -> Any:
+    """RFC 7523 client credentials: a signed assertion in, a short-lived access token out."""
+    if request.form.get("grant_type") != "client_credentials":
+        raise ApiError(400, "unsupported_grant_type", _("Seul le type client_credentials est accepté."))
+    service = api_auth()
+    try:
+        client = service.authenticate_client(
+            request.form.get("client_assertion_type", ""), request.form.get("client_assertion", "")
+        )
+    except ApiAuthError as error:
+        db().rollback()
+        raise _refuse(error) from error
+    issued = service.issue_token(client)
+    db().commit()  # the assertion's jti is recorded before the token leaves
+    return jsonify(
+        {"access_token": issued.access_token, "token_type": "Bearer", "expires_in": issued.expires_in}
+    )
+
+
+@bp.route("/moi")
+def whoami() -> Any:
+    """The calling client and its organisation (no personal data)."""
+    client: ApiClient = g.api_client
+    return jsonify(
+        {
+            "client_id": client.client_id,
+            "organisation": {
+                "id": client.organisation.public_id,
+                "kind": client.organisation.kind.value,
+            },
+        }
+    )

@@ -1,0 +1,158 @@
+"""Login with mandatory TOTP, activation links, re-authentication, password change, logout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from hub import totp
+from hub.accounts import LoginOutcome
+from hub.extensions import limiter
+from hub.forms import ActivationForm, LoginForm, PasswordChangeForm, ReauthForm
+from hub.i18n import MessageError
+from hub.security import (
+    end_session,
+    fresh_login_required,
+    mark_fresh,
+    safe_next,
+    start_session,
+)
+from hub.state import accounts, db
+
+bp = Blueprint("auth", __name__)
+
+LOGIN_REFUSED = (
+    "Connexion impossible. Vérifiez votre adresse, votre mot de passe et votre code. "
+    "Après plusieurs échecs, le compte est bloqué : adressez-vous alors à votre administrateur."
+)
+
+
+def _account_key() -> str:
+    """Rate-limit key for one account: the submitted email (never logged)."""
+    email = (request.form.get("email") or "").strip().lower()
+    return f"account:{email}"
+
+
+def show_error(error: MessageError) -> None:
+    """Flash a domain error, translated."""
+    flash(_(error.message, **error.params), "error")
+
+
+@bp.route("/connexion", methods=["GET", "POST"])
+@limiter.limit("20 per minute", methods=["POST"])
+@limiter.limit("10 per minute", methods=["POST"], key_func=_account_key)
+def login() -> Any:
+    """Email, password and code together; the same answer for every failure."""
+    if current_user.is_authenticated:
+        return redirect(url_for("main.index"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        result = accounts().authenticate(form.email.data or "", form.password.data or "", form.code.data or "")
+        if result.outcome is LoginOutcome.OK and result.user is not None:
+            db().commit()
+            start_session(result.user)
+            target = safe_next(request.args.get("next")) or url_for("main.index")
+            return redirect(target)
+        db().commit()  # failure counters and lockout must persist
+        flash(_(LOGIN_REFUSED), "error")
+        return render_template("auth/login.html", form=form), 200
+    if request.method == "POST":
+        flash(_(LOGIN_REFUSED), "error")
+    return render_template("auth/login.html", form=form)
+
+
+@bp.route("/deconnexion", methods=["POST"])
+def logout() -> Any:
+    """End every session of the user (the per-user nonce changes), then this one."""
+    if current_user.is_authenticated:
+        accounts().end_all_sessions(current_user)
+        db().commit()
+    end_session()
+    flash(_("Vous êtes déconnecté."), "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/activation/<token>", methods=["GET", "POST"])
+@limiter.limit("30 per minute", methods=["POST"])
+def activate(token: str) -> Any:
+    """Set a password (invitations) and enrol TOTP from a one-time link."""
+    if current_user.is_authenticated:
+        end_session()
+    service = accounts()
+    invitation = service.valid_link(token)
+    if invitation is None:
+        return render_template("auth/link_invalid.html"), 404
+    secret = service.pending_secret(invitation)
+    db().commit()
+    form = ActivationForm()
+    needs_password = invitation.purpose == "invite"
+    if form.validate_on_submit():
+        if needs_password and form.password.data != form.password_again.data:
+            flash(_("Les deux mots de passe ne sont pas identiques."), "error")
+        else:
+            try:
+                codes = service.complete_enrolment(
+                    invitation,
+                    password=form.password.data if needs_password else None,
+                    code=form.code.data or "",
+                )
+            except MessageError as error:
+                db().rollback()
+                show_error(error)
+            else:
+                user = invitation.user
+                db().commit()
+                start_session(user)
+                return render_template("auth/recovery_codes.html", codes=codes)
+    uri = totp.provisioning_uri(secret, invitation.user.email)
+    return render_template(
+        "auth/activate.html",
+        form=form,
+        needs_password=needs_password,
+        qr_svg=totp.qr_svg(uri),
+        secret=" ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
+    )
+
+
+@bp.route("/confirmer-identite", methods=["GET", "POST"])
+@limiter.limit("10 per minute", methods=["POST"])
+def reauthenticate() -> Any:
+    """Password and code again before a sensitive action."""
+    form = ReauthForm()
+    if form.validate_on_submit():
+        ok = accounts().reauthenticate(current_user, form.password.data or "", form.code.data or "")
+        db().commit()
+        if ok:
+            mark_fresh()
+            return redirect(safe_next(request.args.get("next")) or url_for("main.index"))
+        if not current_user.is_active or accounts().is_locked(current_user):
+            end_session()
+            return redirect(url_for("auth.login"))
+        flash(_("Mot de passe ou code incorrect."), "error")
+    return render_template("auth/reauth.html", form=form)
+
+
+@bp.route("/compte/mot-de-passe", methods=["GET", "POST"])
+@fresh_login_required
+def change_password() -> Any:
+    """Change one's password; other sessions end, this one continues."""
+    form = PasswordChangeForm()
+    if form.validate_on_submit():
+        if form.new.data != form.new_again.data:
+            flash(_("Les deux mots de passe ne sont pas identiques."), "error")
+        else:
+            try:
+                accounts().change_password(current_user, form.current.data or "", form.new.data or "")
+            except MessageError as error:
+                db().rollback()
+                show_error(error)
+            else:
+                user = current_user._get_current_object()
+                db().commit()
+                start_session(user)  # re-issue this session with the new nonce
+                flash(_("Votre mot de passe a été changé. Vos autres sessions sont fermées."), "success")
+                return redirect(url_for("main.account"))
+    return render_template("auth/password.html", form=form)

@@ -1,0 +1,60 @@
+"""Celery wired the Flask way: tasks run inside the app context, enqueued after commit.
+
+Embedded default: a SQLite-backed broker (kombu's SQLAlchemy transport), so ``make run`` needs
+no server; production: Redis. Tasks ignore results, acknowledge late and must be idempotent.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from hub.db import after_commit
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """Create the Celery app bound to ``app`` and store it in ``app.extensions["celery"]``."""
+
+    class FlaskTask(Task):  # type: ignore[misc]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    config = app.extensions["maillon"].config
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.conf.update(
+        broker_url=config.broker_url,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        # A task lost with its worker (kill -9) is redelivered rather than dropped.
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="maillon",
+        task_serializer="json",
+        accept_content=["json"],
+        timezone="Europe/Paris",
+        enable_utc=True,
+        broker_transport_options={"polling_interval": 0.5, "visibility_timeout": 3600},
+        beat_schedule={
+            "purge-expired": {
+                "task": "hub.tasks.purge_expired",
+                "schedule": timedelta(hours=1),
+            },
+        },
+        include=["hub.tasks"],
+    )
+    celery_app.conf.beat_schedule_filename = str(config.var_dir / "celerybeat-schedule")
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
+def enqueue(session: Session, task: Any, *args: Any) -> None:
+    """Send ``task(*args)`` to the broker once ``session`` commits (never on rollback)."""
+    after_commit(session, lambda: task.delay(*args))

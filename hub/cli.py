@@ -1,0 +1,379 @@
+"""Command-line interface: ``flask --app hub COMMAND`` (or the ``maillon`` script).
+
+Administrators bootstrap and manage the territory from here as from the web UI; both go through
+the same services in :mod:`hub.accounts`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from charter.vocabulary import OrgKind, Role
+from hub import migrate, totp
+from hub.api_auth import parse_public_jwk
+from hub.demo import accounts_as_json, seed_demo
+from hub.i18n import MessageError
+from hub.keys import load_server_key
+from hub.models import ApiClient, GroupMembership, OperationalGroup, Organisation, User
+from hub.state import HubState
+
+
+def _state() -> HubState:
+    hub_state: HubState = current_app.extensions["maillon"]
+    return hub_state
+
+
+def _fail(error: MessageError | str) -> None:
+    raise click.ClickException(str(error))
+
+
+@click.command("init-db")
+@with_appcontext
+def init_db() -> None:
+    """Create or migrate the databases (main store and audit store)."""
+    hub_state = _state()
+    hub_state.config.var_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(hub_state.engine)
+    with hub_state.audit_engine.connect():
+        pass  # the audit store exists and is reachable
+    click.echo(f"Base principale à la révision {migrate.current_revision(hub_state.engine)}.")
+
+
+@click.command("demo")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Fichier JSON où écrire les comptes de démonstration (secrets en clair).")
+@with_appcontext
+def demo(out: Path) -> None:
+    """Seed the demo territory and write its accounts to OUT (development and tests only)."""
+    hub_state = _state()
+    if hub_state.config.production:
+        _fail("La démonstration est interdite en production.")
+    with hub_state.session_factory() as session:
+        created = seed_demo(session, hub_state.accounts(session), now=hub_state.clock())
+        session.commit()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump({"base_url": hub_state.config.base_url, "accounts": accounts_as_json(created)},
+                  handle, ensure_ascii=False, indent=2)
+    click.echo(f"Territoire de démonstration prêt : {len(created)} comptes écrits dans {out}.")
+    for account in created:
+        click.echo(
+            f"  {account.email:<40} mot de passe {account.password}  "
+            f"TOTP {account.totp_secret}  ({', '.join(account.roles)})"
+        )
+    click.echo("Code TOTP du moment : flask --app hub demo-code ADRESSE")
+
+
+@click.command("demo-code")
+@click.argument("email")
+@click.option("--accounts", "accounts_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Fichier écrit par « demo --out » (défaut : var/demo-accounts.json).")
+@with_appcontext
+def demo_code(email: str, accounts_file: Path | None) -> None:
+    """Print the current TOTP code of a demo account (development only)."""
+    hub_state = _state()
+    if hub_state.config.production:
+        _fail("Commande interdite en production.")
+    path = accounts_file or hub_state.config.var_dir / "demo-accounts.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for account in data["accounts"]:
+        if account["email"] == email.strip().lower():
+            click.echo(totp.code_at(account["totp_secret"], hub_state.clock()))
+            return
+    _fail("Compte de démonstration inconnu.")
+
+
+# -- organisations -------------------------------------------------------------------------
+
+
+@click.group("org")
+def org_group() -> None:
+    """Partner organisations."""
+
+
+@org_group.command("create")
+@click.argument("name")
+@click.option("--kind", type=click.Choice([k.value for k in OrgKind]), required=True)
+@with_appcontext
+def org_create(name: str, kind: str) -> None:
+    """Create an organisation."""
+    hub_state = _state()
+    with hub_state.session_factory() as session:
+        try:
+            org = hub_state.accounts(session).create_organisation(name, OrgKind(kind))
+        except MessageError as error:
+            _fail(error)
+        session.commit()
+        click.echo(f"Organisation créée : {org.public_id}")
+
+
+@org_group.command("list")
+@with_appcontext
+def org_list() -> None:
+    """List organisations."""
+    with _state().session_factory() as session:
+        for org in session.scalars(select(Organisation).order_by(Organisation.name)):
+            status = "active" if org.active else "suspendue"
+            click.echo(f"{org.public_id}  {org.kind.value:<24} {status:<10} {org.name}")
+
+
+# -- users ---------------------------------------------------------------------------------
+
+
+def _user(hub_state: HubState, session: Session, email: str) -> User:
+    user = hub_state.accounts(session).by_email(email)
+    if user is None:
+        raise click.ClickException("Aucun compte avec cette adresse.")
+    return user
+
+
+@click.group("user")
+def user_group() -> None:
+    """User accounts."""
+
+
+@user_group.command("invite")
+@click.option("--name", required=True)
+@click.option("--email", required=True)
+@click.option("--org", "org_name", required=True, help="Nom exact de l'organisation.")
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice([r.value for r in Role]))
+@with_appcontext
+def user_invite(name: str, email: str, org_name: str, roles: tuple[str, ...]) -> None:
+    """Create a user and print the one-time activation link (to hand over securely)."""
+    hub_state = _state()
+    with hub_state.session_factory() as session:
+        org = session.scalar(select(Organisation).where(Organisation.name == org_name))
+        if org is None:
+            _fail("Organisation inconnue.")
+        assert org is not None
+        service = hub_state.accounts(session)
+        try:
+            user = service.create_user(name=name, email=email, organisation=org, roles={Role(r) for r in roles})
+        except MessageError as error:
+            _fail(error)
+        token = service.issue_link(user, purpose="invite", created_by=None)
+        session.commit()
+    click.echo(f"Lien d'activation (usage unique, expire dans {hub_state.config.invitation_hours} h) :")
+    click.echo(f"{hub_state.config.base_url}/activation/{token}")
+
+
+@user_group.command("unlock")
+@click.argument("email")
+@with_appcontext
+def user_unlock(email: str) -> None:
+    """Lift a lockout."""
+    hub_state = _state()
+    with hub_state.session_factory() as session:
+        hub_state.accounts(session).unlock(_user(hub_state, session, email))
+        session.commit()
+    click.echo("Compte déverrouillé.")
+
+
+@user_group.command("reset-mfa")
+@click.argument("email")
+@with_appcontext
+def user_reset_mfa(email: str) -> None:
+    """Reset the second factor and print a re-enrolment link."""
+    hub_state = _state()
+    with hub_state.session_factory() as session:
+        service = hub_state.accounts(session)
+        invitation = service.reset_mfa(_user(hub_state, session, email), by=None)
+        token = service.mint_token(invitation)
+        session.commit()
+    click.echo(f"{hub_state.config.base_url}/activation/{token}")
+
+
+@user_group.command("disable")
+@click.argument("email")
+@with_appcontext
+def user_disable(email: str) -> None:
+    """Disable an account; every session ends at once."""
+    hub_state = _state()
+    with hub_state.session_factory() as session:
+        hub_state.accounts(session).set_active(_user(hub_state, session, email), False)
+        session.commit()
+    click.echo("Compte désactivé.")
+
+
+@user_group.command("enable")
+@click.argument("email")
+@with_appcontext
+def user_enable(email: str) -> None:
+    """Re-enable an account."""
+    hub_state = _state()
+    with hub_state.session_factory() as session:
+        hub_state.accounts(session).set_active(_user(hub_state, session, email), True)
+        session.commit()
+    click.echo("Compte réactivé.")
+
+
+# -- groups --------------------------------------------------------------------------------
+
+
+@click.group("group")
+def group_group() -> None:
+    """Operational groups."""
+
+
+@group_group.command("create")
+@click.argument("name")
+@click.option("--territory", required=True)
+@click.option("--coordinator", "coordinator_email", default=None)
+@with_appcontext
+def group_create(name: str, territory: str, coordinator_email: str | None) -> None:
+    """Create an operational group, optionally with its coordinator."""
+    hub_state = _state()
+    with hub_state.session_factory() as session:
+        group = OperationalGroup(name=name.strip(), territory=territory.strip())
+        if coordinator_email:
+            coordinator = _user(hub_state, session, coordinator_email)
+            group.coordinator = coordinator
+            group.memberships.append(GroupMembership(user=coordinator))
+        session.add(group)
+        session.commit()
+        click.echo(f"Groupe créé : {group.public_id}")
+
+
+@group_group.command("add-member")
+@click.argument("group_name")
+@click.argument("email")
+@with_appcontext
+def group_add_member(group_name: str, email: str) -> None:
+    """Add a user to a group."""
+    hub_state = _state()
+    with hub_state.session_factory() as session:
+        group = session.scalar(select(OperationalGroup).where(OperationalGroup.name == group_name))
+        if group is None:
+            _fail("Groupe inconnu.")
+        assert group is not None
+        user = _user(hub_state, session, email)
+        if all(m.user_id != user.id for m in group.memberships):
+            group.memberships.append(GroupMembership(user=user))
+        session.commit()
+    click.echo("Membre ajouté.")
+
+
+# -- API clients and keys ------------------------------------------------------------------
+
+
+@click.group("api-client")
+def api_client_group() -> None:
+    """API clients of organisation systems."""
+
+
+@api_client_group.command("register")
+@click.option("--org", "org_name", required=True)
+@click.option("--name", required=True)
+@click.option("--jwk", "jwk_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Clé publique Ed25519 du client au format JWK (JSON).")
+@with_appcontext
+def api_client_register(org_name: str, name: str, jwk_file: Path) -> None:
+    """Register a client's public key; prints the client_id."""
+    hub_state = _state()
+    text = jwk_file.read_text(encoding="utf-8")
+    try:
+        key = parse_public_jwk(text)
+    except (ValueError, KeyError) as exc:
+        raise click.ClickException("Clé refusée : une clé publique Ed25519 (JWK OKP) est attendue.") from exc
+    with hub_state.session_factory() as session:
+        org = session.scalar(select(Organisation).where(Organisation.name == org_name))
+        if org is None:
+            _fail("Organisation inconnue.")
+        client = ApiClient(organisation=org, name=name, public_jwk=json.dumps(key.as_dict(private=False)),
+                           key_id=key.thumbprint())
+        session.add(client)
+        session.commit()
+        click.echo(client.client_id)
+
+
+@api_client_group.command("disable")
+@click.argument("client_id")
+@with_appcontext
+def api_client_disable(client_id: str) -> None:
+    """Disable a client: its tokens are refused at once."""
+    with _state().session_factory() as session:
+        client = session.scalar(select(ApiClient).where(ApiClient.client_id == client_id))
+        if client is None:
+            _fail("Client inconnu.")
+        assert client is not None
+        client.active = False
+        session.commit()
+    click.echo("Client désactivé.")
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Server keys."""
+
+
+@keys_group.command("generate")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def keys_generate(out: Path) -> None:
+    """Create the server's Ed25519 key file (mode 0600). Refuses to overwrite."""
+    if out.exists():
+        raise click.ClickException("Le fichier existe déjà : il n'est pas écrasé.")
+    load_server_key(out, create=True)
+    click.echo(f"Clé créée : {out}")
+
+
+# -- embedded runtime ----------------------------------------------------------------------
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=5000, type=int)
+@with_appcontext
+def serve(host: str, port: int) -> None:
+    """Serve the hub with a real Celery worker and beat (embedded mode). Ctrl-C stops all."""
+    hub_state = _state()
+    celery = [sys.executable, "-m", "celery", "-A", "hub.worker"]
+    children = [
+        subprocess.Popen([*celery, "worker", "--pool=threads", "--concurrency=2", "-Q", "maillon",
+                          "--loglevel=INFO", "--without-gossip", "--without-mingle"]),
+        subprocess.Popen([*celery, "beat", "--loglevel=INFO",
+                          f"--schedule={hub_state.config.var_dir / 'celerybeat-schedule'}"]),
+    ]
+    click.echo(f"Maillon : http://{host}:{port}/  (Ctrl-C pour tout arrêter)")
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+        click.echo("Maillon est arrêté.")
+
+
+def register(app: Flask) -> None:
+    """Attach the commands to ``app.cli``."""
+    for command in (init_db, demo, demo_code, org_group, user_group, group_group,
+                    api_client_group, keys_group, serve):
+        app.cli.add_command(command)
+
+
+def main() -> None:
+    """The ``maillon`` console script: ``flask --app hub`` under another name."""
+    from hub import create_app  # noqa: PLC0415
+
+    FlaskGroup(create_app=create_app)(prog_name="maillon")

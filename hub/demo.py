@@ -1,0 +1,111 @@
+"""The demo territory: partners, people with every role, an operational group.
+
+For development and tests only: passwords and TOTP secrets are written in clear to a file.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from charter.vocabulary import OrgKind, Role
+from hub import totp
+from hub.accounts import Accounts
+from hub.models import GroupMembership, OperationalGroup, Organisation, User
+
+TERRITORY = "Communauté d'agglomération de Démoville"
+GROUP_NAME = "Groupe opérationnel du CLSPD de Démoville"
+
+ORGANISATIONS: list[tuple[str, OrgKind]] = [
+    ("Ville de Démoville — CLSPD", OrgKind.COMMUNE),
+    ("SPIP de Démoville", OrgKind.SPIP),
+    ("Mission Locale de Démoville", OrgKind.MISSION_LOCALE),
+    ("PJJ — UEMO de Démoville", OrgKind.PJJ),
+    ("Association de prévention spécialisée Le Relais", OrgKind.PREVENTION_SPECIALISEE),
+    ("Démoville Habitat", OrgKind.BAILLEUR),
+]
+
+# (name, email, organisation index, roles, sits in the group)
+PEOPLE: list[tuple[str, str, int, set[Role], bool]] = [
+    ("Claire Coordination", "coordinatrice@demo.maillon.invalid", 0, {Role.COORDINATOR, Role.GROUP_MEMBER}, True),
+    ("Paul Probation", "cpip@demo.maillon.invalid", 1, {Role.AGENT, Role.GROUP_MEMBER}, True),
+    ("Mina Conseil", "conseillere@demo.maillon.invalid", 2, {Role.AGENT, Role.REFERENT, Role.GROUP_MEMBER}, True),
+    ("Jules Éducation", "educateur@demo.maillon.invalid", 3, {Role.AGENT, Role.GROUP_MEMBER}, True),
+    ("Sofia Rue", "educatrice-rue@demo.maillon.invalid", 4, {Role.AGENT}, False),
+    ("Hugo Logement", "logement@demo.maillon.invalid", 5, {Role.AGENT}, False),
+    ("Dominique Protection", "dpo@demo.maillon.invalid", 0, {Role.DPO}, False),
+    ("Alex Admin", "admin@demo.maillon.invalid", 0, {Role.ADMIN}, False),
+]
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    """One demo account as written to the ``--out`` file."""
+
+    email: str
+    password: str
+    totp_secret: str
+    name: str
+    organisation: str
+    organisation_kind: str
+    roles: list[str]
+
+
+def seed_demo(session: Session, accounts: Accounts, *, now: datetime) -> list[DemoAccount]:
+    """Create the demo territory (idempotent: an existing demo is reset with new credentials)."""
+    orgs: list[Organisation] = []
+    for name, kind in ORGANISATIONS:
+        org = session.scalar(select(Organisation).where(Organisation.name == name))
+        orgs.append(org or accounts.create_organisation(name, kind))
+    created: list[DemoAccount] = []
+    members: list[User] = []
+    coordinator: User | None = None
+    for name, email, org_index, roles, in_group in PEOPLE:
+        user = accounts.by_email(email) or accounts.create_user(
+            name=name, email=email, organisation=orgs[org_index], roles=roles
+        )
+        password = secrets.token_urlsafe(12)
+        secret = totp.new_secret()
+        user.password_hash = accounts.passwords.hash(password)
+        user.totp_secret = secret
+        user.totp_last_step = None
+        user.active = True
+        user.failed_logins = 0
+        user.locked_until = None
+        user.password_changed_at = now
+        accounts.end_all_sessions(user)
+        if in_group:
+            members.append(user)
+        if Role.COORDINATOR in roles:
+            coordinator = user
+        created.append(
+            DemoAccount(
+                email=email,
+                password=password,
+                totp_secret=secret,
+                name=name,
+                organisation=orgs[org_index].name,
+                organisation_kind=orgs[org_index].kind.value,
+                roles=sorted(r.value for r in roles),
+            )
+        )
+    group = session.scalar(select(OperationalGroup).where(OperationalGroup.name == GROUP_NAME))
+    if group is None:
+        group = OperationalGroup(name=GROUP_NAME, territory=TERRITORY, created_at=now)
+        session.add(group)
+    group.coordinator = coordinator
+    present = {m.user_id for m in group.memberships}
+    for user in members:
+        if user.id not in present:
+            group.memberships.append(GroupMembership(user=user, added_at=now))
+    session.flush()
+    return created
+
+
+def accounts_as_json(accounts: list[DemoAccount]) -> list[dict[str, object]]:
+    """The demo accounts as JSON-ready dicts."""
+    return [asdict(a) for a in accounts]

@@ -1,0 +1,108 @@
+"""HTTP errors mapped in one place: French pages for people, JSON with a stable code for the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from hub.i18n import N_
+
+# Stable API codes and French messages per HTTP status.
+STATUS_CODES: dict[int, tuple[str, str]] = {
+    400: ("bad_request", N_("La demande est mal formée.")),
+    401: ("unauthorized", N_("Authentification requise.")),
+    403: ("forbidden", N_("Vous n'avez pas accès à cette page ou à cette donnée.")),
+    404: ("not_found", N_("Cette page n'existe pas ou plus.")),
+    405: ("method_not_allowed", N_("Cette action n'est pas permise ici.")),
+    413: ("too_large", N_("L'envoi est trop volumineux.")),
+    429: ("rate_limited", N_("Trop de tentatives. Patientez quelques minutes avant de réessayer.")),
+    500: ("internal_error", N_("Une erreur interne est survenue. L'équipe technique est prévenue.")),
+    503: ("unavailable", N_("Le service est momentanément indisponible. Réessayez plus tard.")),
+}
+
+TITLES: dict[int, str] = {
+    400: N_("Demande incorrecte"),
+    401: N_("Authentification requise"),
+    403: N_("Accès refusé"),
+    404: N_("Page introuvable"),
+    405: N_("Action non permise"),
+    413: N_("Envoi trop volumineux"),
+    429: N_("Trop de tentatives"),
+    500: N_("Erreur interne"),
+    503: N_("Service indisponible"),
+}
+
+
+class ApiError(Exception):
+    """An API refusal with a stable code and a French message."""
+
+    def __init__(self, status: int, code: str, message: str, **headers: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def wants_json() -> bool:
+    """API paths answer JSON; pages answer HTML."""
+    return request.path.startswith("/api/") or request.path == "/healthz"
+
+
+def api_error_response(status: int, code: str, message: str, **headers: str) -> Response:
+    """The one JSON error shape of the API: ``{"error": code, "message": French text}``."""
+    response = jsonify({"error": code, "message": message})
+    response.status_code = status
+    for name, value in headers.items():
+        response.headers[name.replace("_", "-")] = value
+    return response
+
+
+def _page(status: int, message: str | None = None) -> tuple[str, int]:
+    code_msg = STATUS_CODES.get(status, STATUS_CODES[500])
+    title = TITLES.get(status, TITLES[500])
+    return (
+        render_template(
+            "errors/error.html", status=status, title=_(title), message=message or _(code_msg[1])
+        ),
+        status,
+    )
+
+
+def _handle_http(error: HTTPException) -> Any:
+    status = error.code or 500
+    code, message = STATUS_CODES.get(status, (f"http_{status}", N_("Erreur.")))
+    if wants_json():
+        return api_error_response(status, code, _(message))
+    return _page(status)
+
+
+def _handle_csrf(error: CSRFError) -> Any:
+    message = _("Le formulaire a expiré ou n'a pas été envoyé depuis Maillon. Rechargez la page.")
+    if wants_json():
+        return api_error_response(400, "csrf_failed", message)
+    return _page(400, message)
+
+
+def _handle_api(error: ApiError) -> Response:
+    return api_error_response(error.status, error.code, error.message, **error.headers)
+
+
+def _handle_unexpected(error: Exception) -> Any:
+    # Logged by Flask with the traceback; the person sees a plain French page.
+    if wants_json():
+        return api_error_response(500, "internal_error", _(STATUS_CODES[500][1]))
+    return _page(500)
+
+
+def init_errors(app: Flask) -> None:
+    """Register the handlers on ``app``."""
+    app.register_error_handler(CSRFError, _handle_csrf)
+    app.register_error_handler(ApiError, _handle_api)
+    app.register_error_handler(HTTPException, _handle_http)
+    if not app.testing:
+        app.register_error_handler(Exception, _handle_unexpected)

@@ -1,0 +1,147 @@
+"""Web forms (Flask-WTF: CSRF on every form). Labels are French and translated to English."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    EmailField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+)
+from wtforms.validators import DataRequired, Email, Length, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from charter.vocabulary import ORG_KIND_LABELS_FR, ROLE_LABELS_FR, OrgKind, Role
+
+
+class MultiCheckboxField(SelectMultipleField):
+    """A group of checkboxes (accessible alternative to a multiple select)."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class LoginForm(FlaskForm):
+    """Email, password and code are asked together: one answer whatever is wrong."""
+
+    email = EmailField(_l("Adresse électronique"), validators=[DataRequired(), Length(max=254)])
+    password = PasswordField(_l("Mot de passe"), validators=[DataRequired(), Length(max=256)])
+    code = StringField(
+        _l("Code de l'application d'authentification (ou code de secours)"),
+        validators=[DataRequired(), Length(max=20)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"},
+    )
+    submit = SubmitField(_l("Se connecter"))
+
+
+class ReauthForm(FlaskForm):
+    """Confirm identity before a sensitive action."""
+
+    password = PasswordField(_l("Mot de passe"), validators=[DataRequired(), Length(max=256)])
+    code = StringField(
+        _l("Code de l'application d'authentification (ou code de secours)"),
+        validators=[DataRequired(), Length(max=20)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"},
+    )
+    submit = SubmitField(_l("Confirmer"))
+
+
+class ActivationForm(FlaskForm):
+    """Choose a password (invitations only) and confirm the authenticator with a code."""
+
+    password = PasswordField(
+        _l("Choisissez un mot de passe (12 caractères au moins)"),
+        validators=[Optional(), Length(max=256)],
+        render_kw={"autocomplete": "new-password"},
+    )
+    password_again = PasswordField(
+        _l("Confirmez le mot de passe"),
+        validators=[Optional(), Length(max=256)],
+        render_kw={"autocomplete": "new-password"},
+    )
+    code = StringField(
+        _l("Code à 6 chiffres affiché par l'application"),
+        validators=[DataRequired(), Length(min=6, max=8)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"},
+    )
+    submit = SubmitField(_l("Activer mon compte"))
+
+
+class PasswordChangeForm(FlaskForm):
+    """Change one's password; every other session ends."""
+
+    current = PasswordField(_l("Mot de passe actuel"), validators=[DataRequired(), Length(max=256)])
+    new = PasswordField(
+        _l("Nouveau mot de passe (12 caractères au moins)"),
+        validators=[DataRequired(), Length(max=256)],
+        render_kw={"autocomplete": "new-password"},
+    )
+    new_again = PasswordField(
+        _l("Confirmez le nouveau mot de passe"), validators=[DataRequired(), Length(max=256)]
+    )
+    submit = SubmitField(_l("Changer le mot de passe"))
+
+
+class ConfirmForm(FlaskForm):
+    """A bare form for POST-only actions (CSRF token and a button)."""
+
+    submit = SubmitField(_l("Confirmer"))
+
+
+class OrganisationForm(FlaskForm):
+    """Create a partner organisation."""
+
+    name = StringField(_l("Nom"), validators=[DataRequired(), Length(max=200)])
+    kind = SelectField(
+        _l("Type d'organisation"),
+        choices=[(k.value, ORG_KIND_LABELS_FR[k]) for k in OrgKind],
+        validators=[DataRequired()],
+    )
+    submit = SubmitField(_l("Créer l'organisation"))
+
+
+class UserForm(FlaskForm):
+    """Invite a user (the activation link is sent by mail)."""
+
+    name = StringField(_l("Nom et prénom"), validators=[DataRequired(), Length(max=200)])
+    email = EmailField(
+        _l("Adresse électronique professionnelle"),
+        validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)],
+    )
+    organisation = SelectField(_l("Organisation"), coerce=int, validators=[DataRequired()])
+    roles = MultiCheckboxField(
+        _l("Rôles"), choices=[(r.value, ROLE_LABELS_FR[r]) for r in Role]
+    )
+    submit = SubmitField(_l("Créer le compte et envoyer l'invitation"))
+
+
+class GroupForm(FlaskForm):
+    """Create an operational group."""
+
+    name = StringField(_l("Nom du groupe"), validators=[DataRequired(), Length(max=200)])
+    territory = StringField(_l("Territoire"), validators=[DataRequired(), Length(max=200)])
+    coordinator = SelectField(_l("Coordinateur"), coerce=int, validators=[Optional()])
+    submit = SubmitField(_l("Créer le groupe"))
+
+
+class MembersForm(FlaskForm):
+    """Set the members of an operational group."""
+
+    members = MultiCheckboxField(_l("Membres"), coerce=int)
+    coordinator = SelectField(_l("Coordinateur"), coerce=int, validators=[Optional()])
+    submit = SubmitField(_l("Enregistrer"))
+
+
+class SearchForm(FlaskForm):
+    """A search box for lists (GET, no CSRF needed)."""
+
+    class Meta:
+        csrf = False
+
+    q = StringField(_l("Rechercher"), validators=[Optional(), Length(max=100)])
+    active_only = BooleanField(_l("Actifs seulement"))

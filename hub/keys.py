@@ -1,0 +1,36 @@
+"""The server's Ed25519 signing key (API access tokens, audit checkpoints)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hub.config import ConfigError
+
+
+def load_server_key(path: Path, *, create: bool) -> Ed25519PrivateKey:
+    """Load the PEM key at ``path``; create it (mode 0600) when ``create`` and it is missing."""
+    if not path.exists():
+        if not create:
+            raise ConfigError(
+                f"Clé du serveur introuvable : {path}. Créez-la avec "
+                "« flask --app hub keys generate --out FICHIER » (voir deploy/README.md)."
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        return key
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(loaded, Ed25519PrivateKey):
+        raise ConfigError(f"La clé du serveur {path} doit être une clé Ed25519.")
+    return loaded

@@ -1,0 +1,248 @@
+"""The hub's own records: organisations, users, operational groups, and what login needs.
+
+No case content lives here. Users hold names and emails (they are professionals, not the young
+people followed); audit events refer to them by id only.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from charter.vocabulary import OrgKind, Role
+from hub.db import Base, utcnow
+
+
+def new_nonce() -> str:
+    """A fresh per-user session nonce; changing it ends every session of the user."""
+    return secrets.token_urlsafe(16)
+
+
+def new_public_id() -> str:
+    """An opaque public identifier (used in URLs and audit events instead of names)."""
+    return uuid.uuid4().hex
+
+
+def _enum(enum_cls: type[OrgKind] | type[Role], name: str) -> Enum:
+    # Stored as plain strings with a CHECK constraint so PostgreSQL and SQLite behave alike and
+    # adding a value is a simple migration.
+    return Enum(
+        enum_cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class Organisation(Base):
+    """A partner organisation (SPIP, Mission Locale, commune…)."""
+
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[OrgKind] = mapped_column(_enum(OrgKind, "org_kind"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    users: Mapped[list[User]] = relationship(back_populates="organisation")
+
+
+class User(Base):
+    """A person who logs in. Password and TOTP are both mandatory."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    password_hash: Mapped[str | None] = mapped_column(String(256), default=None)
+    totp_secret: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Highest TOTP time step accepted; a code is accepted only for a strictly higher step,
+    # which an atomic conditional UPDATE enforces even under concurrent requests.
+    totp_last_step: Mapped[int | None] = mapped_column(Integer, default=None)
+    session_nonce: Mapped[str] = mapped_column(String(32), default=new_nonce)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    locked_by_failures: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    password_changed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    organisation: Mapped[Organisation] = relationship(back_populates="users")
+    role_rows: Mapped[list[UserRole]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        """The roles this user holds."""
+        return frozenset(row.role for row in self.role_rows)
+
+    def has_role(self, role: Role) -> bool:
+        """Whether the user holds ``role``."""
+        return role in self.roles
+
+    def set_roles(self, roles: set[Role] | frozenset[Role]) -> None:
+        """Replace the user's roles."""
+        keep = [row for row in self.role_rows if row.role in roles]
+        present = {row.role for row in keep}
+        self.role_rows = keep + [UserRole(role=r) for r in sorted(roles - present)]
+
+    # -- Flask-Login protocol (plain attributes: no Flask import in the model) --------------
+
+    @property
+    def is_authenticated(self) -> bool:
+        """A loaded user is authenticated (the loader already checked nonce and state)."""
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        """Disabled users and users of suspended organisations cannot log in."""
+        return self.active and self.organisation.active
+
+    @property
+    def is_anonymous(self) -> bool:
+        """Never anonymous."""
+        return False
+
+    def get_id(self) -> str:
+        """Session identity: public id plus the per-user nonce, so rotating the nonce ends sessions."""
+        return f"{self.public_id}:{self.session_nonce}"
+
+    @property
+    def mfa_enrolled(self) -> bool:
+        """Whether the user has a confirmed TOTP secret."""
+        return self.totp_secret is not None
+
+
+class UserRole(Base):
+    """One role held by one user."""
+
+    __tablename__ = "user_roles"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"), primary_key=True)
+
+
+class OperationalGroup(Base):
+    """An operational group of a CLSPD/CISPD: the partners who follow young people together."""
+
+    __tablename__ = "operational_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    territory: Mapped[str] = mapped_column(String(200))
+    coordinator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    coordinator: Mapped[User | None] = relationship(foreign_keys=[coordinator_id])
+    memberships: Mapped[list[GroupMembership]] = relationship(
+        cascade="all, delete-orphan", back_populates="group"
+    )
+
+    @property
+    def members(self) -> list[User]:
+        """The users sitting in this group."""
+        return [m.user for m in self.memberships]
+
+
+class GroupMembership(Base):
+    """A user sitting in an operational group."""
+
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("operational_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    group: Mapped[OperationalGroup] = relationship(back_populates="memberships")
+    user: Mapped[User] = relationship()
+
+
+class Invitation(Base):
+    """A one-time link to set a password and enrol TOTP (invitation or MFA reset)."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (CheckConstraint("purpose IN ('invite', 'mfa_reset')", name="purpose"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # Only a SHA-256 of the token is stored: a database dump gives no usable link. It is empty
+    # until the token is minted (by the mail task, so the token never sits in the broker).
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    purpose: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    mail_sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The TOTP secret offered on the enrolment page, kept server-side (not in the cookie)
+    # until the person confirms it with a code.
+    pending_totp_secret: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+
+
+class RecoveryCode(Base):
+    """A single-use recovery code, usable instead of a TOTP code."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ApiClient(Base):
+    """An organisation's system that calls the API (RFC 7523 private_key_jwt)."""
+
+    __tablename__ = "api_clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True, default=new_public_id)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    # Public Ed25519 key as a JWK (OKP). The private key never reaches the hub.
+    public_jwk: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    organisation: Mapped[Organisation] = relationship()
+
+
+class UsedAssertion(Base):
+    """A client assertion's ``jti``, kept until it expires so it cannot be replayed."""
+
+    __tablename__ = "used_assertions"
+    __table_args__ = (UniqueConstraint("client_id", "jti", name="client_jti"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    jti: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(index=True)

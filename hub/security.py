@@ -1,0 +1,185 @@
+"""Request-level security: default deny, session checks, idle timeout, headers with CSP nonces."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import wraps
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, abort, flash, g, redirect, request, session, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_login import current_user, login_user, logout_user
+from sqlalchemy import select
+
+from charter.vocabulary import ORG_KIND_LABELS_FR, ROLE_LABELS_FR, OrgKind, Role
+from hub.extensions import login_manager
+from hub.models import User
+from hub.state import db, now, state
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Endpoints reachable without a session. Everything else needs a logged-in user (default deny);
+# the API blueprint authenticates with bearer tokens in its own hook.
+PUBLIC_ENDPOINTS = frozenset(
+    {
+        "auth.login",
+        "auth.activate",
+        "main.healthz",
+        "main.set_language",
+        "static",
+    }
+)
+
+def load_user(identity: str) -> User | None:
+    """Flask-Login loader: the session identity must carry the user's current nonce."""
+    public_id, _sep, nonce = identity.partition(":")
+    if not public_id or not nonce:
+        return None
+    user = db().scalar(select(User).where(User.public_id == public_id))
+    if user is None or not hmac.compare_digest(user.session_nonce, nonce):
+        return None
+    if not user.is_active or not user.mfa_enrolled:
+        return None
+    return user
+
+def safe_next(target: str | None) -> str | None:
+    """``target`` if it is a local path (no open redirect), else ``None``."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target:
+        return None
+    return target
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, (int, float)):
+        return None
+    return datetime.fromtimestamp(value, tz=now().tzinfo)
+
+def start_session(user: User) -> None:
+    """Begin a fresh session for ``user``: nothing from the anonymous session carries over."""
+    lang = session.get("lang")
+    session.clear()
+
+    login_user(user, remember=False)
+    session["sid"] = secrets.token_urlsafe(24)  # a new session identity at every login
+    stamp = now().timestamp()
+    session["auth_at"] = stamp
+    session["last_seen"] = stamp
+    if lang:
+        session["lang"] = lang
+
+def end_session() -> None:
+    """Log out of this browser and forget everything in the session."""
+    lang = session.get("lang")
+    logout_user()
+    session.clear()
+    if lang:
+        session["lang"] = lang
+
+def mark_fresh() -> None:
+    """Record a successful re-authentication for sensitive actions."""
+    session["auth_at"] = now().timestamp()
+
+def is_fresh() -> bool:
+    """Whether the last password+TOTP check is recent enough for a sensitive action."""
+    auth_at = _timestamp(session.get("auth_at"))
+    if auth_at is None:
+        return False
+    return now() - auth_at <= timedelta(minutes=state().config.fresh_login_minutes)
+
+def fresh_login_required(view: F) -> F:
+    """Sensitive actions ask for password and code again when the last check is old."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not is_fresh():
+            flash(_("Pour cette action, confirmez votre identité."), "info")
+            return redirect(url_for("auth.reauthenticate", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+def role_required(*roles: Role) -> Callable[[F], F]:
+    """Only users holding one of ``roles`` may use the view (403 otherwise)."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.is_authenticated or not any(current_user.has_role(r) for r in roles):
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+def _before_request() -> Any:
+    g.csp_nonce = secrets.token_urlsafe(18)
+    endpoint = request.endpoint or ""
+    if endpoint.startswith("api."):
+        return None
+    if current_user.is_authenticated:
+        last_seen = _timestamp(session.get("last_seen"))
+        idle = timedelta(minutes=state().config.session_idle_minutes)
+        if last_seen is None or now() - last_seen > idle:
+            end_session()
+            flash(_("Votre session a expiré après une période d'inactivité."), "info")
+            return redirect(url_for("auth.login"))
+        session["last_seen"] = now().timestamp()
+        return None
+    if endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+        return None
+    return redirect(url_for("auth.login", next=safe_next(request.full_path.rstrip("?"))))
+
+def _csp(nonce: str) -> str:
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src 'nonce-{nonce}' 'strict-dynamic'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "font-src 'self'",
+            "connect-src 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "object-src 'none'",
+            "manifest-src 'self'",
+        ]
+    )
+
+def _after_request(response: Response) -> Response:
+    headers = response.headers
+    headers["Content-Security-Policy"] = _csp(g.get("csp_nonce", "none"))
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers["Cross-Origin-Resource-Policy"] = "same-origin"
+    headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+    if request.endpoint != "static":
+        # Pages may hold personal data: never cached by the browser or a proxy.
+        headers["Cache-Control"] = "no-store"
+    if state().config.production:
+        headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    return response
+
+def init_security(app: Flask) -> None:
+    """Wire the loader and the request hooks into ``app``."""
+    login_manager.user_loader(load_user)
+    login_manager.login_view = "auth.login"
+    login_manager.session_protection = None  # our nonce + idle timeout replace it
+    app.before_request(_before_request)
+    app.after_request(_after_request)
+    app.jinja_env.globals["csp_nonce"] = lambda: g.get("csp_nonce", "")
+    app.jinja_env.globals["get_locale"] = get_locale
+    app.jinja_env.globals["role_label"] = lambda role: _(ROLE_LABELS_FR[Role(role)])
+    app.jinja_env.globals["org_kind_label"] = lambda kind: _(ORG_KIND_LABELS_FR[OrgKind(kind)])

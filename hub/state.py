@@ -1,0 +1,71 @@
+"""Per-application state: configuration, engines, session factory, keys, clock.
+
+Stored in ``app.extensions["maillon"]``; request code reaches it through :func:`state` and
+:func:`db`. No module-level globals, so several apps (tests) can live in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from flask import current_app, g
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.accounts import AccountSettings, Accounts
+from hub.config import Config
+from hub.db import utcnow
+from hub.passwords import Passwords
+
+
+@dataclass
+class HubState:
+    """What the running hub holds for its lifetime."""
+
+    config: Config
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    audit_engine: Engine
+    passwords: Passwords
+    server_key: Ed25519PrivateKey
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    def accounts(self, session: Session) -> Accounts:
+        """Account services bound to ``session``."""
+        return Accounts(
+            session,
+            self.passwords,
+            clock=self.clock,
+            settings=AccountSettings(
+                lockout_threshold=self.config.lockout_threshold,
+                lockout_minutes=self.config.lockout_minutes,
+                invitation_hours=self.config.invitation_hours,
+            ),
+        )
+
+
+def state() -> HubState:
+    """The current application's state."""
+    hub_state: HubState = current_app.extensions["maillon"]
+    return hub_state
+
+
+def db() -> Session:
+    """The request's database session (closed at the end of the request)."""
+    if "db" not in g:
+        g.db = state().session_factory()
+    session: Session = g.db
+    return session
+
+
+def accounts() -> Accounts:
+    """Account services for the current request."""
+    return state().accounts(db())
+
+
+def now() -> datetime:
+    """The hub's clock (injectable in tests)."""
+    return state().clock()

@@ -1,0 +1,91 @@
+"""Celery tasks. Each takes ids, not objects, and is idempotent (``acks_late`` may redeliver)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import shared_task
+from sqlalchemy import delete, select
+
+from hub import mail
+from hub.models import Invitation, UsedAssertion
+from hub.state import state
+
+ACTIVATION_PATH = "/activation/"  # must match the route of auth.activate
+
+_SUBJECTS = {
+    "invite": "Votre accès à Maillon",
+    "mfa_reset": "Maillon : réactivez votre double authentification",
+}
+
+_BODY = """Bonjour,
+
+{intro}
+
+Ouvrez ce lien personnel pour {action} (il expire le {expires} et ne sert qu'une fois) :
+{link}
+
+Si vous n'attendiez pas ce message, ignorez-le et prévenez l'administrateur de Maillon
+de votre organisation.
+
+-- 
+Maillon, plateforme d'échange du groupe opérationnel. Ce message ne contient aucune
+information sur les situations suivies.
+"""
+
+
+@shared_task(name="hub.tasks.send_activation_mail", ignore_result=True, acks_late=True)
+def send_activation_mail(invitation_id: int) -> str:
+    """Mint the link token and mail it. A redelivery after a crash mints a new token, so at
+    most one link works and the person always receives a working one."""
+    hub_state = state()
+    with hub_state.session_factory() as session:
+        invitation = session.get(Invitation, invitation_id)
+        if invitation is None or invitation.used_at is not None or invitation.mail_sent_at:
+            return "skipped"
+        if invitation.expires_at <= hub_state.clock():
+            return "expired"
+        token = hub_state.accounts(session).mint_token(invitation)
+        session.commit()
+        link = f"{hub_state.config.base_url}{ACTIVATION_PATH}{token}"
+        intro = (
+            "Un compte a été créé pour vous sur Maillon."
+            if invitation.purpose == "invite"
+            else "Votre double authentification a été réinitialisée par un administrateur."
+        )
+        action = (
+            "choisir votre mot de passe et activer la double authentification"
+            if invitation.purpose == "invite"
+            else "enregistrer à nouveau votre application d'authentification"
+        )
+        message = mail.build_message(
+            hub_state.config,
+            to=invitation.user.email,
+            subject=_SUBJECTS[invitation.purpose],
+            body=_BODY.format(
+                intro=intro,
+                action=action,
+                link=link,
+                expires=invitation.expires_at.strftime("%d/%m/%Y à %H:%M UTC"),
+            ),
+        )
+        mail.deliver(hub_state.config, message)
+        invitation.mail_sent_at = hub_state.clock()
+        session.commit()
+        return "sent"
+
+
+@shared_task(name="hub.tasks.purge_expired", ignore_result=True, acks_late=True)
+def purge_expired() -> int:
+    """Forget replay-protection records and old links that can no longer be used."""
+    hub_state = state()
+    now = hub_state.clock()
+    with hub_state.session_factory() as session:
+        removed = session.execute(delete(UsedAssertion).where(UsedAssertion.expires_at < now))
+        stale = session.scalars(
+            select(Invitation.id).where(Invitation.expires_at < now - timedelta(days=30))
+        ).all()
+        if stale:
+            session.execute(delete(Invitation).where(Invitation.id.in_(stale)))
+        session.commit()
+        return int(removed.rowcount or 0) + len(stale)  # type: ignore[attr-defined]
