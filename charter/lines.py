@@ -115,7 +115,17 @@ class LineIndex:
         found = self._find(path, n)
         if found is None:
             return None
+        if path == "" and key not in found.keys:
+            # A top-level name may be a table: its header is where it is declared.
+            return self.section(key)
         return found.keys.get(key, found.line)
+
+    def section(self, name: str) -> int | None:
+        """Line of the first header of ``[name]``, ``[[name]]`` or one of its sub-tables."""
+        for table in self._tables[1:]:
+            if table.path == name or table.path.startswith(name + "."):
+                return table.line
+        return None
 
     def _find(self, path: str, n: int | None) -> _Table | None:
         if n is None:

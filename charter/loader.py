@@ -269,7 +269,8 @@ class _Loader:
         if value in seen:
             first = seen[value]
             where = f" (première déclaration ligne {first})" if first is not None else ""
-            self.fail(ctx, "id", f"{what} « {value} » est déclaré deux fois{where}")
+            declared = "déclarée" if what.startswith("la ") else "déclaré"
+            self.fail(ctx, "id", f"{what} « {value} » est {declared} deux fois{where}")
             return False
         seen[value] = self.line(ctx, "id")
         return True
@@ -281,15 +282,18 @@ class _Loader:
         for key in sorted(self.data.keys() - _TOP_KEYS):
             self.fail(root, key, f"section inconnue « {key} »")
         header = self.header()
-        articles = self.articles()
-        article_ids = {a.id for a in articles}
+        # References are checked against every *declared* id, valid or not, so that one bad
+        # entry yields one problem rather than a cascade through every rule naming it.
+        article_ids: set[str] = set()
+        articles = self.articles(article_ids)
         refusals = self.refusals(article_ids)
-        fields = self.fields(article_ids)
-        field_ids = {f.id for f in fields}
-        purposes = self.purposes(article_ids)
+        field_ids: set[str] = set()
+        fields = self.fields(article_ids, field_ids)
+        purpose_ids: set[str] = set()
+        purposes = self.purposes(article_ids, purpose_ids)
         rule_ids: dict[str, int | None] = {}
         publish = self.publish_rules(article_ids, field_ids, rule_ids)
-        view = self.view_rules(article_ids, field_ids, {p.id for p in purposes}, rule_ids)
+        view = self.view_rules(article_ids, field_ids, purpose_ids, rule_ids)
         secret_bound = self.secret_bound()
         retention = self.retention(article_ids)
         membership = self.membership()
@@ -375,7 +379,7 @@ class _Loader:
             declined=others["declined_article"] or default,
         )
 
-    def articles(self) -> list[Article]:
+    def articles(self, declared: set[str]) -> list[Article]:
         out: list[Article] = []
         seen: dict[str, int | None] = {}
         for table, ctx in self.tables("articles", "l'article [[articles]]"):
@@ -383,6 +387,8 @@ class _Loader:
             article_id = self.ident(
                 table, ctx, "id", _ARTICLE_ID_RE, "une lettre puis lettres, chiffres, « - »"
             )
+            if article_id is not None:
+                declared.add(article_id)
             title = self.text(table, ctx, "title")
             text = self.text(table, ctx, "text")
             if article_id is None or not self.unique(ctx, seen, article_id, "l'article"):
@@ -393,15 +399,15 @@ class _Loader:
             self.problems.append(Problem(1, "la charte doit contenir au moins un article"))
         return out
 
-    def fields(self, articles: set[str]) -> list[FieldDef]:
+    def fields(self, articles: set[str], declared: set[str]) -> list[FieldDef]:
         out: list[FieldDef] = []
         seen: dict[str, int | None] = {}
         required = {"id", "label_fr", "label_en", "category", "tier", "secrecy", "basis", "article"}
         for table, entry_ctx in self.tables("fields", "le champ [[fields]]"):
             ctx = entry_ctx
-            self.check_keys(table, ctx, required, set())
             field_id = self.text(table, ctx, "id")
             if field_id is not None:
+                declared.add(field_id)
                 ctx = _Ctx(ctx.path, ctx.n, f"le champ « {field_id} »")
                 if not is_valid_field_id(field_id):
                     self.fail(
@@ -413,6 +419,7 @@ class _Loader:
                     field_id = None
                 elif not self.unique(ctx, seen, field_id, "le champ"):
                     field_id = None
+            self.check_keys(table, ctx, required, set())
             label_fr = self.text(table, ctx, "label_fr")
             label_en = self.text(table, ctx, "label_en")
             category = self.enum(table, ctx, "category", Category)
@@ -456,7 +463,7 @@ class _Loader:
             self.problems.append(Problem(1, "la charte doit déclarer au moins un champ [[fields]]"))
         return out
 
-    def purposes(self, articles: set[str]) -> list[Purpose]:
+    def purposes(self, articles: set[str], declared: set[str]) -> list[Purpose]:
         out: list[Purpose] = []
         seen: dict[str, int | None] = {}
         for table, ctx in self.tables("purposes", "la finalité [[purposes]]"):
@@ -464,6 +471,8 @@ class _Loader:
             purpose_id = self.ident(
                 table, ctx, "id", _ID_RE, "lettres minuscules, chiffres, « - » ou « _ »"
             )
+            if purpose_id is not None:
+                declared.add(purpose_id)
             if purpose_id is not None and not self.unique(ctx, seen, purpose_id, "la finalité"):
                 purpose_id = None
             label_fr = self.text(table, ctx, "label_fr")
