@@ -33,9 +33,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from audit.errors import CheckpointError
+from audit.errors import AuditError, CheckpointError
 from audit.events import format_time, utc_time
-from audit.merkle import HASH_SIZE
+from audit.merkle import HASH_SIZE, Frontier
 
 ED25519 = 0x01
 COSIGNATURE_V1 = 0x04
@@ -245,7 +245,8 @@ class NoteVerifier:
 
 
 def _parse_vkey(vkey: str) -> tuple[str, int, bytes]:
-    parts = vkey.strip().split("+")
+    # The base64 part may itself contain "+": split at the first two only (names cannot).
+    parts = vkey.strip().split("+", 2)
     if len(parts) != 3:
         raise CheckpointError("a verifier key is name+keyid+base64")
     name, key_id_hex, blob = parts
@@ -318,3 +319,55 @@ class CosignatureVerifier:
                 raise CheckpointError(f"bad cosignature by {self.name}") from None
             return datetime.fromtimestamp(timestamp, UTC)
         raise CheckpointError(f"no cosignature by {self.name}")
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A retention cut: events below ``cut`` were deleted; the log stays verifiable from here.
+
+    ``frontier`` holds the complete-subtree hashes of the tree of ``cut`` leaves (largest
+    first, see :func:`audit.merkle.frontier_keys`); folded, they give the root signed in
+    ``note`` (a checkpoint of size ``cut``). A verifier seeds its tree with them and checks
+    every later event and checkpoint as if it had seen the deleted prefix.
+    """
+
+    cut: int
+    frontier: tuple[bytes, ...]
+    note: str
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON object written in exports (``segment.json``)."""
+        return {
+            "cut": self.cut,
+            "frontier": [_b64(h) for h in self.frontier],
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> Segment:
+        """Parse :meth:`to_json` output (no signature check: see :meth:`verify`)."""
+        if not isinstance(obj, dict):
+            raise CheckpointError("a segment record is a JSON object")
+        cut, frontier, note = obj.get("cut"), obj.get("frontier"), obj.get("note")
+        if (
+            not isinstance(cut, int)
+            or isinstance(cut, bool)
+            or not isinstance(frontier, list)
+            or not isinstance(note, str)
+            or not all(isinstance(h, str) for h in frontier)
+        ):
+            raise CheckpointError("malformed segment record")
+        return cls(cut, tuple(_unb64(h) for h in frontier), note)
+
+    def verify(self, verifier: NoteVerifier) -> Checkpoint:
+        """Check the note's signature, its size, and that the frontier folds to its root."""
+        checkpoint = verifier.verify_checkpoint(self.note)
+        if checkpoint.size != self.cut:
+            raise CheckpointError("segment checkpoint size differs from the cut")
+        try:
+            root = Frontier(self.cut, self.frontier).root()
+        except AuditError as exc:
+            raise CheckpointError(f"segment frontier is malformed: {exc}") from None
+        if root != checkpoint.root:
+            raise CheckpointError("segment frontier does not match the signed root")
+        return checkpoint

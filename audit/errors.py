@@ -45,3 +45,7 @@ class WitnessError(AuditError):
 
 class RetentionError(AuditError):
     """A retention prune was refused (nothing to prune, or no signer for the segment record)."""
+
+
+class UnreadableExport(AuditError):  # noqa: N818
+    """An export directory is missing files or is not in a format the verifier knows."""

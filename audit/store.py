@@ -218,7 +218,8 @@ def make_audit_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
-def _event_from_row(row: Any) -> Event:
+def event_from_row(row: Any) -> Event:
+    """The :class:`Event` of an ``audit_events`` row."""
     return Event(
         seq=row.seq,
         time=from_micros(row.time_us),
@@ -261,6 +262,11 @@ class AuditLog:
     def engine(self) -> Engine:
         """The audit database engine."""
         return self._engine
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        """The injected clock (retention and exports read time from it too)."""
+        return self._clock
 
     # --- schema --------------------------------------------------------------------------
 
@@ -431,14 +437,14 @@ class AuditLog:
             row = conn.execute(select(events_table).where(events_table.c.seq == seq)).first()
         if row is None:
             raise AuditError(f"no event {seq}")
-        return _event_from_row(row)
+        return event_from_row(row)
 
     def events(
         self, start: int = 0, stop: int | None = None, *, batch: int = _BATCH
     ) -> Iterator[Event]:
         """Events with ``start <= seq < stop`` in order, fetched in keyset batches."""
         for row in self.event_rows(start, stop, batch=batch):
-            yield _event_from_row(row)
+            yield event_from_row(row)
 
     def event_rows(
         self, start: int = 0, stop: int | None = None, *, batch: int = _BATCH
