@@ -48,7 +48,9 @@ def create_app(config: Config | None = None) -> Flask:
     )
     if config.trusted_proxies:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies,
+            app.wsgi_app,
+            x_for=config.trusted_proxies,
+            x_proto=config.trusted_proxies,
             x_host=config.trusted_proxies,
         )
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from charter.vocabulary import OrgKind, Role
 from hub import totp
+from hub.db import rowcount
 from hub.i18n import N_, MessageError
 from hub.models import Invitation, Organisation, RecoveryCode, User, new_nonce
 from hub.passwords import Passwords, password_problems
@@ -36,7 +37,7 @@ class LoginOutcome(StrEnum):
 
     OK = "ok"
     UNKNOWN_USER = "unknown_user"
-    BAD_PASSWORD = "bad_password"
+    BAD_PASSWORD = "bad_password"  # noqa: S105 - an outcome name, not a password
     BAD_CODE = "bad_code"
     LOCKED = "locked"
     DISABLED = "disabled"
@@ -138,7 +139,9 @@ class Accounts:
             raise AccountError(N_("Un compte existe déjà avec cette adresse électronique."))
         if not roles:
             raise AccountError(N_("Choisissez au moins un rôle."))
-        user = User(name=name.strip(), email=email, organisation=organisation, created_at=self.clock())
+        user = User(
+            name=name.strip(), email=email, organisation=organisation, created_at=self.clock()
+        )
         user.set_roles(roles)
         self.session.add(user)
         self.session.flush()
@@ -221,14 +224,16 @@ class Accounts:
                 raise problems[0]
         step = totp.matching_step(secret, code, self.clock())
         if step is None:
-            raise AccountError(N_("Le code saisi ne correspond pas. Vérifiez l'heure de votre téléphone."))
+            raise AccountError(
+                N_("Le code saisi ne correspond pas. Vérifiez l'heure de votre téléphone.")
+            )
         consumed = self.session.execute(
             update(Invitation)
             .where(Invitation.id == invitation.id, Invitation.used_at.is_(None))
             .values(used_at=self.clock())
             .execution_options(synchronize_session=False)
         )
-        if consumed.rowcount != 1:  # type: ignore[attr-defined]
+        if rowcount(consumed) != 1:
             raise AccountError(N_("Le lien d'activation n'est plus valable."))
         if password is not None and invitation.purpose == "invite":
             user.password_hash = self.passwords.hash(password)
@@ -245,7 +250,9 @@ class Accounts:
     def _new_recovery_codes(self, user: User) -> list[str]:
         self.session.query(RecoveryCode).filter(RecoveryCode.user_id == user.id).delete()
         codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
-        self.session.add_all(RecoveryCode(user_id=user.id, code_hash=token_digest(c)) for c in codes)
+        self.session.add_all(
+            RecoveryCode(user_id=user.id, code_hash=token_digest(c)) for c in codes
+        )
         return codes
 
     # -- login -----------------------------------------------------------------------------
@@ -311,7 +318,7 @@ class Accounts:
                 .values(totp_last_step=step)
                 .execution_options(synchronize_session=False)
             )
-            if accepted.rowcount == 1:  # type: ignore[attr-defined]
+            if rowcount(accepted) == 1:
                 self.session.refresh(user, ["totp_last_step"])
                 return True
             return False
@@ -328,7 +335,7 @@ class Accounts:
             .values(used_at=self.clock())
             .execution_options(synchronize_session=False)
         )
-        return used.rowcount == 1  # type: ignore[attr-defined]
+        return rowcount(used) == 1
 
     def remaining_recovery_codes(self, user: User) -> int:
         """How many unused recovery codes the user has left."""

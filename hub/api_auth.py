@@ -29,7 +29,7 @@ from hub.models import ApiClient, UsedAssertion
 
 ALGORITHM = "Ed25519"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ACCESS_TOKEN_TYPE = "at+jwt"
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - RFC 9068 media type
 MAX_TOKEN_BYTES = 8192
 _FORBIDDEN_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "crit", "zip"})
 LEEWAY_SECONDS = 30
@@ -153,7 +153,9 @@ class ApiAuth:
     def authenticate_client(self, assertion_type: str, assertion: str) -> ApiClient:
         """Verify a client assertion and record its ``jti`` so it cannot be replayed."""
         if assertion_type != ASSERTION_TYPE or not assertion:
-            raise ApiAuthError("invalid_request", N_("Assertion du client manquante ou mal typée."), 400)
+            raise ApiAuthError(
+                "invalid_request", N_("Assertion du client manquante ou mal typée."), 400
+            )
         header = _header(assertion)
         claims = _unverified_claims(assertion)
         client = self._active_client(claims.get("iss"))

@@ -16,16 +16,16 @@ from sqlalchemy.orm import Session
 from hub.db import after_commit
 
 
-def celery_init_app(app: Flask) -> Celery:
+def celery_init_app(app: Flask) -> Celery[Any]:
     """Create the Celery app bound to ``app`` and store it in ``app.extensions["celery"]``."""
 
-    class FlaskTask(Task):  # type: ignore[misc]
+    class FlaskTask(Task[Any, Any]):
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
     config = app.extensions["maillon"].config
-    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app: Celery[Any] = Celery(app.name, task_cls=FlaskTask)
     celery_app.conf.update(
         broker_url=config.broker_url,
         broker_connection_retry_on_startup=True,

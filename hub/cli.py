@@ -52,8 +52,13 @@ def init_db() -> None:
 
 
 @click.command("demo")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Fichier JSON où écrire les comptes de démonstration (secrets en clair).")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Fichier JSON où écrire les comptes de démonstration (secrets en clair).",
+)
 @with_appcontext
 def demo(out: Path) -> None:
     """Seed the demo territory and write its accounts to OUT (development and tests only)."""
@@ -66,8 +71,12 @@ def demo(out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump({"base_url": hub_state.config.base_url, "accounts": accounts_as_json(created)},
-                  handle, ensure_ascii=False, indent=2)
+        json.dump(
+            {"base_url": hub_state.config.base_url, "accounts": accounts_as_json(created)},
+            handle,
+            ensure_ascii=False,
+            indent=2,
+        )
     click.echo(f"Territoire de démonstration prêt : {len(created)} comptes écrits dans {out}.")
     for account in created:
         click.echo(
@@ -79,8 +88,13 @@ def demo(out: Path) -> None:
 
 @click.command("demo-code")
 @click.argument("email")
-@click.option("--accounts", "accounts_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Fichier écrit par « demo --out » (défaut : var/demo-accounts.json).")
+@click.option(
+    "--accounts",
+    "accounts_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Fichier écrit par « demo --out » (défaut : var/demo-accounts.json).",
+)
 @with_appcontext
 def demo_code(email: str, accounts_file: Path | None) -> None:
     """Print the current TOTP code of a demo account (development only)."""
@@ -149,7 +163,9 @@ def user_group() -> None:
 @click.option("--name", required=True)
 @click.option("--email", required=True)
 @click.option("--org", "org_name", required=True, help="Nom exact de l'organisation.")
-@click.option("--role", "roles", multiple=True, required=True, type=click.Choice([r.value for r in Role]))
+@click.option(
+    "--role", "roles", multiple=True, required=True, type=click.Choice([r.value for r in Role])
+)
 @with_appcontext
 def user_invite(name: str, email: str, org_name: str, roles: tuple[str, ...]) -> None:
     """Create a user and print the one-time activation link (to hand over securely)."""
@@ -161,12 +177,16 @@ def user_invite(name: str, email: str, org_name: str, roles: tuple[str, ...]) ->
         assert org is not None
         service = hub_state.accounts(session)
         try:
-            user = service.create_user(name=name, email=email, organisation=org, roles={Role(r) for r in roles})
+            user = service.create_user(
+                name=name, email=email, organisation=org, roles={Role(r) for r in roles}
+            )
         except MessageError as error:
             _fail(error)
         token = service.issue_link(user, purpose="invite", created_by=None)
         session.commit()
-    click.echo(f"Lien d'activation (usage unique, expire dans {hub_state.config.invitation_hours} h) :")
+    click.echo(
+        f"Lien d'activation (usage unique, expire dans {hub_state.config.invitation_hours} h) :"
+    )
     click.echo(f"{hub_state.config.base_url}/activation/{token}")
 
 
@@ -277,8 +297,13 @@ def api_client_group() -> None:
 @api_client_group.command("register")
 @click.option("--org", "org_name", required=True)
 @click.option("--name", required=True)
-@click.option("--jwk", "jwk_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="Clé publique Ed25519 du client au format JWK (JSON).")
+@click.option(
+    "--jwk",
+    "jwk_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Clé publique Ed25519 du client au format JWK (JSON).",
+)
 @with_appcontext
 def api_client_register(org_name: str, name: str, jwk_file: Path) -> None:
     """Register a client's public key; prints the client_id."""
@@ -287,13 +312,19 @@ def api_client_register(org_name: str, name: str, jwk_file: Path) -> None:
     try:
         key = parse_public_jwk(text)
     except (ValueError, KeyError) as exc:
-        raise click.ClickException("Clé refusée : une clé publique Ed25519 (JWK OKP) est attendue.") from exc
+        raise click.ClickException(
+            "Clé refusée : une clé publique Ed25519 (JWK OKP) est attendue."
+        ) from exc
     with hub_state.session_factory() as session:
         org = session.scalar(select(Organisation).where(Organisation.name == org_name))
         if org is None:
             _fail("Organisation inconnue.")
-        client = ApiClient(organisation=org, name=name, public_jwk=json.dumps(key.as_dict(private=False)),
-                           key_id=key.thumbprint())
+        client = ApiClient(
+            organisation=org,
+            name=name,
+            public_jwk=json.dumps(key.as_dict(private=False)),
+            key_id=key.thumbprint(),
+        )
         session.add(client)
         session.commit()
         click.echo(client.client_id)
@@ -341,10 +372,27 @@ def serve(host: str, port: int) -> None:
     hub_state = _state()
     celery = [sys.executable, "-m", "celery", "-A", "hub.worker"]
     children = [
-        subprocess.Popen([*celery, "worker", "--pool=threads", "--concurrency=2", "-Q", "maillon",
-                          "--loglevel=INFO", "--without-gossip", "--without-mingle"]),
-        subprocess.Popen([*celery, "beat", "--loglevel=INFO",
-                          f"--schedule={hub_state.config.var_dir / 'celerybeat-schedule'}"]),
+        subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
+            [
+                *celery,
+                "worker",
+                "--pool=threads",
+                "--concurrency=2",
+                "-Q",
+                "maillon",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        ),
+        subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
+            [
+                *celery,
+                "beat",
+                "--loglevel=INFO",
+                f"--schedule={hub_state.config.var_dir / 'celerybeat-schedule'}",
+            ]
+        ),
     ]
     click.echo(f"Maillon : http://{host}:{port}/  (Ctrl-C pour tout arrêter)")
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -367,8 +415,17 @@ def serve(host: str, port: int) -> None:
 
 def register(app: Flask) -> None:
     """Attach the commands to ``app.cli``."""
-    for command in (init_db, demo, demo_code, org_group, user_group, group_group,
-                    api_client_group, keys_group, serve):
+    for command in (
+        init_db,
+        demo,
+        demo_code,
+        org_group,
+        user_group,
+        group_group,
+        api_client_group,
+        keys_group,
+        serve,
+    ):
         app.cli.add_command(command)
 
 

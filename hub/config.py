@@ -82,7 +82,7 @@ class Config:
 _REQUIRED_IN_PRODUCTION = {
     "MAILLON_SECRET_KEY": "la clé secrète des sessions (au moins 32 caractères aléatoires)",
     "MAILLON_DATABASE_URL": "l'URL de la base de données principale (PostgreSQL)",
-    "MAILLON_AUDIT_DATABASE_URL": "l'URL de la base du journal d'audit (distincte de la principale)",
+    "MAILLON_AUDIT_DATABASE_URL": "l'URL de la base du journal d'audit (distincte)",
     "MAILLON_BROKER_URL": "l'URL du courtier Celery (Redis)",
     "MAILLON_SERVER_KEY_FILE": "le fichier de la clé Ed25519 du serveur (PEM)",
     "MAILLON_IP_HASH_KEY": "la clé de hachage des adresses IP (au moins 32 caractères)",
@@ -144,14 +144,17 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
             )
         secret_key = env_map["MAILLON_SECRET_KEY"]
         ip_hash_key = env_map["MAILLON_IP_HASH_KEY"]
-        for name, value in (("MAILLON_SECRET_KEY", secret_key), ("MAILLON_IP_HASH_KEY", ip_hash_key)):
+        for name, value in (
+            ("MAILLON_SECRET_KEY", secret_key),
+            ("MAILLON_IP_HASH_KEY", ip_hash_key),
+        ):
             if len(value) < 32:
                 raise ConfigError(f"{name} est trop courte : au moins 32 caractères aléatoires.")
         if not env_map["MAILLON_BASE_URL"].startswith("https://"):
             raise ConfigError("MAILLON_BASE_URL doit commencer par https:// en production.")
         if env_map["MAILLON_DATABASE_URL"] == env_map["MAILLON_AUDIT_DATABASE_URL"]:
             raise ConfigError(
-                "MAILLON_AUDIT_DATABASE_URL doit désigner une base distincte de MAILLON_DATABASE_URL."
+                "MAILLON_AUDIT_DATABASE_URL doit désigner une autre base que MAILLON_DATABASE_URL."
             )
     else:
         generated = _dev_secrets(var_dir)
@@ -166,10 +169,12 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     return Config(
         env=env,  # type: ignore[arg-type]  # checked above
         secret_key=secret_key,
-        database_url=env_map.get("MAILLON_DATABASE_URL") or f"sqlite:///{var_dir / 'maillon.sqlite'}",
+        database_url=env_map.get("MAILLON_DATABASE_URL")
+        or f"sqlite:///{var_dir / 'maillon.sqlite'}",
         audit_database_url=env_map.get("MAILLON_AUDIT_DATABASE_URL")
         or f"sqlite:///{var_dir / 'audit.sqlite'}",
-        broker_url=env_map.get("MAILLON_BROKER_URL") or f"sqla+sqlite:///{var_dir / 'broker.sqlite'}",
+        broker_url=env_map.get("MAILLON_BROKER_URL")
+        or f"sqla+sqlite:///{var_dir / 'broker.sqlite'}",
         server_key_file=Path(
             env_map.get("MAILLON_SERVER_KEY_FILE") or str(var_dir / "server-key.pem")
         ),

@@ -1,4 +1,4 @@
-"""Database plumbing for the hub's main store: declarative base, engines, sessions, post-commit hooks.
+"""Database plumbing for the hub's main store: base, engines, sessions, post-commit hooks.
 
 Plain SQLAlchemy 2 (no Flask-SQLAlchemy) so that domain services take a ``Session`` and work the
 same from the web, the CLI and Celery tasks.
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, Result, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -99,6 +99,11 @@ def _run_after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_after_rollback(session: Session) -> None:
     session.info.pop(_HOOKS_KEY, None)
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows matched by an UPDATE/DELETE (conditional updates use it to detect who won a race)."""
+    return int(getattr(result, "rowcount", 0))
 
 
 def utcnow() -> datetime:

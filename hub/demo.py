@@ -31,9 +31,21 @@ ORGANISATIONS: list[tuple[str, OrgKind]] = [
 
 # (name, email, organisation index, roles, sits in the group)
 PEOPLE: list[tuple[str, str, int, set[Role], bool]] = [
-    ("Claire Coordination", "coordinatrice@demo.maillon.invalid", 0, {Role.COORDINATOR, Role.GROUP_MEMBER}, True),
+    (
+        "Claire Coordination",
+        "coordinatrice@demo.maillon.invalid",
+        0,
+        {Role.COORDINATOR, Role.GROUP_MEMBER},
+        True,
+    ),
     ("Paul Probation", "cpip@demo.maillon.invalid", 1, {Role.AGENT, Role.GROUP_MEMBER}, True),
-    ("Mina Conseil", "conseillere@demo.maillon.invalid", 2, {Role.AGENT, Role.REFERENT, Role.GROUP_MEMBER}, True),
+    (
+        "Mina Conseil",
+        "conseillere@demo.maillon.invalid",
+        2,
+        {Role.AGENT, Role.REFERENT, Role.GROUP_MEMBER},
+        True,
+    ),
     ("Jules Éducation", "educateur@demo.maillon.invalid", 3, {Role.AGENT, Role.GROUP_MEMBER}, True),
     ("Sofia Rue", "educatrice-rue@demo.maillon.invalid", 4, {Role.AGENT}, False),
     ("Hugo Logement", "logement@demo.maillon.invalid", 5, {Role.AGENT}, False),

@@ -20,7 +20,10 @@ STATUS_CODES: dict[int, tuple[str, str]] = {
     405: ("method_not_allowed", N_("Cette action n'est pas permise ici.")),
     413: ("too_large", N_("L'envoi est trop volumineux.")),
     429: ("rate_limited", N_("Trop de tentatives. Patientez quelques minutes avant de réessayer.")),
-    500: ("internal_error", N_("Une erreur interne est survenue. L'équipe technique est prévenue.")),
+    500: (
+        "internal_error",
+        N_("Une erreur interne est survenue. L'équipe technique est prévenue."),
+    ),
     503: ("unavailable", N_("Le service est momentanément indisponible. Réessayez plus tard.")),
 }
 

@@ -114,9 +114,7 @@ class UserForm(FlaskForm):
         validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)],
     )
     organisation = SelectField(_l("Organisation"), coerce=int, validators=[DataRequired()])
-    roles = MultiCheckboxField(
-        _l("Rôles"), choices=[(r.value, ROLE_LABELS_FR[r]) for r in Role]
-    )
+    roles = MultiCheckboxField(_l("Rôles"), choices=[(r.value, ROLE_LABELS_FR[r]) for r in Role])
     submit = SubmitField(_l("Créer le compte et envoyer l'invitation"))
 
 

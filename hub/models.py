@@ -90,9 +90,7 @@ class User(Base):
     password_changed_at: Mapped[datetime | None] = mapped_column(default=None)
 
     organisation: Mapped[Organisation] = relationship(back_populates="users")
-    role_rows: Mapped[list[UserRole]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin"
-    )
+    role_rows: Mapped[list[UserRole]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 
     @property
     def roles(self) -> frozenset[Role]:
@@ -127,7 +125,7 @@ class User(Base):
         return False
 
     def get_id(self) -> str:
-        """Session identity: public id plus the per-user nonce, so rotating the nonce ends sessions."""
+        """Session identity: public id and per-user nonce (a new nonce ends every session)."""
         return f"{self.public_id}:{self.session_nonce}"
 
     @property
@@ -141,7 +139,9 @@ class UserRole(Base):
 
     __tablename__ = "user_roles"
 
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
     role: Mapped[Role] = mapped_column(_enum(Role, "role"), primary_key=True)
 
 
@@ -176,7 +176,9 @@ class GroupMembership(Base):
     group_id: Mapped[int] = mapped_column(
         ForeignKey("operational_groups.id", ondelete="CASCADE"), primary_key=True
     )
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     group: Mapped[OperationalGroup] = relationship(back_populates="memberships")

@@ -46,8 +46,12 @@ def page_number(raw: Any) -> int:
     return max(1, min(number, 1_000_000))
 
 
-def paginate(session: Session, statement: Select[tuple[T]], number: int, per_page: int = PER_PAGE) -> Page[T]:
+def paginate(
+    session: Session, statement: Select[Any], number: int, per_page: int = PER_PAGE
+) -> Page[Any]:
     """Run ``statement`` for page ``number``."""
-    total = session.scalar(select(func.count()).select_from(statement.order_by(None).subquery())) or 0
+    total = (
+        session.scalar(select(func.count()).select_from(statement.order_by(None).subquery())) or 0
+    )
     items = list(session.scalars(statement.limit(per_page).offset((number - 1) * per_page)))
     return Page(items=items, number=number, per_page=per_page, total=int(total))

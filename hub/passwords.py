@@ -44,24 +44,24 @@ class Passwords:
         return self._hasher.check_needs_rehash(password_hash)
 
 
-class PasswordRejected(MessageError):
+class PasswordRejectedError(MessageError):
     """A password that does not meet the policy."""
 
 
 def password_problems(
     password: str, *, email: str = "", name: str = ""
-) -> list[PasswordRejected]:
+) -> list[PasswordRejectedError]:
     """Why ``password`` is not acceptable (empty list: acceptable)."""
-    problems: list[PasswordRejected] = []
+    problems: list[PasswordRejectedError] = []
     if len(password) < MIN_LENGTH:
         problems.append(
-            PasswordRejected(
+            PasswordRejectedError(
                 N_("Le mot de passe doit comporter au moins %(n)d caractères."), n=MIN_LENGTH
             )
         )
     if len(password) > MAX_LENGTH:
         problems.append(
-            PasswordRejected(
+            PasswordRejectedError(
                 N_("Le mot de passe doit comporter au plus %(n)d caractères."), n=MAX_LENGTH
             )
         )
@@ -71,8 +71,10 @@ def password_problems(
         name and len(name) >= 4 and name.lower() in lowered
     ):
         problems.append(
-            PasswordRejected(N_("Le mot de passe ne doit pas contenir votre nom ni votre adresse."))
+            PasswordRejectedError(
+                N_("Le mot de passe ne doit pas contenir votre nom ni votre adresse.")
+            )
         )
     if len(set(password)) < 5:
-        problems.append(PasswordRejected(N_("Le mot de passe est trop répétitif.")))
+        problems.append(PasswordRejectedError(N_("Le mot de passe est trop répétitif.")))
     return problems

@@ -35,6 +35,7 @@ PUBLIC_ENDPOINTS = frozenset(
     }
 )
 
+
 def load_user(identity: str) -> User | None:
     """Flask-Login loader: the session identity must carry the user's current nonce."""
     public_id, _sep, nonce = identity.partition(":")
@@ -47,6 +48,7 @@ def load_user(identity: str) -> User | None:
         return None
     return user
 
+
 def safe_next(target: str | None) -> str | None:
     """``target`` if it is a local path (no open redirect), else ``None``."""
     if not target:
@@ -58,10 +60,12 @@ def safe_next(target: str | None) -> str | None:
         return None
     return target
 
+
 def _timestamp(value: Any) -> datetime | None:
     if not isinstance(value, (int, float)):
         return None
     return datetime.fromtimestamp(value, tz=now().tzinfo)
+
 
 def start_session(user: User) -> None:
     """Begin a fresh session for ``user``: nothing from the anonymous session carries over."""
@@ -76,6 +80,7 @@ def start_session(user: User) -> None:
     if lang:
         session["lang"] = lang
 
+
 def end_session() -> None:
     """Log out of this browser and forget everything in the session."""
     lang = session.get("lang")
@@ -84,9 +89,11 @@ def end_session() -> None:
     if lang:
         session["lang"] = lang
 
+
 def mark_fresh() -> None:
     """Record a successful re-authentication for sensitive actions."""
     session["auth_at"] = now().timestamp()
+
 
 def is_fresh() -> bool:
     """Whether the last password+TOTP check is recent enough for a sensitive action."""
@@ -94,6 +101,7 @@ def is_fresh() -> bool:
     if auth_at is None:
         return False
     return now() - auth_at <= timedelta(minutes=state().config.fresh_login_minutes)
+
 
 def fresh_login_required(view: F) -> F:
     """Sensitive actions ask for password and code again when the last check is old."""
@@ -107,19 +115,23 @@ def fresh_login_required(view: F) -> F:
 
     return wrapper  # type: ignore[return-value]
 
+
 def role_required(*roles: Role) -> Callable[[F], F]:
     """Only users holding one of ``roles`` may use the view (403 otherwise)."""
 
     def decorator(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if not current_user.is_authenticated or not any(current_user.has_role(r) for r in roles):
+            if not current_user.is_authenticated or not any(
+                current_user.has_role(r) for r in roles
+            ):
                 abort(403)
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
 
 def _before_request() -> Any:
     g.csp_nonce = secrets.token_urlsafe(18)
@@ -139,6 +151,7 @@ def _before_request() -> Any:
         return None
     return redirect(url_for("auth.login", next=safe_next(request.full_path.rstrip("?"))))
 
+
 def _csp(nonce: str) -> str:
     return "; ".join(
         [
@@ -156,6 +169,7 @@ def _csp(nonce: str) -> str:
         ]
     )
 
+
 def _after_request(response: Response) -> Response:
     headers = response.headers
     headers["Content-Security-Policy"] = _csp(g.get("csp_nonce", "none"))
@@ -171,6 +185,7 @@ def _after_request(response: Response) -> Response:
     if state().config.production:
         headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
     return response
+
 
 def init_security(app: Flask) -> None:
     """Wire the loader and the request hooks into ``app``."""

@@ -15,7 +15,7 @@ from flask import current_app, g
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.accounts import AccountSettings, Accounts
+from hub.accounts import Accounts, AccountSettings
 from hub.config import Config
 from hub.db import utcnow
 from hub.passwords import Passwords

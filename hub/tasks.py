@@ -8,6 +8,7 @@ from celery import shared_task
 from sqlalchemy import delete, select
 
 from hub import mail
+from hub.db import rowcount
 from hub.models import Invitation, UsedAssertion
 from hub.state import state
 
@@ -28,7 +29,7 @@ Ouvrez ce lien personnel pour {action} (il expire le {expires} et ne sert qu'une
 Si vous n'attendiez pas ce message, ignorez-le et prévenez l'administrateur de Maillon
 de votre organisation.
 
--- 
+--
 Maillon, plateforme d'échange du groupe opérationnel. Ce message ne contient aucune
 information sur les situations suivies.
 """
@@ -88,4 +89,4 @@ def purge_expired() -> int:
         if stale:
             session.execute(delete(Invitation).where(Invitation.id.in_(stale)))
         session.commit()
-        return int(removed.rowcount or 0) + len(stale)  # type: ignore[attr-defined]
+        return rowcount(removed) + len(stale)

@@ -63,9 +63,7 @@ def dashboard() -> Any:
         "organisations": len(session.scalars(select(Organisation.id)).all()),
         "users": len(session.scalars(select(User.id)).all()),
         "groups": len(session.scalars(select(OperationalGroup.id)).all()),
-        "locked": len(
-            session.scalars(select(User.id).where(User.locked_until.is_not(None))).all()
-        ),
+        "locked": len(session.scalars(select(User.id).where(User.locked_until.is_not(None))).all()),
     }
     return render_template("admin/dashboard.html", counts=counts)
 
@@ -109,7 +107,9 @@ def organisation_status(public_id: str) -> Any:
         accounts().end_all_sessions(user)
     db().commit()
     flash(
-        _("L'organisation est suspendue.") if not org.active else _("L'organisation est réactivée."),
+        _("L'organisation est suspendue.")
+        if not org.active
+        else _("L'organisation est réactivée."),
         "success",
     )
     return redirect(url_for("admin.organisations"))
@@ -135,7 +135,9 @@ def users() -> Any:
 
 
 def _organisation_choices() -> list[tuple[int, str]]:
-    orgs = db().scalars(select(Organisation).where(Organisation.active.is_(True)).order_by(Organisation.name))
+    orgs = db().scalars(
+        select(Organisation).where(Organisation.active.is_(True)).order_by(Organisation.name)
+    )
     return [(o.id, o.name) for o in orgs]
 
 
@@ -202,7 +204,10 @@ def user_reset_mfa(public_id: str) -> Any:
     invitation = accounts().reset_mfa(user, by=current_user)
     enqueue(db(), send_activation_mail, invitation.id)
     db().commit()
-    flash(_("La double authentification est réinitialisée ; un lien est envoyé par courriel."), "success")
+    flash(
+        _("La double authentification est réinitialisée ; un lien est envoyé par courriel."),
+        "success",
+    )
     return redirect(url_for("admin.user_detail", public_id=public_id))
 
 
@@ -218,7 +223,10 @@ def user_status(public_id: str) -> Any:
         return redirect(url_for("admin.user_detail", public_id=public_id))
     accounts().set_active(user, not user.active)
     db().commit()
-    flash(_("Le compte est désactivé.") if not user.active else _("Le compte est réactivé."), "success")
+    flash(
+        _("Le compte est désactivé.") if not user.active else _("Le compte est réactivé."),
+        "success",
+    )
     return redirect(url_for("admin.user_detail", public_id=public_id))
 
 
@@ -257,7 +265,9 @@ def groups() -> Any:
         if session.scalar(select(OperationalGroup).where(OperationalGroup.name == name)):
             flash(_("Un groupe porte déjà ce nom."), "error")
         else:
-            coordinator = session.get(User, form.coordinator.data) if form.coordinator.data else None
+            coordinator = (
+                session.get(User, form.coordinator.data) if form.coordinator.data else None
+            )
             group = OperationalGroup(name=name, territory=(form.territory.data or "").strip())
             group.coordinator = coordinator
             session.add(group)
@@ -267,7 +277,9 @@ def groups() -> Any:
             flash(_("Le groupe a été créé."), "success")
             return redirect(url_for("admin.group_detail", public_id=group.public_id))
     page = paginate(
-        db(), select(OperationalGroup).order_by(OperationalGroup.name), page_number(request.args.get("page"))
+        db(),
+        select(OperationalGroup).order_by(OperationalGroup.name),
+        page_number(request.args.get("page")),
     )
     return render_template("admin/groups.html", form=form, page=page)
 

@@ -58,7 +58,9 @@ def _bearer() -> None:
 def token() -> Any:
     """RFC 7523 client credentials: a signed assertion in, a short-lived access token out."""
     if request.form.get("grant_type") != "client_credentials":
-        raise ApiError(400, "unsupported_grant_type", _("Seul le type client_credentials est accepté."))
+        raise ApiError(
+            400, "unsupported_grant_type", _("Seul le type client_credentials est accepté.")
+        )
     service = api_auth()
     try:
         client = service.authenticate_client(
@@ -70,7 +72,11 @@ def token() -> Any:
     issued = service.issue_token(client)
     db().commit()  # the assertion's jti is recorded before the token leaves
     return jsonify(
-        {"access_token": issued.access_token, "token_type": "Bearer", "expires_in": issued.expires_in}
+        {
+            "access_token": issued.access_token,
+            "token_type": "Bearer",
+            "expires_in": issued.expires_in,
+        }
     )
 
 

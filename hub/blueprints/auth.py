@@ -50,13 +50,16 @@ def login() -> Any:
         return redirect(url_for("main.index"))
     form = LoginForm()
     if form.validate_on_submit():
-        result = accounts().authenticate(form.email.data or "", form.password.data or "", form.code.data or "")
+        result = accounts().authenticate(
+            form.email.data or "", form.password.data or "", form.code.data or ""
+        )
         if result.outcome is LoginOutcome.OK and result.user is not None:
             db().commit()
             start_session(result.user)
             target = safe_next(request.args.get("next")) or url_for("main.index")
             return redirect(target)
         db().commit()  # failure counters and lockout must persist
+        form.code.data = ""  # never echo a code back into the page
         flash(_(LOGIN_REFUSED), "error")
         return render_template("auth/login.html", form=form), 200
     if request.method == "POST":
@@ -145,7 +148,9 @@ def change_password() -> Any:
             flash(_("Les deux mots de passe ne sont pas identiques."), "error")
         else:
             try:
-                accounts().change_password(current_user, form.current.data or "", form.new.data or "")
+                accounts().change_password(
+                    current_user, form.current.data or "", form.new.data or ""
+                )
             except MessageError as error:
                 db().rollback()
                 show_error(error)
@@ -153,6 +158,9 @@ def change_password() -> Any:
                 user = current_user._get_current_object()
                 db().commit()
                 start_session(user)  # re-issue this session with the new nonce
-                flash(_("Votre mot de passe a été changé. Vos autres sessions sont fermées."), "success")
+                flash(
+                    _("Votre mot de passe a été changé. Vos autres sessions sont fermées."),
+                    "success",
+                )
                 return redirect(url_for("main.account"))
     return render_template("auth/password.html", form=form)

@@ -41,7 +41,7 @@ def set_language() -> Any:
 def _check_database() -> bool:
     try:
         db().execute(text("SELECT 1"))
-    except Exception:  # noqa: BLE001 - any failure means unhealthy
+    except Exception:
         return False
     return True
 
@@ -50,7 +50,7 @@ def _check_audit() -> bool:
     try:
         with state().audit_engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     return True
 
@@ -59,7 +59,7 @@ def _check_broker() -> bool:
     try:
         with Connection(state().config.broker_url, connect_timeout=2) as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     return True
 
@@ -69,7 +69,10 @@ def healthz() -> Any:
     """Database, audit store and broker reachability; 503 when any is down. No personal data."""
     checks = {"database": _check_database(), "audit": _check_audit(), "broker": _check_broker()}
     healthy = all(checks.values())
-    body = {"status": "ok" if healthy else "degraded", "checks": {k: "ok" if v else "down" for k, v in checks.items()}}
+    body = {
+        "status": "ok" if healthy else "degraded",
+        "checks": {k: "ok" if v else "down" for k, v in checks.items()},
+    }
     response = jsonify(body)
     response.status_code = 200 if healthy else 503
     return response

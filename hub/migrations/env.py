@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from hub.db import Base
 from hub import models  # noqa: F401 - registers the tables on Base.metadata
+from hub.db import Base
 
 config = context.config
 target_metadata = Base.metadata

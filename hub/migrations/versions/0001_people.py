@@ -18,9 +18,20 @@ branch_labels = None
 depends_on = None
 
 ORG_KINDS = (
-    "spip", "pjj", "mission_locale", "commune", "conseil_departemental", "prevention_specialisee",
-    "mediation", "bailleur", "police", "gendarmerie", "education_nationale", "sante",
-    "association", "autre",
+    "spip",
+    "pjj",
+    "mission_locale",
+    "commune",
+    "conseil_departemental",
+    "prevention_specialisee",
+    "mediation",
+    "bailleur",
+    "police",
+    "gendarmerie",
+    "education_nationale",
+    "sante",
+    "association",
+    "autre",
 )
 ROLES = ("agent", "referent", "group_member", "coordinator", "dpo", "admin")
 
@@ -35,7 +46,13 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("public_id", sa.String(32), nullable=False),
         sa.Column("name", sa.String(200), nullable=False),
-        sa.Column("kind", sa.Enum(*ORG_KINDS, name="org_kind", native_enum=False, create_constraint=True, length=32), nullable=False),
+        sa.Column(
+            "kind",
+            sa.Enum(
+                *ORG_KINDS, name="org_kind", native_enum=False, create_constraint=True, length=32
+            ),
+            nullable=False,
+        ),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_organisations"),
@@ -60,7 +77,9 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("last_login_at", UTCDateTime(), nullable=True),
         sa.Column("password_changed_at", UTCDateTime(), nullable=True),
-        sa.ForeignKeyConstraint(["organisation_id"], ["organisations.id"], name="fk_users_organisation_id_organisations"),
+        sa.ForeignKeyConstraint(
+            ["organisation_id"], ["organisations.id"], name="fk_users_organisation_id_organisations"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_users"),
         sa.UniqueConstraint("public_id", name="uq_users_public_id"),
         sa.UniqueConstraint("email", name="uq_users_email"),
@@ -68,8 +87,14 @@ def upgrade() -> None:
     op.create_table(
         "user_roles",
         sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("role", sa.Enum(*ROLES, name="role", native_enum=False, create_constraint=True, length=32), nullable=False),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_user_roles_user_id_users", ondelete="CASCADE"),
+        sa.Column(
+            "role",
+            sa.Enum(*ROLES, name="role", native_enum=False, create_constraint=True, length=32),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name="fk_user_roles_user_id_users", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("user_id", "role", name="pk_user_roles"),
     )
     op.create_table(
@@ -80,7 +105,9 @@ def upgrade() -> None:
         sa.Column("territory", sa.String(200), nullable=False),
         sa.Column("coordinator_id", sa.Integer(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["coordinator_id"], ["users.id"], name="fk_operational_groups_coordinator_id_users"),
+        sa.ForeignKeyConstraint(
+            ["coordinator_id"], ["users.id"], name="fk_operational_groups_coordinator_id_users"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_operational_groups"),
         sa.UniqueConstraint("public_id", name="uq_operational_groups_public_id"),
         sa.UniqueConstraint("name", name="uq_operational_groups_name"),
@@ -90,8 +117,15 @@ def upgrade() -> None:
         sa.Column("group_id", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("added_at", UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["group_id"], ["operational_groups.id"], name="fk_group_members_group_id_operational_groups", ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_group_members_user_id_users", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["group_id"],
+            ["operational_groups.id"],
+            name="fk_group_members_group_id_operational_groups",
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name="fk_group_members_user_id_users", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("group_id", "user_id", name="pk_group_members"),
     )
 

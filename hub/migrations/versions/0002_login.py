@@ -32,8 +32,12 @@ def upgrade() -> None:
         sa.Column("pending_totp_secret", sa.String(64), nullable=True),
         sa.Column("created_by_id", sa.Integer(), nullable=True),
         sa.CheckConstraint("purpose IN ('invite', 'mfa_reset')", name="ck_invitations_purpose"),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_invitations_user_id_users", ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["created_by_id"], ["users.id"], name="fk_invitations_created_by_id_users"),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name="fk_invitations_user_id_users", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["created_by_id"], ["users.id"], name="fk_invitations_created_by_id_users"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_invitations"),
         sa.UniqueConstraint("token_hash", name="uq_invitations_token_hash"),
     )
@@ -43,7 +47,9 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("code_hash", sa.String(64), nullable=False),
         sa.Column("used_at", UTCDateTime(), nullable=True),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_recovery_codes_user_id_users", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name="fk_recovery_codes_user_id_users", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_recovery_codes"),
     )
     op.create_index("ix_recovery_codes_user_id", "recovery_codes", ["user_id"])
@@ -57,7 +63,11 @@ def upgrade() -> None:
         sa.Column("key_id", sa.String(64), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["organisation_id"], ["organisations.id"], name="fk_api_clients_organisation_id_organisations"),
+        sa.ForeignKeyConstraint(
+            ["organisation_id"],
+            ["organisations.id"],
+            name="fk_api_clients_organisation_id_organisations",
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_api_clients"),
         sa.UniqueConstraint("client_id", name="uq_api_clients_client_id"),
     )
