@@ -14,7 +14,7 @@ from itertools import combinations
 
 from charter.globs import expand, is_pattern
 from charter.model import Charter, PublishRule, ViewRule
-from charter.vocabulary import CATEGORY_LABELS_FR, Category, Role, Secrecy, Tier
+from charter.vocabulary import CATEGORY_LABELS_FR, Role, Secrecy, Tier
 
 
 class Severity(StrEnum):
@@ -259,13 +259,11 @@ class _Linter:
         for f in self.c.fields:
             prefix = f.id.split(".", 1)[0]
             if prefix != f.category.value:
-                known = prefix in {c.value for c in Category}
                 yield Finding(
                     Severity.WARNING,
                     "category_mismatch",
-                    f"le champ « {f.id} » est rangé dans la catégorie « {f.category.value} » "
-                    + (f"mais son identifiant commence par « {prefix} »" if known else "")
-                    + ("" if known else "mais son identifiant ne commence pas par elle"),
+                    f"le champ « {f.id} » est rangé dans la catégorie « {f.category.value} » : "
+                    f"son identifiant devrait commencer par « {f.category.value}. »",
                     f.line,
                 )
             if f.secrecy is Secrecy.SECRET and f.tier is Tier.HUB:
