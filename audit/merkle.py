@@ -46,19 +46,27 @@ def _split(n: int) -> int:
 
 
 def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
-    """The Merkle tree hash (MTH) of a list of leaf hashes."""
-    frontier = Frontier()
-    for h in hashes:
-        frontier.push(h)
-    return frontier.root()
+    """The Merkle tree hash (MTH) of a list of leaf hashes.
+
+    Hashes level by level, promoting a lone last node unchanged: for RFC 6962's left-complete
+    trees this equals the recursive definition, and it is the fastest form in Python.
+    """
+    level = list(hashes)
+    if not level:
+        return EMPTY_ROOT
+    sha = _sha256
+    while len(level) > 1:
+        pairs = iter(level)
+        upper = [sha(b"\x01" + a + b).digest() for a, b in zip(pairs, pairs, strict=False)]
+        if len(level) & 1:
+            upper.append(level[-1])
+        level = upper
+    return level[0]
 
 
 def tree_root(entries: Iterable[bytes]) -> bytes:
     """The Merkle tree hash (MTH) of a list of entries (leaf data, not yet hashed)."""
-    frontier = Frontier()
-    for entry in entries:
-        frontier.push(leaf_hash(entry))
-    return frontier.root()
+    return root_from_leaf_hashes([_sha256(b"\x00" + e).digest() for e in entries])
 
 
 # --- complete-subtree decomposition -------------------------------------------------------

@@ -1,0 +1,242 @@
+"""A witness (the DPO, or a partner) that cosigns audit checkpoints it has seen grow honestly.
+
+The witness keeps its own small state file: the log's verifier key and the last tree size and
+root it cosigned. It cosigns a new checkpoint only if the log's signature verifies and a
+consistency proof from its last cosigned tree verifies (RFC 9162 §2.1.4.2), so the log cannot
+show it one history and the DPO another, nor roll back, without the witness refusing. The
+state is written durably *before* the cosignature is released, so a crash cannot make it
+cosign two conflicting trees.
+
+Requests use the body of the C2SP tlog-witness ``add-checkpoint`` call::
+
+    old <size the witness last cosigned>
+    <base64 consistency proof hash>      (one per line, possibly none)
+    <blank line>
+    <signed checkpoint note>
+
+Command line (``python -m audit.witness``)::
+
+    keygen --name dpo.example.fr/witness --out witness.pem     # prints the witness vkey
+    init   --state witness.json --log-key '<log vkey>'
+    cosign --state witness.json --key witness.pem --name dpo.example.fr/witness REQUEST
+           # prints the checkpoint with the cosignature added; exit 1 if refused
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+)
+
+from audit.checkpoint import Checkpoint, Cosigner, NoteVerifier, SignedNote
+from audit.errors import AuditError, CheckpointError, ProofError, WitnessError
+from audit.events import format_time
+from audit.merkle import EMPTY_ROOT, HASH_SIZE, verify_consistency
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessState:
+    """What the witness remembers: the log it watches and the last tree it cosigned."""
+
+    log_vkey: str
+    size: int
+    root: bytes
+
+    def to_json(self) -> dict[str, object]:
+        """JSON form of the state file."""
+        return {
+            "version": STATE_VERSION,
+            "log_vkey": self.log_vkey,
+            "size": self.size,
+            "root": base64.b64encode(self.root).decode("ascii"),
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> WitnessState:
+        """Read a state file; :class:`WitnessError` if it is missing or malformed."""
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+            if obj["version"] != STATE_VERSION:
+                raise WitnessError("unknown witness state version")
+            root = base64.b64decode(obj["root"], validate=True)
+            state = cls(str(obj["log_vkey"]), int(obj["size"]), root)
+        except (OSError, ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise WitnessError(f"unreadable witness state {path}: {exc}") from None
+        if state.size < 0 or len(state.root) != HASH_SIZE:
+            raise WitnessError("corrupt witness state")
+        return state
+
+    def save(self, path: Path) -> None:
+        """Write the state atomically and durably (temp file, fsync, rename, fsync dir)."""
+        tmp = path.with_name(path.name + ".tmp")
+        data = (json.dumps(self.to_json(), indent=1) + "\n").encode("utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def format_request(old_size: int, proof: Sequence[bytes], note: str) -> str:
+    """The add-checkpoint request body the log sends to a witness."""
+    lines = [f"old {old_size}", *(base64.b64encode(h).decode("ascii") for h in proof)]
+    return "\n".join(lines) + "\n\n" + note
+
+
+def parse_request(body: str) -> tuple[int, list[bytes], str]:
+    """Split a request body into (old size, consistency proof, checkpoint note)."""
+    head, sep, note = body.partition("\n\n")
+    lines = head.split("\n")
+    if not sep or not lines[0].startswith("old ") or not lines[0][4:].isdigit():
+        raise WitnessError("malformed add-checkpoint request")
+    try:
+        proof = [base64.b64decode(line, validate=True) for line in lines[1:]]
+    except binascii.Error:
+        raise WitnessError("malformed proof in request") from None
+    return int(lines[0][4:]), proof, note
+
+
+class Witness:
+    """Cosigns checkpoints of one log, keeping its state in ``state_path``."""
+
+    def __init__(
+        self, state_path: Path, cosigner: Cosigner, *, clock: Callable[[], datetime]
+    ) -> None:
+        self._path = state_path
+        self._cosigner = cosigner
+        self._clock = clock
+
+    @staticmethod
+    def init(state_path: Path, log_vkey: str) -> WitnessState:
+        """Start watching a log from the empty tree (refuses to overwrite a state file)."""
+        try:
+            NoteVerifier.from_vkey(log_vkey)
+        except CheckpointError as exc:
+            raise WitnessError(f"bad log key: {exc}") from None
+        if state_path.exists():
+            raise WitnessError(f"{state_path} exists: a witness never forgets what it saw")
+        state = WitnessState(log_vkey.strip(), 0, EMPTY_ROOT)
+        state.save(state_path)
+        return state
+
+    def state(self) -> WitnessState:
+        """The current state."""
+        return WitnessState.load(self._path)
+
+    def cosign(self, note: str, proof: Sequence[bytes], old_size: int | None = None) -> SignedNote:
+        """Cosign ``note`` if it extends the last cosigned tree; return the note with the
+        cosignature added. :class:`WitnessError` otherwise (nothing is recorded)."""
+        state = self.state()
+        if old_size is not None and old_size != state.size:
+            # The log must prove from what we hold, not from what it thinks we hold.
+            raise WitnessError(f"witness is at size {state.size}, request is from {old_size}")
+        try:
+            verifier = NoteVerifier.from_vkey(state.log_vkey)
+            parsed = SignedNote.parse(note)
+            checkpoint: Checkpoint = verifier.verify_checkpoint(parsed)
+        except CheckpointError as exc:
+            raise WitnessError(f"checkpoint refused: {exc}") from None
+        if checkpoint.size < state.size:
+            raise WitnessError(
+                f"rollback: checkpoint size {checkpoint.size} < cosigned {state.size}"
+            )
+        try:
+            verify_consistency(state.size, checkpoint.size, state.root, checkpoint.root, proof)
+        except ProofError as exc:
+            raise WitnessError(
+                f"checkpoint at size {checkpoint.size} is not consistent with the cosigned "
+                f"tree at size {state.size}: {exc}"
+            ) from None
+        WitnessState(state.log_vkey, checkpoint.size, checkpoint.root).save(self._path)
+        line = self._cosigner.cosign(parsed.text, self._clock())
+        return parsed.with_signature(line)
+
+
+def _load_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise WitnessError(f"cannot read witness key: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise WitnessError("the witness key must be Ed25519")
+    return key
+
+
+def main(argv: list[str] | None = None, *, clock: Callable[[], datetime] | None = None) -> int:
+    """Command-line entry point; returns the exit status (0 ok, 1 refused, 2 bad input)."""
+    now = clock or (lambda: datetime.now(UTC))
+    parser = argparse.ArgumentParser(prog="python -m audit.witness", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    keygen = sub.add_parser("keygen", help="create a witness key")
+    keygen.add_argument("--name", required=True)
+    keygen.add_argument("--out", type=Path, required=True)
+    init = sub.add_parser("init", help="start watching a log")
+    init.add_argument("--state", type=Path, required=True)
+    init.add_argument("--log-key", required=True)
+    cosign = sub.add_parser("cosign", help="cosign a checkpoint request")
+    cosign.add_argument("--state", type=Path, required=True)
+    cosign.add_argument("--key", type=Path, required=True)
+    cosign.add_argument("--name", required=True)
+    cosign.add_argument("request", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "keygen":
+            key = Ed25519PrivateKey.generate()
+            pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+            fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(pem)
+            print(Cosigner(args.name, key).verifier().vkey())
+            return 0
+        if args.command == "init":
+            Witness.init(args.state, args.log_key)
+            print(f"watching {args.log_key.split('+')[0]} from the empty tree")
+            return 0
+        try:
+            body = args.request.read_text(encoding="utf-8")
+        except OSError as exc:
+            print(f"cannot read request: {exc}", file=sys.stderr)
+            return 2
+        old, proof, note = parse_request(body)
+        witness = Witness(args.state, Cosigner(args.name, _load_key(args.key)), clock=now)
+        cosigned = witness.cosign(note, proof, old)
+    except FileExistsError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    except WitnessError as exc:
+        print(f"REFUSED: {exc}", file=sys.stderr)
+        return 1
+    except AuditError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(str(cosigned))
+    print(f"cosigned at {format_time(now())}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
