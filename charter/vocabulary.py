@@ -130,3 +130,30 @@ RETENTION_EVENT_LABELS_FR: dict[RetentionEvent, str] = {
     RetentionEvent.CASE_CLOSED: "clôture du suivi",
     RetentionEvent.MEASURE_ENDED: "fin de la mesure judiciaire",
 }
+
+
+ORG_KIND_LABELS_EN: dict[OrgKind, str] = {
+    OrgKind.SPIP: "SPIP (prison probation and reintegration service)",
+    OrgKind.PJJ: "PJJ (youth judicial protection)",
+    OrgKind.MISSION_LOCALE: "Mission Locale (youth employment centre)",
+    OrgKind.COMMUNE: "Municipality / CLSPD",
+    OrgKind.CONSEIL_DEPARTEMENTAL: "Departmental council",
+    OrgKind.PREVENTION_SPECIALISEE: "Specialised street prevention",
+    OrgKind.MEDIATION: "Mediation",
+    OrgKind.BAILLEUR: "Social landlord",
+    OrgKind.POLICE: "National or municipal police",
+    OrgKind.GENDARMERIE: "Gendarmerie",
+    OrgKind.EDUCATION_NATIONALE: "National education",
+    OrgKind.SANTE: "Health",
+    OrgKind.ASSOCIATION: "Association",
+    OrgKind.OTHER: "Other",
+}
+
+ROLE_LABELS_EN: dict[Role, str] = {
+    Role.AGENT: "Partner agent",
+    Role.REFERENT: "Path referent (référent de parcours)",
+    Role.GROUP_MEMBER: "Operational group member",
+    Role.COORDINATOR: "Coordinator",
+    Role.DPO: "Data protection officer",
+    Role.ADMIN: "Administrator",
+}

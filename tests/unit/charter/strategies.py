@@ -95,13 +95,13 @@ def charters(draw: st.DrawFn) -> Charter:
         )
         for i in range(draw(st.integers(0, 5)))
     )
-    secret_bound = tuple(
-        SecretBound(
-            kinds=draw(st.one_of(st.none(), _subset(KINDS))),
-            roles=draw(st.one_of(st.none(), _subset(ROLES))),
-        )
-        for _ in range(draw(st.integers(0, 2)))
+    # The loader wants at least one of kinds/roles per entry ("*" covers "anyone").
+    bound_entry = st.one_of(
+        st.builds(SecretBound, _subset(KINDS), st.none()),
+        st.builds(SecretBound, st.none(), _subset(ROLES)),
+        st.builds(SecretBound, _subset(KINDS), _subset(ROLES)),
     )
+    secret_bound = tuple(draw(st.lists(bound_entry, max_size=2)))
     retention = tuple(
         RetentionRule(cat, IsoDuration(months=6), RetentionEvent.MEASURE_ENDED, articles[0].id)
         for cat in sorted({f.category for f in fields})

@@ -1,0 +1,157 @@
+"""Canonical form of a charter: a plain dict, its SHA-256 digest, and TOML text.
+
+The digest is taken over what the charter *means*, not over the file: whitespace, comments,
+key order and quoting do not change it, while any change to a text, a field or a rule does.
+It is what partners sign and what envelopes carry (charter id/version/digest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from charter.model import Charter
+
+FORMAT_VERSION = 1
+
+
+def _sorted(values: frozenset[Any] | None) -> list[str] | None:
+    return None if values is None else sorted(str(v) for v in values)
+
+
+def canonical_dict(charter: Charter) -> dict[str, Any]:
+    """The charter as JSON-ready values; sets are sorted, rule order is kept (it names reasons)."""
+    c = charter
+    arts = c.refusal_articles
+    return {
+        "format": FORMAT_VERSION,
+        "charter": {
+            "id": c.id,
+            "version": c.version,
+            "title": c.title,
+            "effective": c.effective.isoformat(),
+            "default_article": arts.default,
+            "secret_article": arts.secret,
+            "consent_article": arts.consent,
+            "declined_article": arts.declined,
+        },
+        "articles": [{"id": a.id, "title": a.title, "text": a.text} for a in c.articles],
+        "fields": [
+            {
+                "id": f.id,
+                "label_fr": f.label_fr,
+                "label_en": f.label_en,
+                "category": f.category.value,
+                "tier": f.tier.value,
+                "secrecy": f.secrecy.value,
+                "basis": f.basis,
+                "article": f.article,
+            }
+            for f in c.fields
+        ],
+        "purposes": [
+            {"id": p.id, "label_fr": p.label_fr, "label_en": p.label_en, "article": p.article}
+            for p in c.purposes
+        ],
+        "publish": [
+            {"id": r.id, "kinds": _sorted(r.kinds), "fields": list(r.fields), "article": r.article}
+            for r in c.publish
+        ],
+        "view": [
+            {
+                "id": r.id,
+                "roles": _sorted(r.roles),
+                "kinds": _sorted(r.kinds),
+                "group_member": r.group_member,
+                "purposes": _sorted(r.purposes),
+                "fields": list(r.fields),
+                "article": r.article,
+                "window": None
+                if r.window is None
+                else {"days_before": r.window.days_before, "days_after": r.window.days_after},
+                "senders": _sorted(r.senders),
+            }
+            for r in c.view
+        ],
+        "secret_bound": [
+            {"kinds": _sorted(s.kinds), "roles": _sorted(s.roles)} for s in c.secret_bound
+        ],
+        "retention": [
+            {
+                "category": r.category.value,
+                "duration": str(r.duration),
+                "from": r.from_event.value,
+                "article": r.article,
+            }
+            for r in c.retention
+        ],
+        "membership": {
+            "coordinator_kind": c.membership.coordinator_kind.value,
+            "coordinator": c.membership.coordinator,
+            "members": [
+                {"org_id": m.org_id, "kind": m.kind.value, "name": m.name}
+                for m in c.membership.members
+            ],
+        },
+    }
+
+
+def canonical_bytes(charter: Charter) -> bytes:
+    """Canonical JSON (sorted keys, no spaces, UTF-8) of ``canonical_dict``."""
+    return json.dumps(
+        canonical_dict(charter), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    ).encode("utf-8")
+
+
+def digest(charter: Charter) -> str:
+    """``sha256:<hex>`` over the canonical form."""
+    return "sha256:" + hashlib.sha256(canonical_bytes(charter)).hexdigest()
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        # JSON string escapes are valid TOML basic-string escapes; DEL must be escaped in TOML.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(type(value))  # pragma: no cover - canonical_dict yields only the above
+
+
+def _table(lines: list[str], header: str, entries: dict[str, Any]) -> None:
+    lines.append(header)
+    for key, value in entries.items():
+        if value is not None:
+            lines.append(f"{key} = {_toml_value(value)}")
+    lines.append("")
+
+
+def to_toml(charter: Charter) -> str:
+    """TOML text that loads back to an equal charter (same digest). Comments are not kept."""
+    data = canonical_dict(charter)
+    lines: list[str] = []
+    header = dict(data["charter"])
+    effective = header.pop("effective")
+    lines.append("[charter]")
+    for key, value in header.items():
+        lines.append(f"{key} = {_toml_value(value)}")
+        if key == "title":
+            lines.append(f"effective = {effective}")  # a TOML date, unquoted
+    lines.append("")
+    for section in ("articles", "fields", "purposes", "publish", "view", "secret_bound"):
+        for entry in data[section]:
+            _table(lines, f"[[{section}]]", entry)
+    for entry in data["retention"]:
+        _table(lines, "[[retention]]", entry)
+    membership = dict(data["membership"])
+    members = membership.pop("members")
+    _table(lines, "[membership]", membership)
+    for member in members:
+        _table(lines, "[[membership.members]]", member)
+    return "\n".join(lines)
