@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -13,10 +15,16 @@ from wtforms import (
     StringField,
     SubmitField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from charter.vocabulary import ORG_KIND_LABELS_FR, ROLE_LABELS_FR, OrgKind, Role
+
+
+def choices(pairs: Sequence[tuple[object, str]]) -> list[SelectChoice]:
+    """WTForms choices from (value, label) pairs."""
+    return [SelectChoice(value, label) for value, label in pairs]  # type: ignore[arg-type]
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -99,7 +107,7 @@ class OrganisationForm(FlaskForm):
     name = StringField(_l("Nom"), validators=[DataRequired(), Length(max=200)])
     kind = SelectField(
         _l("Type d'organisation"),
-        choices=[(k.value, ORG_KIND_LABELS_FR[k]) for k in OrgKind],
+        choices=choices([(k.value, ORG_KIND_LABELS_FR[k]) for k in OrgKind]),
         validators=[DataRequired()],
     )
     submit = SubmitField(_l("Créer l'organisation"))
@@ -114,7 +122,7 @@ class UserForm(FlaskForm):
         validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)],
     )
     organisation = SelectField(_l("Organisation"), coerce=int, validators=[DataRequired()])
-    roles = MultiCheckboxField(_l("Rôles"), choices=[(r.value, ROLE_LABELS_FR[r]) for r in Role])
+    roles = MultiCheckboxField(_l("Rôles"), choices=choices([(r.value, ROLE_LABELS_FR[r]) for r in Role]))
     submit = SubmitField(_l("Créer le compte et envoyer l'invitation"))
 
 

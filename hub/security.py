@@ -16,7 +16,14 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 
-from charter.vocabulary import ORG_KIND_LABELS_FR, ROLE_LABELS_FR, OrgKind, Role
+from charter.vocabulary import (
+    ORG_KIND_LABELS_EN,
+    ORG_KIND_LABELS_FR,
+    ROLE_LABELS_EN,
+    ROLE_LABELS_FR,
+    OrgKind,
+    Role,
+)
 from hub.extensions import login_manager
 from hub.models import User
 from hub.state import db, now, state
@@ -187,6 +194,21 @@ def _after_request(response: Response) -> Response:
     return response
 
 
+def _english() -> bool:
+    locale = get_locale()
+    return locale is not None and locale.language == "en"
+
+
+def role_label(role: str) -> str:
+    """The label of a role in the page's language."""
+    return (ROLE_LABELS_EN if _english() else ROLE_LABELS_FR)[Role(role)]
+
+
+def org_kind_label(kind: str) -> str:
+    """The label of an organisation kind in the page's language."""
+    return (ORG_KIND_LABELS_EN if _english() else ORG_KIND_LABELS_FR)[OrgKind(kind)]
+
+
 def init_security(app: Flask) -> None:
     """Wire the loader and the request hooks into ``app``."""
     login_manager.user_loader(load_user)
@@ -196,5 +218,5 @@ def init_security(app: Flask) -> None:
     app.after_request(_after_request)
     app.jinja_env.globals["csp_nonce"] = lambda: g.get("csp_nonce", "")
     app.jinja_env.globals["get_locale"] = get_locale
-    app.jinja_env.globals["role_label"] = lambda role: _(ROLE_LABELS_FR[Role(role)])
-    app.jinja_env.globals["org_kind_label"] = lambda kind: _(ORG_KIND_LABELS_FR[OrgKind(kind)])
+    app.jinja_env.globals["role_label"] = role_label
+    app.jinja_env.globals["org_kind_label"] = org_kind_label

@@ -12,7 +12,7 @@ from sqlalchemy import or_, select
 from charter.vocabulary import OrgKind, Role
 from hub.blueprints.auth import show_error
 from hub.celery_app import enqueue
-from hub.forms import ConfirmForm, GroupForm, MembersForm, OrganisationForm, SearchForm, UserForm
+from hub.forms import ConfirmForm, choices, GroupForm, MembersForm, OrganisationForm, SearchForm, UserForm
 from hub.i18n import MessageError
 from hub.models import GroupMembership, OperationalGroup, Organisation, User
 from hub.pagination import page_number, paginate
@@ -145,7 +145,7 @@ def _organisation_choices() -> list[tuple[int, str]]:
 def new_user() -> Any:
     """Create a user and send the one-time activation link by mail."""
     form = UserForm()
-    form.organisation.choices = _organisation_choices()
+    form.organisation.choices = choices(_organisation_choices())
     if form.validate_on_submit():
         org = db().get(Organisation, form.organisation.data)
         if org is None or not org.active:
@@ -258,7 +258,7 @@ def _user_choices() -> list[tuple[int, str]]:
 def groups() -> Any:
     """List and create operational groups."""
     form = GroupForm()
-    form.coordinator.choices = [(0, _("— à désigner —")), *_user_choices()]
+    form.coordinator.choices = choices([(0, _("— à désigner —")), *_user_choices()])
     if form.validate_on_submit():
         session = db()
         name = (form.name.data or "").strip()
@@ -289,9 +289,9 @@ def group_detail(public_id: str) -> Any:
     """Members and coordinator of a group."""
     group = _group_or_404(public_id)
     form = MembersForm()
-    choices = _user_choices()
-    form.members.choices = choices
-    form.coordinator.choices = [(0, _("— à désigner —")), *choices]
+    people = _user_choices()
+    form.members.choices = choices(people)
+    form.coordinator.choices = choices([(0, _("— à désigner —")), *people])
     if form.validate_on_submit():
         session = db()
         wanted = set(form.members.data or [])

@@ -12,7 +12,7 @@ from hub import totp
 from hub.accounts import LoginOutcome
 from hub.extensions import limiter
 from hub.forms import ActivationForm, LoginForm, PasswordChangeForm, ReauthForm
-from hub.i18n import MessageError
+from hub.i18n import N_, MessageError
 from hub.security import (
     end_session,
     fresh_login_required,
@@ -24,7 +24,7 @@ from hub.state import accounts, db
 
 bp = Blueprint("auth", __name__)
 
-LOGIN_REFUSED = (
+LOGIN_REFUSED = N_(
     "Connexion impossible. Vérifiez votre adresse, votre mot de passe et votre code. "
     "Après plusieurs échecs, le compte est bloqué : adressez-vous alors à votre administrateur."
 )
