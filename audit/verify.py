@@ -40,12 +40,12 @@ from audit.export_format import (
     LEAVES,
     LOG_KEY,
     MANIFEST,
+    PRUNE_OBJECT_TYPE,
     SEGMENT,
 )
 from audit.merkle import Frontier
 
 EXIT_OK, EXIT_TAMPERED, EXIT_UNREADABLE = 0, 1, 2
-PRUNE_OBJECT_TYPE = "audit_segment"
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +209,12 @@ def verify_export(
                 if len(recorded) < 32:
                     raise TamperingDetected(f"event {seq} has no recorded leaf hash", seq)
                 raise TamperingDetected(f"event {seq} differs from its recorded leaf hash", seq)
-            if first_seq and obj.get("action") == prune_action and obj.get("object_id") == prune_id:
+            if (
+                first_seq
+                and obj.get("action") == prune_action
+                and obj.get("object_id") == prune_id
+                and obj.get("object_type") == PRUNE_OBJECT_TYPE
+            ):
                 prune_seq = seq
             frontier.push(leaf)
             seq += 1
