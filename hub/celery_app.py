@@ -40,7 +40,10 @@ def celery_init_app(app: Flask) -> Celery[Any]:
         accept_content=["json"],
         timezone="Europe/Paris",
         enable_utc=True,
-        broker_transport_options={"polling_interval": 0.5, "visibility_timeout": 3600},
+        # The SQLAlchemy transport hands these options to create_engine(): Redis only.
+        broker_transport_options=(
+            {"visibility_timeout": 3600} if config.broker_url.startswith("redis") else {}
+        ),
         beat_schedule={
             "purge-expired": {
                 "task": "hub.tasks.purge_expired",

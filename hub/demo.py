@@ -33,24 +33,24 @@ ORGANISATIONS: list[tuple[str, OrgKind]] = [
 PEOPLE: list[tuple[str, str, int, set[Role], bool]] = [
     (
         "Claire Coordination",
-        "coordinatrice@demo.maillon.invalid",
+        "coordinatrice@demoville.example",
         0,
         {Role.COORDINATOR, Role.GROUP_MEMBER},
         True,
     ),
-    ("Paul Probation", "cpip@demo.maillon.invalid", 1, {Role.AGENT, Role.GROUP_MEMBER}, True),
+    ("Paul Probation", "cpip@demoville.example", 1, {Role.AGENT, Role.GROUP_MEMBER}, True),
     (
         "Mina Conseil",
-        "conseillere@demo.maillon.invalid",
+        "conseillere@demoville.example",
         2,
         {Role.AGENT, Role.REFERENT, Role.GROUP_MEMBER},
         True,
     ),
-    ("Jules Éducation", "educateur@demo.maillon.invalid", 3, {Role.AGENT, Role.GROUP_MEMBER}, True),
-    ("Sofia Rue", "educatrice-rue@demo.maillon.invalid", 4, {Role.AGENT}, False),
-    ("Hugo Logement", "logement@demo.maillon.invalid", 5, {Role.AGENT}, False),
-    ("Dominique Protection", "dpo@demo.maillon.invalid", 0, {Role.DPO}, False),
-    ("Alex Admin", "admin@demo.maillon.invalid", 0, {Role.ADMIN}, False),
+    ("Jules Éducation", "educateur@demoville.example", 3, {Role.AGENT, Role.GROUP_MEMBER}, True),
+    ("Sofia Rue", "educatrice-rue@demoville.example", 4, {Role.AGENT}, False),
+    ("Hugo Logement", "logement@demoville.example", 5, {Role.AGENT}, False),
+    ("Dominique Protection", "dpo@demoville.example", 0, {Role.DPO}, False),
+    ("Alex Admin", "admin@demoville.example", 0, {Role.ADMIN}, False),
 ]
 
 

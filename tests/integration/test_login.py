@@ -32,7 +32,7 @@ def test_unknown_user_wrong_password_and_wrong_code_get_the_same_answer(
     cpip = territory["cpip"]
     answers = []
     for email, password, code in [
-        ("personne@demo.maillon.invalid", cpip.password, fresh_code(clock, cpip.totp_secret)),
+        ("personne@demoville.example", cpip.password, fresh_code(clock, cpip.totp_secret)),
         (cpip.email, cpip.password + "x", fresh_code(clock, cpip.totp_secret)),
         (cpip.email, cpip.password, "000000"),
     ]:
@@ -268,7 +268,7 @@ def test_login_is_rate_limited_per_address(app: Flask, clock: FakeClock, territo
     for i in range(21):
         token = csrf_token(client, "/connexion")
         statuses.append(
-            client.post("/connexion", data={"csrf_token": token, "email": f"x{i}@demo.maillon.invalid", "password": "x", "code": "1"}).status_code
+            client.post("/connexion", data={"csrf_token": token, "email": f"x{i}@demoville.example", "password": "x", "code": "1"}).status_code
         )
     assert statuses[:20] == [200] * 20 and statuses[20] == 429
     token = csrf_token(client, "/connexion")
