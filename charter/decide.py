@@ -186,9 +186,12 @@ def _dedupe(field_ids: Iterable[str]) -> tuple[str, ...]:
 
 
 def _decision(charter: Charter, reasons: tuple[Reason, ...]) -> Decision:
+    allowed = [r.field for r in reasons if r.allowed]
     return Decision(
-        allowed_fields=frozenset(r.field for r in reasons if r.allowed),
-        refused_fields=frozenset(r.field for r in reasons if not r.allowed),
+        allowed_fields=frozenset(allowed),
+        refused_fields=frozenset(r.field for r in reasons if not r.allowed)
+        if len(allowed) != len(reasons)
+        else frozenset(),
         reasons=reasons,
         charter_id=charter.id,
         charter_version=charter.version,
@@ -214,6 +217,7 @@ class CompiledCharter:
     def __init__(self, charter: Charter) -> None:
         self.charter = charter
         self._fields = {f.id: f for f in charter.fields}
+        self._purposes = charter.purpose_ids
         field_ids = charter.field_ids
         self._publish_sets = [expand(r.fields, field_ids) for r in charter.publish]
         self._view_sets = [expand(r.fields, field_ids) for r in charter.view]
@@ -381,7 +385,9 @@ class CompiledCharter:
             consented_categories is not None or consented_fields is not None
         )
         out: list[Reason] = []
-        for field_id in _dedupe(field_ids):
+        allowed: list[str] = []
+        refused: list[str] = []
+        for field_id in dict.fromkeys(field_ids):
             reason = table.get(field_id)
             if reason is None:
                 reason = self._unknown(field_id)
@@ -390,7 +396,8 @@ class CompiledCharter:
                     reason, declinations, consented_categories, consented_fields
                 )
             out.append(reason)
-        return _decision(self.charter, tuple(out))
+            (allowed if reason.allowed else refused).append(field_id)
+        return self._decision(out, allowed, refused)
 
     def view(
         self,
@@ -413,9 +420,9 @@ class CompiledCharter:
         as a calendar date, in its own time zone) falls in a window around one of the meetings.
         ``declinations``: the sender's declinations. Consent arguments as for ``publish``.
         """
-        requested = _dedupe(field_ids)
-        if purpose not in self.charter.purpose_ids:
-            return self._unknown_purpose(requested)
+        requested = dict.fromkeys(field_ids)
+        if purpose not in self._purposes:
+            return self._unknown_purpose(tuple(requested))
         table = self._view_table(
             recipient.roles, recipient.org_kind, recipient.group_member, purpose, sender_org_kind
         )
@@ -430,8 +437,11 @@ class CompiledCharter:
             consented_categories is not None or consented_fields is not None
         )
         out: list[Reason] = []
+        allowed: list[str] = []
+        refused: list[str] = []
+        reasons = table.reasons
         for field_id in requested:
-            reason = table.reasons.get(field_id)
+            reason = reasons.get(field_id)
             if reason is None:
                 reason = self._unknown(field_id)
             elif active and field_id in table.windowed:
@@ -444,7 +454,17 @@ class CompiledCharter:
                     reason, declinations, consented_categories, consented_fields
                 )
             out.append(reason)
-        return _decision(self.charter, tuple(out))
+            (allowed if reason.allowed else refused).append(field_id)
+        return self._decision(out, allowed, refused)
+
+    def _decision(self, out: list[Reason], allowed: list[str], refused: list[str]) -> Decision:
+        return Decision(
+            frozenset(allowed),
+            frozenset(refused),
+            tuple(out),
+            self.charter.id,
+            self.charter.version,
+        )
 
     def _unknown_purpose(self, requested: tuple[str, ...]) -> Decision:
         default = self.charter.refusal_articles.default
