@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 
 from hypothesis import strategies as st
 
@@ -27,6 +28,8 @@ from charter.model import (
 )
 from charter.vocabulary import Category, OrgKind, RetentionEvent, Role, Secrecy, Tier
 
+T = TypeVar("T")
+
 KINDS = (OrgKind.SPIP, OrgKind.PJJ, OrgKind.MISSION_LOCALE, OrgKind.COMMUNE, OrgKind.POLICE)
 ROLES = (Role.AGENT, Role.REFERENT, Role.GROUP_MEMBER, Role.COORDINATOR)
 CATEGORIES = (Category.IDENTITE, Category.JUSTICE, Category.SANTE, Category.PARCOURS)
@@ -35,7 +38,7 @@ PURPOSES = ("suivi_parcours", "revue_mensuelle", "orientation")
 BASE_DAY = date(2025, 3, 1)
 
 
-def _subset(pool: tuple[str, ...] | tuple[OrgKind, ...] | tuple[Role, ...]) -> st.SearchStrategy:  # type: ignore[type-arg]
+def _subset(pool: tuple[T, ...]) -> st.SearchStrategy[frozenset[T]]:
     return st.frozensets(st.sampled_from(pool), min_size=1, max_size=len(pool))
 
 

@@ -13,7 +13,5 @@ def test_charter_imports_no_flask_and_no_other_maillon_package() -> None:
         "{'flask', 'flask_login', 'celery', 'sqlalchemy', 'hub', 'audit', 'consent', 'exchange'}];"
         "print(','.join(bad))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
