@@ -218,8 +218,20 @@ class Event:
 
     @classmethod
     def from_new(cls, seq: int, time: datetime, new: NewEvent) -> Event:
-        """The event ``new`` becomes once the log gives it a position and a time."""
-        return cls(seq, time, **{f.name: getattr(new, f.name) for f in fields(NewEvent)})
+        """The event ``new`` becomes once the log gives it a position and a time.
+
+        ``new`` was validated when it was built (it is frozen), so only ``seq`` and ``time``
+        are checked here: this is the append hot path.
+        """
+        if not isinstance(seq, int) or seq < 0:
+            raise InvalidEvent("seq must be a non-negative integer")
+        event = object.__new__(cls)
+        setter = object.__setattr__
+        setter(event, "seq", seq)
+        setter(event, "time", utc_time(time))
+        for name in _NEW_FIELD_NAMES:
+            setter(event, name, getattr(new, name))
+        return event
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of the canonical encoding."""
@@ -277,6 +289,8 @@ class Event:
             raise InvalidEvent("event bytes are not in canonical form")
         return event
 
+
+_NEW_FIELD_NAMES = tuple(f.name for f in fields(NewEvent))
 
 _KEYS = frozenset(
     {

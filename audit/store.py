@@ -55,12 +55,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     create_engine,
     event,
     func,
     insert,
+    or_,
     select,
-    tuple_,
 )
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -239,6 +240,27 @@ def event_from_row(row: Any) -> Event:
 
 _NEW_FIELDS = tuple(f.name for f in fields(NewEvent))
 
+# Built once: the append path runs them on every audited request.
+_SIZE_QUERY = select(func.max(nodes_table.c.idx)).where(nodes_table.c.level == 0)
+_INSERT_EVENTS = insert(events_table)
+_INSERT_NODES = insert(nodes_table)
+
+
+class _Ticket:
+    """One caller's events waiting for a group commit, and their outcome."""
+
+    __slots__ = ("done", "error", "events", "result")
+
+    def __init__(self, events: tuple[NewEvent, ...]) -> None:
+        self.events = events
+        self.result: list[Event] | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done = True
+
 
 class AuditLog:
     """The append-only, Merkle-tree audit log over one database.
@@ -257,6 +279,10 @@ class AuditLog:
         # used only when the size read under the write lock still matches.
         self._frontier: merkle.Frontier | None = None
         self._schema_lock = threading.Lock()
+        # Group commit: appends queue here; one thread at a time commits the whole queue.
+        self._queue: list[_Ticket] = []
+        self._queue_lock = threading.Lock()
+        self._leader_lock = threading.Lock()
 
     @property
     def engine(self) -> Engine:
@@ -302,21 +328,55 @@ class AuditLog:
         return self.append_many((new,))[0]
 
     def append_many(self, news: Sequence[NewEvent]) -> list[Event]:
-        """Append several events in one transaction (one fsync), in order."""
+        """Append several events in one transaction (one fsync), in order and contiguous.
+
+        Threads appending through the same instance are group-committed: whoever holds the
+        instance's writer turn commits every event queued meanwhile in one transaction, and
+        each caller returns once the transaction holding its events has committed. The
+        database lock still serialises this instance against other processes.
+        """
         if not news:
             return []
         for new in news:
             if not isinstance(new, NewEvent):
                 raise TypeError("append takes NewEvent records")
+        ticket = _Ticket(tuple(news))
+        with self._queue_lock:
+            self._queue.append(ticket)
+        with self._leader_lock:
+            if not ticket.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit_batch(batch)
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.result is not None  # done without error means committed
+        return ticket.result
+
+    def _commit_batch(self, batch: list[_Ticket]) -> None:
         try:
             with self.write_transaction() as conn:
-                appended, frontier = self._append_locked(conn, news)
-        except AuditError:
-            raise
+                appended, frontier = self._append_locked(
+                    conn, [new for ticket in batch for new in ticket.events]
+                )
+        except AuditError as exc:
+            for ticket in batch:
+                ticket.fail(type(exc)(*exc.args))
+            return
         except SQLAlchemyError as exc:
-            raise LogUnavailable(f"audit event not written: {exc}") from exc
+            for ticket in batch:
+                ticket.fail(LogUnavailable(f"audit event not written: {exc}"))
+            return
+        except BaseException:
+            for ticket in batch:
+                ticket.fail(LogUnavailable("audit append interrupted"))
+            raise
         self._frontier = frontier
-        return appended
+        offset = 0
+        for ticket in batch:
+            ticket.result = appended[offset : offset + len(ticket.events)]
+            ticket.done = True
+            offset += len(ticket.events)
 
     def _append_locked(
         self, conn: Connection, news: Sequence[NewEvent]
@@ -332,7 +392,7 @@ class AuditLog:
         node_rows: list[dict[str, Any]] = []
         for offset, new in enumerate(news):
             when = self._clock()
-            ev = Event(size + offset, when, **{name: getattr(new, name) for name in _NEW_FIELDS})
+            ev = Event.from_new(size + offset, when, new)
             leaf = ev.leaf_hash()
             row = {name: getattr(ev, name) for name in _NEW_FIELDS}
             row["seq"] = ev.seq
@@ -343,17 +403,15 @@ class AuditLog:
                 {"level": level, "idx": idx, "hash": h} for level, idx, h in frontier.append(leaf)
             )
             appended.append(ev)
-        conn.execute(insert(events_table), event_rows)
-        conn.execute(insert(nodes_table), node_rows)
+        conn.execute(_INSERT_EVENTS, event_rows)
+        conn.execute(_INSERT_NODES, node_rows)
         return appended, frontier
 
     # --- reading the tree ----------------------------------------------------------------
 
     @staticmethod
     def _size(conn: Connection) -> int:
-        last = conn.execute(
-            select(func.max(nodes_table.c.idx)).where(nodes_table.c.level == 0)
-        ).scalar()
+        last = conn.execute(_SIZE_QUERY).scalar()
         return 0 if last is None else int(last) + 1
 
     @staticmethod
@@ -361,9 +419,15 @@ class AuditLog:
         wanted = sorted(set(keys))
         if not wanted:
             return {}
+        by_level: dict[int, list[int]] = {}
+        for level, idx in wanted:
+            by_level.setdefault(level, []).append(idx)
+        c = nodes_table.c
+        # One equality-and-IN term per level: SQLite answers each with a primary-key search,
+        # whereas a row-value IN over (level, idx) scans the whole table.
         rows = conn.execute(
-            select(nodes_table.c.level, nodes_table.c.idx, nodes_table.c.hash).where(
-                tuple_(nodes_table.c.level, nodes_table.c.idx).in_(wanted)
+            select(c.level, c.idx, c.hash).where(
+                or_(*(and_(c.level == lvl, c.idx.in_(ids)) for lvl, ids in by_level.items()))
             )
         )
         found = {(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
