@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery, Task
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
 from hub.db import after_commit
@@ -59,5 +59,10 @@ def celery_init_app(app: Flask) -> Celery[Any]:
 
 
 def enqueue(session: Session, task: Any, *args: Any) -> None:
-    """Send ``task(*args)`` to the broker once ``session`` commits (never on rollback)."""
-    after_commit(session, lambda: task.delay(*args))
+    """Send ``task(*args)`` to the broker once ``session`` commits (never on rollback).
+
+    It goes through this Flask app's own Celery app (not Celery's process-wide default), so
+    several apps in one process (tests, tools) never send to each other's broker.
+    """
+    celery: Celery[Any] = current_app.extensions["celery"]
+    after_commit(session, lambda: celery.send_task(task.name, args=args))

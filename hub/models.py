@@ -242,7 +242,7 @@ class UsedAssertion(Base):
     """A client assertion's ``jti``, kept until it expires so it cannot be replayed."""
 
     __tablename__ = "used_assertions"
-    __table_args__ = (UniqueConstraint("client_id", "jti", name="client_jti"),)
+    __table_args__ = (UniqueConstraint("client_id", "jti"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64))

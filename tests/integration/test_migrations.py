@@ -1,0 +1,84 @@
+"""Migrations: upgrade and downgrade on data, and the migrated schema equals the models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+
+from hub.db import Base, make_engine
+from hub.migrate import current_revision, downgrade, head_revision, upgrade
+from tests.conftest import POSTGRES_URL, _create_database, _drop_database, require_service
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_engine(request: pytest.FixtureRequest, tmp_path) -> Engine:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'm.sqlite'}")
+        yield engine
+        engine.dispose()
+        return
+    require_service(POSTGRES_URL, "PostgreSQL (MAILLON_TEST_POSTGRES_URL)")
+    name = f"maillon_migr_{tmp_path.name[-20:].lower().replace('-', '_')}"
+    url = _create_database(POSTGRES_URL, name)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+    _drop_database(POSTGRES_URL, name)
+
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def _seed_people(engine: Engine) -> None:
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO organisations (id, public_id, name, kind, active, created_at) VALUES (1, 'o1', 'SPIP', 'spip', true, :t)"), {"t": NOW})
+        c.execute(text("INSERT INTO users (id, public_id, name, email, organisation_id, session_nonce, active, failed_logins, locked_by_failures, created_at) "
+                       "VALUES (1, 'u1', 'Paul', 'paul@spip.example', 1, 'n', true, 0, false, :t)"), {"t": NOW})
+        c.execute(text("INSERT INTO user_roles (user_id, role) VALUES (1, 'agent')"))
+        c.execute(text("INSERT INTO operational_groups (id, public_id, name, territory, coordinator_id, created_at) VALUES (1, 'g1', 'GO', 'T', 1, :t)"), {"t": NOW})
+        c.execute(text("INSERT INTO group_members (group_id, user_id, added_at) VALUES (1, 1, :t)"), {"t": NOW})
+
+
+def _count(engine: Engine, table: str) -> int:
+    with engine.connect() as c:
+        return int(c.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())  # noqa: S608 - fixed names
+
+
+def test_upgrade_and_downgrade_keep_data(empty_engine: Engine) -> None:
+    # Given data at the first revision
+    upgrade(empty_engine, "0001")
+    _seed_people(empty_engine)
+    # When upgrading to head, the people stay and the new tables work
+    upgrade(empty_engine, "head")
+    assert current_revision(empty_engine) == head_revision()
+    assert _count(empty_engine, "users") == 1 and _count(empty_engine, "group_members") == 1
+    with empty_engine.begin() as c:
+        c.execute(text("INSERT INTO invitations (user_id, purpose, created_at, expires_at) VALUES (1, 'invite', :t, :t)"), {"t": NOW})
+        c.execute(text("INSERT INTO recovery_codes (user_id, code_hash) VALUES (1, 'h')"))
+    # When downgrading one step, the login tables go and the people remain
+    downgrade(empty_engine, "0001")
+    assert "invitations" not in inspect(empty_engine).get_table_names()
+    assert _count(empty_engine, "users") == 1 and _count(empty_engine, "user_roles") == 1
+    # And upgrading again works on the same data
+    upgrade(empty_engine, "head")
+    assert _count(empty_engine, "invitations") == 0 and _count(empty_engine, "organisations") == 1
+    downgrade(empty_engine, "base")
+    assert set(inspect(empty_engine).get_table_names()) <= {"alembic_version"}
+
+
+def test_the_migrated_schema_matches_the_models(empty_engine: Engine) -> None:
+    upgrade(empty_engine, "head")
+    with empty_engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []
+
+
+def test_constraints_reject_bad_vocabulary(empty_engine: Engine) -> None:
+    upgrade(empty_engine, "head")
+    with pytest.raises(Exception), empty_engine.begin() as c:  # noqa: B017, PT011 - driver-specific error types
+        c.execute(text("INSERT INTO organisations (public_id, name, kind, active, created_at) VALUES ('x', 'X', 'pirates', true, :t)"), {"t": NOW})
