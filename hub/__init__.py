@@ -37,7 +37,9 @@ def create_app(config: Config | None = None) -> Flask:
         SESSION_REFRESH_EACH_REQUEST=True,
         REMEMBER_COOKIE_DURATION=0,
         WTF_CSRF_TIME_LIMIT=3600,
-        WTF_CSRF_SSL_STRICT=production,
+        # Strict mode demands a Referer on HTTPS posts, which `Referrer-Policy: no-referrer`
+        # suppresses; the token plus the Sec-Fetch-Site check in hub.security protect instead.
+        WTF_CSRF_SSL_STRICT=False,
         RATELIMIT_STORAGE_URI=config.ratelimit_storage_url,
         RATELIMIT_ENABLED=config.ratelimit_enabled,
         RATELIMIT_HEADERS_ENABLED=True,

@@ -145,6 +145,12 @@ def _before_request() -> Any:
     endpoint = request.endpoint or ""
     if endpoint.startswith("api."):
         return None
+    if request.method not in ("GET", "HEAD", "OPTIONS") and request.headers.get(
+        "Sec-Fetch-Site", "same-origin"
+    ) not in ("same-origin", "none"):
+        # Browsers say where a request comes from even when no Referer is sent: a form posted
+        # from another site is refused before any CSRF token is even considered.
+        abort(403)
     if current_user.is_authenticated:
         last_seen = _timestamp(session.get("last_seen"))
         idle = timedelta(minutes=state().config.session_idle_minutes)

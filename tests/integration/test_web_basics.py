@@ -142,3 +142,12 @@ def test_healthz_is_503_when_a_component_is_down(tmp_path, sqlite_template) -> N
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["checks"] == {"database": "ok", "audit": "down", "broker": "down"}
+
+
+def test_a_cross_site_post_is_refused_even_with_a_token(client: FlaskClient) -> None:
+    from tests.conftest import csrf_token
+
+    token = csrf_token(client, "/connexion")
+    data = {"csrf_token": token, "email": "a@b.example", "password": "x", "code": "1"}
+    assert client.post("/connexion", data=data, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert client.post("/connexion", data=data, headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
