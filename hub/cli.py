@@ -25,7 +25,6 @@ from hub import migrate, totp
 from hub.api_auth import parse_public_jwk
 from hub.demo import accounts_as_json, seed_demo
 from hub.i18n import MessageError
-from hub.keys import load_server_key
 from hub.models import ApiClient, GroupMembership, OperationalGroup, Organisation, User
 from hub.state import HubState
 
@@ -345,21 +344,6 @@ def api_client_disable(client_id: str) -> None:
     click.echo("Client désactivé.")
 
 
-@click.group("keys")
-def keys_group() -> None:
-    """Server keys."""
-
-
-@keys_group.command("generate")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def keys_generate(out: Path) -> None:
-    """Create the server's Ed25519 key file (mode 0600). Refuses to overwrite."""
-    if out.exists():
-        raise click.ClickException("Le fichier existe déjà : il n'est pas écrasé.")
-    load_server_key(out, create=True)
-    click.echo(f"Clé créée : {out}")
-
-
 # -- embedded runtime ----------------------------------------------------------------------
 
 
@@ -423,7 +407,6 @@ def register(app: Flask) -> None:
         user_group,
         group_group,
         api_client_group,
-        keys_group,
         serve,
     ):
         app.cli.add_command(command)

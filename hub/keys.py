@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -17,7 +19,7 @@ def load_server_key(path: Path, *, create: bool) -> Ed25519PrivateKey:
         if not create:
             raise ConfigError(
                 f"Clé du serveur introuvable : {path}. Créez-la avec "
-                "« flask --app hub keys generate --out FICHIER » (voir deploy/README.md)."
+                "« python -m hub.keys FICHIER » (voir deploy/README.md)."
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         key = Ed25519PrivateKey.generate()
@@ -34,3 +36,23 @@ def load_server_key(path: Path, *, create: bool) -> Ed25519PrivateKey:
     if not isinstance(loaded, Ed25519PrivateKey):
         raise ConfigError(f"La clé du serveur {path} doit être une clé Ed25519.")
     return loaded
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hub.keys FILE``: create the server key file; never overwrites one.
+
+    Standalone on purpose: in production the app cannot start before this key exists.
+    """
+    parser = argparse.ArgumentParser(description="Crée la clé Ed25519 du serveur (mode 0600).")
+    parser.add_argument("file", type=Path)
+    args = parser.parse_args(argv)
+    if args.file.exists():
+        print(f"Le fichier existe déjà, il n'est pas écrasé : {args.file}", file=sys.stderr)
+        return 1
+    load_server_key(args.file, create=True)
+    print(f"Clé créée : {args.file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
