@@ -15,7 +15,8 @@ graceful_timeout = 20
 keepalive = 5
 max_requests = 2000  # recycle workers now and then: bounds any slow leak
 max_requests_jitter = 200
-# Only nginx on this host talks to gunicorn; it sets X-Forwarded-For/Proto (MAILLON_TRUSTED_PROXIES=1).
+# Only nginx on this host talks to gunicorn; it sets X-Forwarded-For/Proto
+# (MAILLON_TRUSTED_PROXIES=1).
 forwarded_allow_ips = "127.0.0.1"
 # No access log here: nginx keeps one, and URLs must not end up in two places.
 accesslog = None

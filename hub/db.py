@@ -80,7 +80,7 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 _HOOKS_KEY = "maillon_after_commit"
 
 
-def after_commit(session: Session, hook: Callable[[], None]) -> None:
+def after_commit(session: Session, hook: Callable[[], object]) -> None:
     """Run ``hook`` once the session's current transaction has committed; drop it on rollback.
 
     Celery tasks are enqueued through this so a worker never sees an id whose row is not
@@ -91,7 +91,7 @@ def after_commit(session: Session, hook: Callable[[], None]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
-    hooks: list[Callable[[], None]] = session.info.pop(_HOOKS_KEY, [])
+    hooks: list[Callable[[], object]] = session.info.pop(_HOOKS_KEY, [])
     for hook in hooks:
         hook()
 

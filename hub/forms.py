@@ -24,7 +24,7 @@ from charter.vocabulary import ORG_KIND_LABELS_FR, ROLE_LABELS_FR, OrgKind, Role
 
 def choices(pairs: Sequence[tuple[object, str]]) -> list[SelectChoice]:
     """WTForms choices from (value, label) pairs."""
-    return [SelectChoice(value, label) for value, label in pairs]  # type: ignore[arg-type]
+    return [SelectChoice(value, label) for value, label in pairs]
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -122,7 +122,9 @@ class UserForm(FlaskForm):
         validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)],
     )
     organisation = SelectField(_l("Organisation"), coerce=int, validators=[DataRequired()])
-    roles = MultiCheckboxField(_l("Rôles"), choices=choices([(r.value, ROLE_LABELS_FR[r]) for r in Role]))
+    roles = MultiCheckboxField(
+        _l("Rôles"), choices=choices([(r.value, ROLE_LABELS_FR[r]) for r in Role])
+    )
     submit = SubmitField(_l("Créer le compte et envoyer l'invitation"))
 
 

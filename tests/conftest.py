@@ -161,7 +161,10 @@ def config(tmp_path: Path, db_backend: str, request: pytest.FixtureRequest) -> I
         return
     databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
     yield make_config(
-        var_dir, database_url=databases.main_url, audit_database_url=databases.audit_url, **overrides
+        var_dir,
+        database_url=databases.main_url,
+        audit_database_url=databases.audit_url,
+        **overrides,
     )
     engine = make_engine(databases.main_url)
     with engine.begin() as connection:
@@ -215,7 +218,9 @@ def territory(app: Flask, clock: FakeClock) -> dict[str, Account]:
     return accounts
 
 
-_CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
+_CSRF = re.compile(
+    r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
+)
 
 
 def csrf_token(client: FlaskClient, path: str) -> str:
@@ -232,7 +237,9 @@ def fresh_code(clock: FakeClock, secret: str) -> str:
     return totp.code_at(secret, clock())
 
 
-def login(client: FlaskClient, clock: FakeClock, account: Account, *, code: str | None = None) -> Any:
+def login(
+    client: FlaskClient, clock: FakeClock, account: Account, *, code: str | None = None
+) -> Any:
     """Log in through the real form (CSRF included); returns the response."""
     token = csrf_token(client, "/connexion")
     return client.post(

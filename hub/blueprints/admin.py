@@ -12,7 +12,15 @@ from sqlalchemy import or_, select
 from charter.vocabulary import OrgKind, Role
 from hub.blueprints.auth import show_error
 from hub.celery_app import enqueue
-from hub.forms import ConfirmForm, choices, GroupForm, MembersForm, OrganisationForm, SearchForm, UserForm
+from hub.forms import (
+    ConfirmForm,
+    GroupForm,
+    MembersForm,
+    OrganisationForm,
+    SearchForm,
+    UserForm,
+    choices,
+)
 from hub.i18n import MessageError
 from hub.models import GroupMembership, OperationalGroup, Organisation, User
 from hub.pagination import page_number, paginate

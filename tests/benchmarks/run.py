@@ -16,7 +16,9 @@ from tests.benchmarks.common import Result
 
 def modules(names: list[str]) -> list[str]:
     """The benchmark module names to run, all ``bench_*`` ones by default."""
-    found = sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name.startswith("bench_"))
+    found = sorted(
+        m.name for m in pkgutil.iter_modules(package.__path__) if m.name.startswith("bench_")
+    )
     return [m for m in found if not names or any(n in m for n in names)]
 
 

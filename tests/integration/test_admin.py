@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from hub.models import Invitation, OperationalGroup, Organisation, User
@@ -26,7 +25,11 @@ def _run_pending_mail_tasks(app: Flask) -> None:
     """Run the activation-mail task for every link not mailed yet (what the worker does)."""
     state = app.extensions["maillon"]
     with state.session_factory() as session:
-        ids = session.scalars(select(Invitation.id).where(Invitation.mail_sent_at.is_(None), Invitation.used_at.is_(None))).all()
+        ids = session.scalars(
+            select(Invitation.id).where(
+                Invitation.mail_sent_at.is_(None), Invitation.used_at.is_(None)
+            )
+        ).all()
     with app.app_context():
         for invitation_id in ids:
             send_activation_mail.run(invitation_id)
@@ -48,28 +51,44 @@ def _user(app: Flask, email_address: str) -> User:
         return user
 
 
-def test_non_admins_get_403_on_every_admin_page(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_non_admins_get_403_on_every_admin_page(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     for who in NON_ADMIN:
         client = app.test_client()
         login(client, clock, territory[who])
-        for path in ["/admin/", "/admin/organisations", "/admin/utilisateurs", "/admin/groupes", "/admin/utilisateurs/nouveau"]:
+        for path in [
+            "/admin/",
+            "/admin/organisations",
+            "/admin/utilisateurs",
+            "/admin/groupes",
+            "/admin/utilisateurs/nouveau",
+        ]:
             assert client.get(path).status_code == 403, (who, path)
 
 
-def test_admin_invites_a_person_who_activates_with_totp_and_recovery_codes(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_admin_invites_a_person_who_activates_with_totp_and_recovery_codes(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     admin = app.test_client()
     login(admin, clock, territory["admin"])
     # Given an organisation created by the admin
     post_form(admin, "/admin/organisations", name="Mission Locale du Val", kind="mission_locale")
     state = app.extensions["maillon"]
     with state.session_factory() as session:
-        org = session.scalar(select(Organisation).where(Organisation.name == "Mission Locale du Val"))
+        org = session.scalar(
+            select(Organisation).where(Organisation.name == "Mission Locale du Val")
+        )
         assert org is not None and org.kind.value == "mission_locale"
         org_id = org.id
     # When the admin invites a counsellor
     response = post_form(
-        admin, "/admin/utilisateurs/nouveau", name="Nora Nouvelle", email="Nora@Val.example",
-        organisation=str(org_id), roles=["agent", "referent"],
+        admin,
+        "/admin/utilisateurs/nouveau",
+        name="Nora Nouvelle",
+        email="Nora@Val.example",
+        organisation=str(org_id),
+        roles=["agent", "referent"],
     )
     assert response.status_code == 302
     # Then the mail is only sent by the task, after commit, and holds a one-time link
@@ -89,10 +108,19 @@ def test_admin_invites_a_person_who_activates_with_totp_and_recovery_codes(app: 
     secret = re.search(r'<code class="secret">([A-Z2-7 ]+)</code>', page).group(1).replace(" ", "")  # type: ignore[union-attr]
     password = "un mot de passe assez long"
     token = csrf_token(person, link)
-    response = person.post(link, data={"csrf_token": token, "password": password, "password_again": password,
-                                       "code": fresh_code(clock, secret)})
+    response = person.post(
+        link,
+        data={
+            "csrf_token": token,
+            "password": password,
+            "password_again": password,
+            "code": fresh_code(clock, secret),
+        },
+    )
     assert response.status_code == 200
-    codes = re.findall(r"<code>([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})</code>", response.get_data(as_text=True))
+    codes = re.findall(
+        r"<code>([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})</code>", response.get_data(as_text=True)
+    )
     assert len(codes) == 10
     assert person.get("/").status_code == 200  # logged in after activation
     # The link cannot be used twice
@@ -104,35 +132,62 @@ def test_admin_invites_a_person_who_activates_with_totp_and_recovery_codes(app: 
     assert login(app.test_client(), clock, nora, code=codes[3]).status_code == 200
 
 
-def test_an_activation_link_expires(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_an_activation_link_expires(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     admin = app.test_client()
     login(admin, clock, territory["admin"])
     org_id = _user(app, territory["cpip"].email).organisation_id
-    post_form(admin, "/admin/utilisateurs/nouveau", name="Tard Venu", email="tard@spip.example", organisation=str(org_id), roles=["agent"])
+    post_form(
+        admin,
+        "/admin/utilisateurs/nouveau",
+        name="Tard Venu",
+        email="tard@spip.example",
+        organisation=str(org_id),
+        roles=["agent"],
+    )
     _run_pending_mail_tasks(app)
     link = _link(_outbox(app)[0])
     clock.advance(hours=73)
     assert app.test_client().get(link).status_code == 404
 
 
-def test_a_wrong_code_at_activation_changes_nothing(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_a_wrong_code_at_activation_changes_nothing(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     admin = app.test_client()
     login(admin, clock, territory["admin"])
     org_id = _user(app, territory["cpip"].email).organisation_id
-    post_form(admin, "/admin/utilisateurs/nouveau", name="Eve Essai", email="eve@spip.example", organisation=str(org_id), roles=["agent"])
+    post_form(
+        admin,
+        "/admin/utilisateurs/nouveau",
+        name="Eve Essai",
+        email="eve@spip.example",
+        organisation=str(org_id),
+        roles=["agent"],
+    )
     _run_pending_mail_tasks(app)
     link = _link(_outbox(app)[0])
     person = app.test_client()
     token = csrf_token(person, link)
-    response = person.post(link, data={"csrf_token": token, "password": "un mot de passe assez long",
-                                       "password_again": "un mot de passe assez long", "code": "123456"})
+    response = person.post(
+        link,
+        data={
+            "csrf_token": token,
+            "password": "un mot de passe assez long",
+            "password_again": "un mot de passe assez long",
+            "code": "123456",
+        },
+    )
     assert response.status_code == 200 and "ne correspond pas" in response.get_data(as_text=True)
     user = _user(app, "eve@spip.example")
     assert user.password_hash is None and user.totp_secret is None
     assert person.get(link).status_code == 200  # still usable
 
 
-def test_mfa_reset_needs_fresh_login_ends_sessions_and_mails_a_new_link(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_mfa_reset_needs_fresh_login_ends_sessions_and_mails_a_new_link(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     cpip_client = app.test_client()
     login(cpip_client, clock, territory["cpip"])
     admin = app.test_client()
@@ -144,7 +199,12 @@ def test_mfa_reset_needs_fresh_login_ends_sessions_and_mails_a_new_link(app: Fla
     response = post_form(admin, detail, f"{detail}/reinitialiser-mfa", submit="1")
     assert response.status_code == 302 and response.location.startswith("/confirmer-identite")
     assert _user(app, territory["cpip"].email).totp_secret is not None  # nothing done yet
-    post_form(admin, "/confirmer-identite", password=territory["admin"].password, code=fresh_code(clock, territory["admin"].totp_secret))
+    post_form(
+        admin,
+        "/confirmer-identite",
+        password=territory["admin"].password,
+        code=fresh_code(clock, territory["admin"].totp_secret),
+    )
     response = post_form(admin, detail, f"{detail}/reinitialiser-mfa", submit="1")
     assert response.status_code == 302 and response.location == detail
     assert _user(app, territory["cpip"].email).totp_secret is None
@@ -156,7 +216,9 @@ def test_mfa_reset_needs_fresh_login_ends_sessions_and_mails_a_new_link(app: Fla
     assert "Choisissez un mot de passe" not in page  # reset keeps the password
 
 
-def test_disabling_an_account_ends_its_sessions_at_once(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_disabling_an_account_ends_its_sessions_at_once(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     cpip_client = app.test_client()
     login(cpip_client, clock, territory["cpip"])
     admin = app.test_client()
@@ -169,7 +231,9 @@ def test_disabling_an_account_ends_its_sessions_at_once(app: Flask, clock: FakeC
     assert login(app.test_client(), clock, territory["cpip"]).status_code == 302
 
 
-def test_suspending_an_organisation_locks_out_its_people(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_suspending_an_organisation_locks_out_its_people(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     cpip_client = app.test_client()
     login(cpip_client, clock, territory["cpip"])
     admin = app.test_client()
@@ -184,7 +248,9 @@ def test_suspending_an_organisation_locks_out_its_people(app: Flask, clock: Fake
     assert login(app.test_client(), clock, territory["cpip"]).status_code == 200
 
 
-def test_user_list_is_searchable_and_paginated(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_user_list_is_searchable_and_paginated(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     state = app.extensions["maillon"]
     with state.session_factory() as session:
         service = state.accounts(session)
@@ -193,7 +259,12 @@ def test_user_list_is_searchable_and_paginated(app: Flask, clock: FakeClock, ter
         from charter.vocabulary import Role
 
         for i in range(30):
-            service.create_user(name=f"Personne {i:02d}", email=f"p{i}@habitat.example", organisation=org, roles={Role.AGENT})
+            service.create_user(
+                name=f"Personne {i:02d}",
+                email=f"p{i}@habitat.example",
+                organisation=org,
+                roles={Role.AGENT},
+            )
         session.commit()
     admin = app.test_client()
     login(admin, clock, territory["admin"])
@@ -202,31 +273,53 @@ def test_user_list_is_searchable_and_paginated(app: Flask, clock: FakeClock, ter
     assert "Page 2 sur 2" in admin.get("/admin/utilisateurs?page=2").get_data(as_text=True)
     found = admin.get("/admin/utilisateurs?q=Personne+07").get_data(as_text=True)
     assert "Personne 07" in found and "Personne 08" not in found and "1 comptes" in found
-    assert "Personne" not in admin.get("/admin/utilisateurs?q=%25").get_data(as_text=True).split("<tbody>")[1]
+    assert (
+        "Personne"
+        not in admin.get("/admin/utilisateurs?q=%25").get_data(as_text=True).split("<tbody>")[1]
+    )
 
 
-def test_admin_creates_a_group_with_coordinator_and_members(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_admin_creates_a_group_with_coordinator_and_members(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     admin = app.test_client()
     login(admin, clock, territory["admin"])
     coordinator = _user(app, territory["coordinatrice"].email)
     member = _user(app, territory["conseillere"].email)
-    response = post_form(admin, "/admin/groupes", name="GO Quartier Nord", territory="Démoville Nord", coordinator=str(coordinator.id))
+    response = post_form(
+        admin,
+        "/admin/groupes",
+        name="GO Quartier Nord",
+        territory="Démoville Nord",
+        coordinator=str(coordinator.id),
+    )
     assert response.status_code == 302
     detail = response.location
     post_form(admin, detail, members=[str(member.id)], coordinator=str(coordinator.id))
     state = app.extensions["maillon"]
     with state.session_factory() as session:
-        group = session.scalar(select(OperationalGroup).where(OperationalGroup.name == "GO Quartier Nord"))
+        group = session.scalar(
+            select(OperationalGroup).where(OperationalGroup.name == "GO Quartier Nord")
+        )
         assert group is not None
         assert group.coordinator_id == coordinator.id
         assert {m.user_id for m in group.memberships} == {coordinator.id, member.id}
 
 
-def test_duplicate_email_is_refused_with_a_clear_message(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_duplicate_email_is_refused_with_a_clear_message(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     admin = app.test_client()
     login(admin, clock, territory["admin"])
     org_id = _user(app, territory["cpip"].email).organisation_id
-    response = post_form(admin, "/admin/utilisateurs/nouveau", name="Doublon", email=territory["cpip"].email.upper(), organisation=str(org_id), roles=["agent"])
+    response = post_form(
+        admin,
+        "/admin/utilisateurs/nouveau",
+        name="Doublon",
+        email=territory["cpip"].email.upper(),
+        organisation=str(org_id),
+        roles=["agent"],
+    )
     assert response.status_code == 200
     assert "Un compte existe déjà" in response.get_data(as_text=True)
     assert _outbox(app) == []

@@ -39,9 +39,24 @@ def worker(app: Flask) -> Iterator[subprocess.Popen[bytes]]:
     config: Config = app.extensions["maillon"].config
     log = (config.var_dir / "worker.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "hub.worker", "worker", "--pool=solo", "-Q", "maillon",
-         "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        env=_worker_env(config), stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "hub.worker",
+            "worker",
+            "--pool=solo",
+            "-Q",
+            "maillon",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env=_worker_env(config),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     yield process
     process.terminate()
@@ -67,11 +82,19 @@ def _invite(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None
     login(admin, clock, territory["admin"])
     state = app.extensions["maillon"]
     with state.session_factory() as session:
-        org = session.scalar(select(Organisation).where(Organisation.name == "Mission Locale de Démoville"))
+        org = session.scalar(
+            select(Organisation).where(Organisation.name == "Mission Locale de Démoville")
+        )
         assert org is not None
         org_id = org.id
-    response = post_form(admin, "/admin/utilisateurs/nouveau", name="Wendy Worker", email="wendy@ml.example",
-                         organisation=str(org_id), roles=["agent"])
+    response = post_form(
+        admin,
+        "/admin/utilisateurs/nouveau",
+        name="Wendy Worker",
+        email="wendy@ml.example",
+        organisation=str(org_id),
+        roles=["agent"],
+    )
     assert response.status_code == 302
 
 
@@ -84,7 +107,9 @@ def _assert_delivered(app: Flask, worker: subprocess.Popen[bytes]) -> None:
     state = app.extensions["maillon"]
     with state.session_factory() as session:
         invitation = session.scalar(select(Invitation))
-        assert invitation is not None and invitation.mail_sent_at is not None and invitation.token_hash
+        assert (
+            invitation is not None and invitation.mail_sent_at is not None and invitation.token_hash
+        )
     assert worker.poll() is None
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -20,7 +19,9 @@ def _refused(response: object) -> bool:
     return REFUSED in response.get_data(as_text=True)  # type: ignore[attr-defined]
 
 
-def test_login_with_password_and_code_opens_a_session(client: FlaskClient, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_login_with_password_and_code_opens_a_session(
+    client: FlaskClient, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     response = login(client, clock, territory["cpip"])
     assert response.status_code == 302 and response.location == "/"
     assert "Paul Probation" in client.get("/").get_data(as_text=True)
@@ -37,7 +38,10 @@ def test_unknown_user_wrong_password_and_wrong_code_get_the_same_answer(
         (cpip.email, cpip.password, "000000"),
     ]:
         token = csrf_token(client, "/connexion")
-        response = client.post("/connexion", data={"csrf_token": token, "email": email, "password": password, "code": code})
+        response = client.post(
+            "/connexion",
+            data={"csrf_token": token, "email": email, "password": password, "code": code},
+        )
         body = response.get_data(as_text=True)
         answers.append((response.status_code, body.replace(token, "").replace(email, "")))
     assert answers[0][0] == answers[1][0] == answers[2][0] == 200
@@ -46,15 +50,22 @@ def test_unknown_user_wrong_password_and_wrong_code_get_the_same_answer(
     assert REFUSED in answers[0][1]
 
 
-def test_password_alone_is_not_enough(client: FlaskClient, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_password_alone_is_not_enough(
+    client: FlaskClient, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     cpip = territory["cpip"]
     token = csrf_token(client, "/connexion")
-    response = client.post("/connexion", data={"csrf_token": token, "email": cpip.email, "password": cpip.password, "code": ""})
+    response = client.post(
+        "/connexion",
+        data={"csrf_token": token, "email": cpip.email, "password": cpip.password, "code": ""},
+    )
     assert response.status_code == 200 and _refused(response)
     assert client.get("/").status_code == 302
 
 
-def test_a_totp_code_is_accepted_only_once(client: FlaskClient, app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_a_totp_code_is_accepted_only_once(
+    client: FlaskClient, app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     cpip = territory["cpip"]
     code = fresh_code(clock, cpip.totp_secret)
     assert login(client, clock, cpip, code=code).status_code == 302
@@ -64,7 +75,9 @@ def test_a_totp_code_is_accepted_only_once(client: FlaskClient, app: Flask, cloc
     assert other.get("/").status_code == 302
 
 
-def test_an_older_code_is_refused_after_a_newer_one(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_an_older_code_is_refused_after_a_newer_one(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     cpip = territory["cpip"]
     older = totp.code_at(cpip.totp_secret, clock())
     newer = fresh_code(clock, cpip.totp_secret)  # one step later, still inside the drift window
@@ -72,7 +85,9 @@ def test_an_older_code_is_refused_after_a_newer_one(app: Flask, clock: FakeClock
     assert _refused(login(app.test_client(), clock, cpip, code=older))
 
 
-def test_the_same_code_in_two_concurrent_logins_opens_one_session(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_the_same_code_in_two_concurrent_logins_opens_one_session(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     # Given two logins racing with the same valid code, through two separate database sessions
     cpip = territory["cpip"]
     code = fresh_code(clock, cpip.totp_secret)
@@ -99,7 +114,9 @@ def test_the_same_code_in_two_concurrent_logins_opens_one_session(app: Flask, cl
     assert sorted(outcomes) == sorted([LoginOutcome.OK, LoginOutcome.BAD_CODE])
 
 
-def test_recovery_code_works_once(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_recovery_code_works_once(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     state = app.extensions["maillon"]
     with state.session_factory() as session:
         service = state.accounts(session)
@@ -108,12 +125,17 @@ def test_recovery_code_works_once(app: Flask, clock: FakeClock, territory: dict[
         codes = service._new_recovery_codes(user)
         session.commit()
     cpip = territory["cpip"]
-    assert login(app.test_client(), clock, cpip, code=codes[0].lower().replace("-", " ")).status_code == 302
+    assert (
+        login(app.test_client(), clock, cpip, code=codes[0].lower().replace("-", " ")).status_code
+        == 302
+    )
     assert _refused(login(app.test_client(), clock, cpip, code=codes[0]))
 
 
 @pytest.mark.config(ratelimit_enabled=False)
-def test_ten_failures_lock_the_account_until_the_delay_passes(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_ten_failures_lock_the_account_until_the_delay_passes(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     cpip = territory["cpip"]
     client = app.test_client()
     for _ in range(10):
@@ -127,7 +149,9 @@ def test_ten_failures_lock_the_account_until_the_delay_passes(app: Flask, clock:
 
 
 @pytest.mark.config(ratelimit_enabled=False)
-def test_an_admin_unlocks_a_locked_account(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_an_admin_unlocks_a_locked_account(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     cpip = territory["cpip"]
     for _ in range(10):
         login(app.test_client(), clock, cpip, code="000000")
@@ -144,7 +168,9 @@ def test_an_admin_unlocks_a_locked_account(app: Flask, clock: FakeClock, territo
     assert login(app.test_client(), clock, cpip).status_code == 302
 
 
-def test_login_regenerates_the_session(client: FlaskClient, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_login_regenerates_the_session(
+    client: FlaskClient, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     # Given an anonymous session carrying a value planted before login
     with client.session_transaction() as session:
         session["planted"] = "attacker"
@@ -161,7 +187,9 @@ def test_login_regenerates_the_session(client: FlaskClient, clock: FakeClock, te
     assert after is not None and after.value != before.value
 
 
-def test_a_copied_cookie_is_useless_after_logout(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_a_copied_cookie_is_useless_after_logout(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     client = app.test_client()
     login(client, clock, territory["cpip"])
     cookie = client.get_cookie("maillon")
@@ -174,7 +202,9 @@ def test_a_copied_cookie_is_useless_after_logout(app: Flask, clock: FakeClock, t
     assert thief.get("/").status_code == 302
 
 
-def test_logout_ends_every_session_of_the_user(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_logout_ends_every_session_of_the_user(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     laptop, phone = app.test_client(), app.test_client()
     login(laptop, clock, territory["cpip"])
     login(phone, clock, territory["cpip"])
@@ -182,13 +212,21 @@ def test_logout_ends_every_session_of_the_user(app: Flask, clock: FakeClock, ter
     assert phone.get("/").status_code == 302
 
 
-def test_password_change_ends_other_sessions_but_keeps_this_one(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_password_change_ends_other_sessions_but_keeps_this_one(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     cpip = territory["cpip"]
     laptop, phone = app.test_client(), app.test_client()
     login(laptop, clock, cpip)
     login(phone, clock, cpip)
     new_password = "un nouveau mot de passe solide"
-    response = post_form(laptop, "/compte/mot-de-passe", current=cpip.password, new=new_password, new_again=new_password)
+    response = post_form(
+        laptop,
+        "/compte/mot-de-passe",
+        current=cpip.password,
+        new=new_password,
+        new_again=new_password,
+    )
     assert response.status_code == 302
     assert laptop.get("/").status_code == 200
     assert phone.get("/").status_code == 302
@@ -196,17 +234,23 @@ def test_password_change_ends_other_sessions_but_keeps_this_one(app: Flask, cloc
     assert login(app.test_client(), clock, changed).status_code == 302
 
 
-def test_weak_new_password_is_refused_and_nothing_changes(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_weak_new_password_is_refused_and_nothing_changes(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     cpip = territory["cpip"]
     client = app.test_client()
     login(client, clock, cpip)
-    response = post_form(client, "/compte/mot-de-passe", current=cpip.password, new="court", new_again="court")
+    response = post_form(
+        client, "/compte/mot-de-passe", current=cpip.password, new="court", new_again="court"
+    )
     assert response.status_code == 200
     assert "au moins 12 caractères" in response.get_data(as_text=True)
     assert login(app.test_client(), clock, cpip).status_code == 302
 
 
-def test_idle_session_expires(client: FlaskClient, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_idle_session_expires(
+    client: FlaskClient, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     login(client, clock, territory["cpip"])
     clock.advance(minutes=29)
     assert client.get("/").status_code == 200
@@ -216,7 +260,9 @@ def test_idle_session_expires(client: FlaskClient, clock: FakeClock, territory: 
     assert client.get("/").status_code == 302
 
 
-def test_sensitive_action_needs_a_fresh_login(client: FlaskClient, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_sensitive_action_needs_a_fresh_login(
+    client: FlaskClient, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     cpip = territory["cpip"]
     login(client, clock, cpip)
     clock.advance(minutes=11)
@@ -225,14 +271,19 @@ def test_sensitive_action_needs_a_fresh_login(client: FlaskClient, clock: FakeCl
     response = client.get("/compte/mot-de-passe")
     assert response.status_code == 302 and response.location.startswith("/confirmer-identite")
     response = post_form(
-        client, "/confirmer-identite", "/confirmer-identite?next=/compte/mot-de-passe",
-        password=cpip.password, code=fresh_code(clock, cpip.totp_secret),
+        client,
+        "/confirmer-identite",
+        "/confirmer-identite?next=/compte/mot-de-passe",
+        password=cpip.password,
+        code=fresh_code(clock, cpip.totp_secret),
     )
     assert response.status_code == 302 and response.location == "/compte/mot-de-passe"
     assert client.get("/compte/mot-de-passe").status_code == 200
 
 
-def test_no_remember_me_cookie_and_session_cookie_is_http_only(client: FlaskClient, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_no_remember_me_cookie_and_session_cookie_is_http_only(
+    client: FlaskClient, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     response = login(client, clock, territory["cpip"])
     cookies = response.headers.getlist("Set-Cookie")
     assert not any(c.startswith("remember_token") for c in cookies)
@@ -241,17 +292,26 @@ def test_no_remember_me_cookie_and_session_cookie_is_http_only(client: FlaskClie
     assert "Expires" not in session_cookie  # a browser-session cookie: no persistent login
 
 
-def test_open_redirect_after_login_is_refused(client: FlaskClient, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_open_redirect_after_login_is_refused(
+    client: FlaskClient, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     cpip = territory["cpip"]
     token = csrf_token(client, "/connexion")
     response = client.post(
         "/connexion?next=//evil.example/x",
-        data={"csrf_token": token, "email": cpip.email, "password": cpip.password, "code": fresh_code(clock, cpip.totp_secret)},
+        data={
+            "csrf_token": token,
+            "email": cpip.email,
+            "password": cpip.password,
+            "code": fresh_code(clock, cpip.totp_secret),
+        },
     )
     assert response.status_code == 302 and response.location == "/"
 
 
-def test_login_is_rate_limited_per_account(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_login_is_rate_limited_per_account(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     cpip = territory["cpip"]
     statuses = []
     for i in range(11):
@@ -262,15 +322,27 @@ def test_login_is_rate_limited_per_account(app: Flask, clock: FakeClock, territo
     assert statuses[10] == 429
 
 
-def test_login_is_rate_limited_per_address(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_login_is_rate_limited_per_address(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     client = app.test_client()
     statuses = []
     for i in range(21):
         token = csrf_token(client, "/connexion")
         statuses.append(
-            client.post("/connexion", data={"csrf_token": token, "email": f"x{i}@demoville.example", "password": "x", "code": "1"}).status_code
+            client.post(
+                "/connexion",
+                data={
+                    "csrf_token": token,
+                    "email": f"x{i}@demoville.example",
+                    "password": "x",
+                    "code": "1",
+                },
+            ).status_code
         )
     assert statuses[:20] == [200] * 20 and statuses[20] == 429
     token = csrf_token(client, "/connexion")
-    refused = client.post("/connexion", data={"csrf_token": token, "email": "a@b.c", "password": "x", "code": "1"})
+    refused = client.post(
+        "/connexion", data={"csrf_token": token, "email": "a@b.c", "password": "x", "code": "1"}
+    )
     assert refused.status_code == 429 and "Trop de tentatives" in refused.get_data(as_text=True)

@@ -35,17 +35,35 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 def _seed_people(engine: Engine) -> None:
     with engine.begin() as c:
-        c.execute(text("INSERT INTO organisations (id, public_id, name, kind, active, created_at) VALUES (1, 'o1', 'SPIP', 'spip', true, :t)"), {"t": NOW})
-        c.execute(text("INSERT INTO users (id, public_id, name, email, organisation_id, session_nonce, active, failed_logins, locked_by_failures, created_at) "
-                       "VALUES (1, 'u1', 'Paul', 'paul@spip.example', 1, 'n', true, 0, false, :t)"), {"t": NOW})
+        c.execute(
+            text(
+                "INSERT INTO organisations (id, public_id, name, kind, active, created_at) VALUES (1, 'o1', 'SPIP', 'spip', true, :t)"
+            ),
+            {"t": NOW},
+        )
+        c.execute(
+            text(
+                "INSERT INTO users (id, public_id, name, email, organisation_id, session_nonce, active, failed_logins, locked_by_failures, created_at) "
+                "VALUES (1, 'u1', 'Paul', 'paul@spip.example', 1, 'n', true, 0, false, :t)"
+            ),
+            {"t": NOW},
+        )
         c.execute(text("INSERT INTO user_roles (user_id, role) VALUES (1, 'agent')"))
-        c.execute(text("INSERT INTO operational_groups (id, public_id, name, territory, coordinator_id, created_at) VALUES (1, 'g1', 'GO', 'T', 1, :t)"), {"t": NOW})
-        c.execute(text("INSERT INTO group_members (group_id, user_id, added_at) VALUES (1, 1, :t)"), {"t": NOW})
+        c.execute(
+            text(
+                "INSERT INTO operational_groups (id, public_id, name, territory, coordinator_id, created_at) VALUES (1, 'g1', 'GO', 'T', 1, :t)"
+            ),
+            {"t": NOW},
+        )
+        c.execute(
+            text("INSERT INTO group_members (group_id, user_id, added_at) VALUES (1, 1, :t)"),
+            {"t": NOW},
+        )
 
 
 def _count(engine: Engine, table: str) -> int:
     with engine.connect() as c:
-        return int(c.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())  # noqa: S608 - fixed names
+        return int(c.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
 def test_upgrade_and_downgrade_keep_data(empty_engine: Engine) -> None:
@@ -57,7 +75,12 @@ def test_upgrade_and_downgrade_keep_data(empty_engine: Engine) -> None:
     assert current_revision(empty_engine) == head_revision()
     assert _count(empty_engine, "users") == 1 and _count(empty_engine, "group_members") == 1
     with empty_engine.begin() as c:
-        c.execute(text("INSERT INTO invitations (user_id, purpose, created_at, expires_at) VALUES (1, 'invite', :t, :t)"), {"t": NOW})
+        c.execute(
+            text(
+                "INSERT INTO invitations (user_id, purpose, created_at, expires_at) VALUES (1, 'invite', :t, :t)"
+            ),
+            {"t": NOW},
+        )
         c.execute(text("INSERT INTO recovery_codes (user_id, code_hash) VALUES (1, 'h')"))
     # When downgrading one step, the login tables go and the people remain
     downgrade(empty_engine, "0001")
@@ -80,5 +103,10 @@ def test_the_migrated_schema_matches_the_models(empty_engine: Engine) -> None:
 
 def test_constraints_reject_bad_vocabulary(empty_engine: Engine) -> None:
     upgrade(empty_engine, "head")
-    with pytest.raises(Exception), empty_engine.begin() as c:  # noqa: B017, PT011 - driver-specific error types
-        c.execute(text("INSERT INTO organisations (public_id, name, kind, active, created_at) VALUES ('x', 'X', 'pirates', true, :t)"), {"t": NOW})
+    with pytest.raises(Exception), empty_engine.begin() as c:  # noqa: B017 - driver-specific error types
+        c.execute(
+            text(
+                "INSERT INTO organisations (public_id, name, kind, active, created_at) VALUES ('x', 'X', 'pirates', true, :t)"
+            ),
+            {"t": NOW},
+        )

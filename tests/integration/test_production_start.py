@@ -23,7 +23,13 @@ from urllib.parse import urlencode
 import pytest
 
 from hub import totp
-from tests.conftest import POSTGRES_URL, REDIS_URL, _create_database, _drop_database, require_service
+from tests.conftest import (
+    POSTGRES_URL,
+    REDIS_URL,
+    _create_database,
+    _drop_database,
+    require_service,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,9 +49,15 @@ class Browser:
         self.port = port
         self.cookies: dict[str, str] = {}
 
-    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+    def request(
+        self, method: str, path: str, form: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], str]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7", "Host": "maillon.test"}
+        headers = {
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-For": "203.0.113.7",
+            "Host": "maillon.test",
+        }
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         body = None
@@ -102,8 +114,16 @@ def production(tmp_path: Path) -> Iterator[tuple[dict[str, str], int]]:
         subprocess.run([sys.executable, "-m", "hub.keys", env["MAILLON_SERVER_KEY_FILE"]], **run)  # type: ignore[call-overload]
         subprocess.run([*flask, "init-db"], **run)  # type: ignore[call-overload]
         gunicorn = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", str(ROOT / "deploy/gunicorn.conf.py"), "hub:create_app()"],
-            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            [
+                str(BIN / "gunicorn"),
+                "-c",
+                str(ROOT / "deploy/gunicorn.conf.py"),
+                "hub:create_app()",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -114,7 +134,9 @@ def production(tmp_path: Path) -> Iterator[tuple[dict[str, str], int]]:
             except OSError:
                 time.sleep(0.2)
         else:
-            pytest.fail("gunicorn did not start:\n" + (tmp_path / "gunicorn.log").read_text()[-3000:])
+            pytest.fail(
+                "gunicorn did not start:\n" + (tmp_path / "gunicorn.log").read_text()[-3000:]
+            )
         yield env, port
     finally:
         if gunicorn is not None:
@@ -125,12 +147,17 @@ def production(tmp_path: Path) -> Iterator[tuple[dict[str, str], int]]:
         _drop_database(POSTGRES_URL, audit)
 
 
-def test_gunicorn_in_production_serves_healthz_and_a_full_login(production: tuple[dict[str, str], int]) -> None:
+def test_gunicorn_in_production_serves_healthz_and_a_full_login(
+    production: tuple[dict[str, str], int],
+) -> None:
     env, port = production
     # Health: database, audit store and Redis broker all reachable
     status, headers, body = Browser(port).request("GET", "/healthz")
     assert status == 200, body
-    assert json.loads(body) == {"status": "ok", "checks": {"database": "ok", "audit": "ok", "broker": "ok"}}
+    assert json.loads(body) == {
+        "status": "ok",
+        "checks": {"database": "ok", "audit": "ok", "broker": "ok"},
+    }
     assert headers["strict-transport-security"].startswith("max-age=")
 
     # An operator creates an organisation and invites a person from the CLI
@@ -138,8 +165,20 @@ def test_gunicorn_in_production_serves_healthz_and_a_full_login(production: tupl
     run = {"env": env, "check": True, "capture_output": True, "text": True, "cwd": ROOT}
     subprocess.run([*flask, "org", "create", "SPIP de Production", "--kind", "spip"], **run)  # type: ignore[call-overload]
     invited = subprocess.run(  # type: ignore[call-overload]
-        [*flask, "user", "invite", "--name", "Paule Prod", "--email", "paule@spip.example",
-         "--org", "SPIP de Production", "--role", "agent"], **run,
+        [
+            *flask,
+            "user",
+            "invite",
+            "--name",
+            "Paule Prod",
+            "--email",
+            "paule@spip.example",
+            "--org",
+            "SPIP de Production",
+            "--role",
+            "agent",
+        ],
+        **run,
     )
     link = re.search(r"https://maillon\.test(/activation/\S+)", invited.stdout).group(1)  # type: ignore[union-attr]
 
@@ -150,9 +189,16 @@ def test_gunicorn_in_production_serves_healthz_and_a_full_login(production: tupl
     secret = re.search(r'<code class="secret">([A-Z2-7 ]+)</code>', page).group(1).replace(" ", "")  # type: ignore[union-attr]
     password = "un mot de passe de production"
     now = datetime.now(UTC)
-    status, _, page = browser.request("POST", link, {
-        "csrf_token": _csrf(page), "password": password, "password_again": password, "code": totp.code_at(secret, now),
-    })
+    status, _, page = browser.request(
+        "POST",
+        link,
+        {
+            "csrf_token": _csrf(page),
+            "password": password,
+            "password_again": password,
+            "code": totp.code_at(secret, now),
+        },
+    )
     assert status == 200 and "Votre compte est activé" in page, page[-1500:]
     status, _, page = browser.request("GET", "/")
     status, _, _ = browser.request("POST", "/deconnexion", {"csrf_token": _csrf(page)})
@@ -161,10 +207,16 @@ def test_gunicorn_in_production_serves_healthz_and_a_full_login(production: tupl
     # And logs in again with password and the next TOTP code
     fresh = Browser(port)
     status, _, page = fresh.request("GET", "/connexion")
-    status, headers, _ = fresh.request("POST", "/connexion", {
-        "csrf_token": _csrf(page), "email": "paule@spip.example", "password": password,
-        "code": totp.code_at(secret, now + timedelta(seconds=totp.INTERVAL)),
-    })
+    status, headers, _ = fresh.request(
+        "POST",
+        "/connexion",
+        {
+            "csrf_token": _csrf(page),
+            "email": "paule@spip.example",
+            "password": password,
+            "code": totp.code_at(secret, now + timedelta(seconds=totp.INTERVAL)),
+        },
+    )
     assert status == 302 and headers["location"] == "/"
     status, _, page = fresh.request("GET", "/")
     assert status == 200 and "Paule Prod" in page

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from hub import create_app
 from tests.conftest import Account, FakeClock, login, make_config
 
-PAGES = ["/", "/compte", "/admin/", "/admin/organisations", "/admin/utilisateurs", "/admin/groupes",
-         "/admin/utilisateurs/nouveau"]
+PAGES = [
+    "/",
+    "/compte",
+    "/admin/",
+    "/admin/organisations",
+    "/admin/utilisateurs",
+    "/admin/groupes",
+    "/admin/utilisateurs/nouveau",
+]
 
 
-def test_every_page_sends_strict_security_headers(client: FlaskClient, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_every_page_sends_strict_security_headers(
+    client: FlaskClient, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     login(client, clock, territory["admin"])
     nonces = set()
     for path in ["/connexion", *PAGES]:
@@ -23,7 +31,11 @@ def test_every_page_sends_strict_security_headers(client: FlaskClient, clock: Fa
         assert response.status_code in (200, 302), path
         csp = response.headers["Content-Security-Policy"]
         assert "default-src 'none'" in csp
-        assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp and "base-uri 'none'" in csp
+        assert (
+            "frame-ancestors 'none'" in csp
+            and "object-src 'none'" in csp
+            and "base-uri 'none'" in csp
+        )
         assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
         nonce = re.search(r"'nonce-([^']+)'", csp)
         assert nonce
@@ -35,7 +47,9 @@ def test_every_page_sends_strict_security_headers(client: FlaskClient, clock: Fa
     assert len(nonces) == len(PAGES) + 1  # a fresh nonce per response
 
 
-def test_pages_carry_no_inline_script_or_style(client: FlaskClient, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_pages_carry_no_inline_script_or_style(
+    client: FlaskClient, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     login(client, clock, territory["admin"])
     for path in ["/connexion", *PAGES]:
         html = client.get(path).get_data(as_text=True)
@@ -68,13 +82,17 @@ def test_a_form_posted_without_csrf_token_is_refused_and_changes_nothing(
     client: FlaskClient, clock: FakeClock, territory: dict[str, Account], app: Flask
 ) -> None:
     login(client, clock, territory["admin"])
-    response = client.post("/admin/organisations", data={"name": "Organisation pirate", "kind": "autre"})
+    response = client.post(
+        "/admin/organisations", data={"name": "Organisation pirate", "kind": "autre"}
+    )
     assert response.status_code == 400
     assert "Le formulaire a expiré" in response.get_data(as_text=True)
     assert "Organisation pirate" not in client.get("/admin/organisations").get_data(as_text=True)
 
 
-def test_logout_without_csrf_token_is_refused(client: FlaskClient, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_logout_without_csrf_token_is_refused(
+    client: FlaskClient, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     login(client, clock, territory["cpip"])
     assert client.post("/deconnexion").status_code == 400
     assert client.get("/").status_code == 200
@@ -83,9 +101,13 @@ def test_logout_without_csrf_token_is_refused(client: FlaskClient, clock: FakeCl
 def test_french_by_default_and_english_on_request(client: FlaskClient) -> None:
     page = client.get("/connexion").get_data(as_text=True)
     assert '<html lang="fr">' in page and "Connexion à Maillon" in page
-    english = client.get("/connexion", headers={"Accept-Language": "en-GB,en;q=0.9"}).get_data(as_text=True)
+    english = client.get("/connexion", headers={"Accept-Language": "en-GB,en;q=0.9"}).get_data(
+        as_text=True
+    )
     assert '<html lang="en">' in english and "Sign in to Maillon" in english
-    french_first = client.get("/connexion", headers={"Accept-Language": "de-DE"}).get_data(as_text=True)
+    french_first = client.get("/connexion", headers={"Accept-Language": "de-DE"}).get_data(
+        as_text=True
+    )
     assert '<html lang="fr">' in french_first
 
 
@@ -97,7 +119,9 @@ def test_language_choice_is_kept_in_the_session(client: FlaskClient) -> None:
     assert "Sign in to Maillon" in client.get("/connexion").get_data(as_text=True)
 
 
-def test_error_pages_are_french_and_accessible(client: FlaskClient, clock: FakeClock, territory: dict[str, Account]) -> None:
+def test_error_pages_are_french_and_accessible(
+    client: FlaskClient, clock: FakeClock, territory: dict[str, Account]
+) -> None:
     login(client, clock, territory["cpip"])
     response = client.get("/cette-page-n-existe-pas")
     assert response.status_code == 404
@@ -128,7 +152,10 @@ def test_oversized_upload_is_refused(client: FlaskClient) -> None:
 def test_healthz_reports_each_component(client: FlaskClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "checks": {"database": "ok", "audit": "ok", "broker": "ok"}}
+    assert response.get_json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "audit": "ok", "broker": "ok"},
+    }
 
 
 def test_healthz_is_503_when_a_component_is_down(tmp_path, sqlite_template) -> None:  # type: ignore[no-untyped-def]
@@ -137,7 +164,11 @@ def test_healthz_is_503_when_a_component_is_down(tmp_path, sqlite_template) -> N
     var = tmp_path / "var"
     var.mkdir()
     shutil.copy(sqlite_template, var / "maillon.sqlite")
-    config = make_config(var, broker_url="redis://127.0.0.1:1/0", audit_database_url=f"sqlite:///{tmp_path}/missing/dir/audit.sqlite")
+    config = make_config(
+        var,
+        broker_url="redis://127.0.0.1:1/0",
+        audit_database_url=f"sqlite:///{tmp_path}/missing/dir/audit.sqlite",
+    )
     app = create_app(config)
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
@@ -149,5 +180,11 @@ def test_a_cross_site_post_is_refused_even_with_a_token(client: FlaskClient) -> 
 
     token = csrf_token(client, "/connexion")
     data = {"csrf_token": token, "email": "a@b.example", "password": "x", "code": "1"}
-    assert client.post("/connexion", data=data, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
-    assert client.post("/connexion", data=data, headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
+    assert (
+        client.post("/connexion", data=data, headers={"Sec-Fetch-Site": "cross-site"}).status_code
+        == 403
+    )
+    assert (
+        client.post("/connexion", data=data, headers={"Sec-Fetch-Site": "same-origin"}).status_code
+        == 200
+    )

@@ -55,7 +55,9 @@ def test_production_refuses_short_secrets_plain_http_and_a_shared_audit_database
     with pytest.raises(ConfigError, match="https"):
         load_config({**PRODUCTION, "MAILLON_BASE_URL": "http://maillon.example"})
     with pytest.raises(ConfigError, match="autre base"):
-        load_config({**PRODUCTION, "MAILLON_AUDIT_DATABASE_URL": PRODUCTION["MAILLON_DATABASE_URL"]})
+        load_config(
+            {**PRODUCTION, "MAILLON_AUDIT_DATABASE_URL": PRODUCTION["MAILLON_DATABASE_URL"]}
+        )
 
 
 def test_bad_values_are_reported_in_french() -> None:
@@ -68,7 +70,11 @@ def test_bad_values_are_reported_in_french() -> None:
 def test_production_needs_an_existing_server_key(tmp_path: Path) -> None:
     from hub import create_app
 
-    env = {**PRODUCTION, "MAILLON_SERVER_KEY_FILE": str(tmp_path / "absent.pem"),
-           "MAILLON_DATABASE_URL": f"sqlite:///{tmp_path}/m.sqlite", "MAILLON_AUDIT_DATABASE_URL": f"sqlite:///{tmp_path}/a.sqlite"}
+    env = {
+        **PRODUCTION,
+        "MAILLON_SERVER_KEY_FILE": str(tmp_path / "absent.pem"),
+        "MAILLON_DATABASE_URL": f"sqlite:///{tmp_path}/m.sqlite",
+        "MAILLON_AUDIT_DATABASE_URL": f"sqlite:///{tmp_path}/a.sqlite",
+    }
     with pytest.raises(ConfigError, match="Clé du serveur introuvable"):
         create_app(load_config(env))

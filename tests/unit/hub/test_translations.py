@@ -15,9 +15,21 @@ def test_english_catalogue_translates_every_extracted_message(tmp_path: Path) ->
     # Extract afresh from the code, so a new string without translation fails here.
     pot = tmp_path / "messages.pot"
     subprocess.run(
-        [str(Path(sys.executable).parent / "pybabel"), "extract", "-F", str(ROOT / "babel.cfg"),
-         "-k", "N_", "-k", "_l", "-o", str(pot), str(ROOT / "hub")],
-        check=True, capture_output=True,
+        [
+            str(Path(sys.executable).parent / "pybabel"),
+            "extract",
+            "-F",
+            str(ROOT / "babel.cfg"),
+            "-k",
+            "N_",
+            "-k",
+            "_l",
+            "-o",
+            str(pot),
+            str(ROOT / "hub"),
+        ],
+        check=True,
+        capture_output=True,
     )
     with pot.open("rb") as handle:
         wanted = {m.id for m in read_po(handle) if m.id}
