@@ -66,6 +66,8 @@ class Action(StrEnum):
     AUTH_LOGOUT = "auth.logout"
     AUTH_MFA_ENROL = "auth.mfa.enrol"
     AUTH_PASSWORD_CHANGE = "auth.password.change"  # noqa: S105 - an action name
+    AUTH_REAUTH = "auth.reauth"
+    AUTH_REAUTH_REFUSED = "auth.reauth.refused"
     CASE_CREATE = "case.create"
     CASE_VIEW = "case.view"
     CASE_UPDATE = "case.update"
@@ -85,6 +87,12 @@ class Action(StrEnum):
     KEY_REVOKE = "key.revoke"
     ADMIN_ORG_CREATE = "admin.org.create"
     ADMIN_ORG_SUSPEND = "admin.org.suspend"
+    ADMIN_ORG_ACTIVATE = "admin.org.activate"
+    ADMIN_READ = "admin.read"
+    ADMIN_GROUP_CREATE = "admin.group.create"
+    ADMIN_GROUP_UPDATE = "admin.group.update"
+    ADMIN_API_CLIENT_REGISTER = "admin.api_client.register"
+    ADMIN_API_CLIENT_DISABLE = "admin.api_client.disable"
     ADMIN_USER_INVITE = "admin.user.invite"
     ADMIN_USER_DISABLE = "admin.user.disable"
     ADMIN_USER_ENABLE = "admin.user.enable"
@@ -93,6 +101,7 @@ class Action(StrEnum):
     ADMIN_KEY_ROTATE = "admin.key.rotate"
     API_TOKEN_ISSUE = "api.token.issue"  # noqa: S105 - an action name
     API_TOKEN_REFUSED = "api.token.refused"  # noqa: S105 - an action name
+    API_READ = "api.read"
     AUDIT_READ = "audit.read"
     AUDIT_EXPORT = "audit.export"
     AUDIT_PRUNE = "audit.prune"

@@ -11,11 +11,18 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from hub.config import Config, load_config
 
 
+def audit_origin(base_url: str) -> str:
+    """The name checkpoints are signed under: the hub's host and ``/audit``."""
+    return base_url.split("://", 1)[-1].rstrip("/") + "/audit"
+
+
 def create_app(config: Config | None = None) -> Flask:
     """Build the application for ``config`` (read from the environment when omitted)."""
     from hub import blueprints, cli, errors, security  # noqa: PLC0415 - avoid import cycles
     from hub.celery_app import celery_init_app  # noqa: PLC0415
-    from hub.db import make_engine, make_session_factory  # noqa: PLC0415
+    from audit.checkpoint import NoteSigner  # noqa: PLC0415
+    from audit.store import AuditLog, make_audit_engine  # noqa: PLC0415
+    from hub.db import make_engine, make_session_factory, utcnow  # noqa: PLC0415
     from hub.extensions import babel, csrf, limiter, login_manager  # noqa: PLC0415
     from hub.i18n import select_locale  # noqa: PLC0415
     from hub.keys import load_server_key  # noqa: PLC0415
@@ -57,13 +64,17 @@ def create_app(config: Config | None = None) -> Flask:
         )
 
     engine = make_engine(config.database_url)
+    audit_engine = make_audit_engine(config.audit_database_url)
+    server_key = load_server_key(config.server_key_file, create=not production)
     hub_state = HubState(
         config=config,
         engine=engine,
         session_factory=make_session_factory(engine),
-        audit_engine=make_engine(config.audit_database_url),
+        audit_engine=audit_engine,
         passwords=Passwords(config.argon2),
-        server_key=load_server_key(config.server_key_file, create=not production),
+        server_key=server_key,
+        audit_log=AuditLog(audit_engine, clock=utcnow),
+        audit_signer=NoteSigner(audit_origin(config.base_url), server_key),
     )
     app.extensions["maillon"] = hub_state
 

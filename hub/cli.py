@@ -45,8 +45,7 @@ def init_db() -> None:
     hub_state = _state()
     hub_state.config.var_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(hub_state.engine)
-    with hub_state.audit_engine.connect():
-        pass  # the audit store exists and is reachable
+    hub_state.audit_log.create_schema()
     click.echo(f"Base principale à la révision {migrate.current_revision(hub_state.engine)}.")
 
 

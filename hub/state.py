@@ -15,6 +15,8 @@ from flask import current_app, g
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit.checkpoint import NoteSigner
+from audit.store import AuditLog
 from hub.accounts import Accounts, AccountSettings
 from hub.config import Config
 from hub.db import utcnow
@@ -31,7 +33,14 @@ class HubState:
     audit_engine: Engine
     passwords: Passwords
     server_key: Ed25519PrivateKey
+    audit_log: AuditLog
+    audit_signer: NoteSigner
     clock: Callable[[], datetime] = field(default=utcnow)
+
+    def set_clock(self, clock: Callable[[], datetime]) -> None:
+        """Replace the clock everywhere (tests); the audit log reads the same one."""
+        self.clock = clock
+        self.audit_log = AuditLog(self.audit_engine, clock=clock)
 
     def accounts(self, session: Session) -> Accounts:
         """Account services bound to ``session``."""

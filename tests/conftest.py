@@ -177,7 +177,8 @@ def config(tmp_path: Path, db_backend: str, request: pytest.FixtureRequest) -> I
 def app(config: Config, clock: FakeClock) -> Iterator[Flask]:
     """The hub, on the selected backend, with a fake clock."""
     application = create_app(config)
-    application.extensions["maillon"].clock = clock
+    application.extensions["maillon"].set_clock(clock)
+    application.extensions["maillon"].audit_log.create_schema()
     yield application
     state = application.extensions["maillon"]
     state.engine.dispose()
