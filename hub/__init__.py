@@ -18,10 +18,10 @@ def audit_origin(base_url: str) -> str:
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the application for ``config`` (read from the environment when omitted)."""
-    from hub import blueprints, cli, errors, security  # noqa: PLC0415 - avoid import cycles
-    from hub.celery_app import celery_init_app  # noqa: PLC0415
     from audit.checkpoint import NoteSigner  # noqa: PLC0415
     from audit.store import AuditLog, make_audit_engine  # noqa: PLC0415
+    from hub import blueprints, cli, errors, security  # noqa: PLC0415 - avoid import cycles
+    from hub.celery_app import celery_init_app  # noqa: PLC0415
     from hub.db import make_engine, make_session_factory, utcnow  # noqa: PLC0415
     from hub.extensions import babel, csrf, limiter, login_manager  # noqa: PLC0415
     from hub.i18n import select_locale  # noqa: PLC0415

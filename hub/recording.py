@@ -21,7 +21,7 @@ from hub.state import state
 Actor = tuple[str | None, str]
 
 
-class AuditUnavailable(ServiceUnavailable):  # noqa: N818 - an HTTP error like its base
+class AuditUnavailable(ServiceUnavailable):
     """The audit store could not record the access: the access does not happen (503)."""
 
 
