@@ -49,6 +49,14 @@ def celery_init_app(app: Flask) -> Celery[Any]:
                 "task": "hub.tasks.purge_expired",
                 "schedule": timedelta(hours=1),
             },
+            "sign-checkpoint": {
+                "task": "hub.tasks.sign_checkpoint",
+                "schedule": timedelta(minutes=1),
+            },
+            "prune-audit-log": {
+                "task": "hub.tasks.prune_audit_log",
+                "schedule": timedelta(days=1),
+            },
         },
         include=["hub.tasks"],
     )

@@ -20,13 +20,20 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audit.events import Action
+from audit.export import export_log
 from charter.vocabulary import OrgKind, Role
 from hub import migrate, totp
 from hub.api_auth import parse_public_jwk
 from hub.demo import accounts_as_json, seed_demo
 from hub.i18n import MessageError
 from hub.models import ApiClient, GroupMembership, OperationalGroup, Organisation, User
+from hub.recording import record
 from hub.state import HubState
+from hub.tasks import prune_audit_log, sign_checkpoint_if_grown
+
+# Acts from the command line have no logged-in person: they are recorded as the operator's.
+CLI_ACTOR = ("cli", "")
 
 
 def _state() -> HubState:
@@ -128,6 +135,12 @@ def org_create(name: str, kind: str) -> None:
             org = hub_state.accounts(session).create_organisation(name, OrgKind(kind))
         except MessageError as error:
             _fail(error)
+        record(
+            Action.ADMIN_ORG_CREATE,
+            object_type="organisation",
+            object_id=org.public_id,
+            actor=CLI_ACTOR,
+        )
         session.commit()
         click.echo(f"Organisation créée : {org.public_id}")
 
@@ -181,6 +194,9 @@ def user_invite(name: str, email: str, org_name: str, roles: tuple[str, ...]) ->
         except MessageError as error:
             _fail(error)
         token = service.issue_link(user, purpose="invite", created_by=None)
+        record(
+            Action.ADMIN_USER_INVITE, object_type="user", object_id=user.public_id, actor=CLI_ACTOR
+        )
         session.commit()
     click.echo(
         f"Lien d'activation (usage unique, expire dans {hub_state.config.invitation_hours} h) :"
@@ -195,7 +211,11 @@ def user_unlock(email: str) -> None:
     """Lift a lockout."""
     hub_state = _state()
     with hub_state.session_factory() as session:
-        hub_state.accounts(session).unlock(_user(hub_state, session, email))
+        user = _user(hub_state, session, email)
+        hub_state.accounts(session).unlock(user)
+        record(
+            Action.ADMIN_USER_UNLOCK, object_type="user", object_id=user.public_id, actor=CLI_ACTOR
+        )
         session.commit()
     click.echo("Compte déverrouillé.")
 
@@ -208,8 +228,15 @@ def user_reset_mfa(email: str) -> None:
     hub_state = _state()
     with hub_state.session_factory() as session:
         service = hub_state.accounts(session)
-        invitation = service.reset_mfa(_user(hub_state, session, email), by=None)
+        user = _user(hub_state, session, email)
+        invitation = service.reset_mfa(user, by=None)
         token = service.mint_token(invitation)
+        record(
+            Action.ADMIN_USER_RESET_MFA,
+            object_type="user",
+            object_id=user.public_id,
+            actor=CLI_ACTOR,
+        )
         session.commit()
     click.echo(f"{hub_state.config.base_url}/activation/{token}")
 
@@ -221,7 +248,11 @@ def user_disable(email: str) -> None:
     """Disable an account; every session ends at once."""
     hub_state = _state()
     with hub_state.session_factory() as session:
-        hub_state.accounts(session).set_active(_user(hub_state, session, email), False)
+        user = _user(hub_state, session, email)
+        hub_state.accounts(session).set_active(user, False)
+        record(
+            Action.ADMIN_USER_DISABLE, object_type="user", object_id=user.public_id, actor=CLI_ACTOR
+        )
         session.commit()
     click.echo("Compte désactivé.")
 
@@ -233,7 +264,11 @@ def user_enable(email: str) -> None:
     """Re-enable an account."""
     hub_state = _state()
     with hub_state.session_factory() as session:
-        hub_state.accounts(session).set_active(_user(hub_state, session, email), True)
+        user = _user(hub_state, session, email)
+        hub_state.accounts(session).set_active(user, True)
+        record(
+            Action.ADMIN_USER_ENABLE, object_type="user", object_id=user.public_id, actor=CLI_ACTOR
+        )
         session.commit()
     click.echo("Compte réactivé.")
 
@@ -261,6 +296,13 @@ def group_create(name: str, territory: str, coordinator_email: str | None) -> No
             group.coordinator = coordinator
             group.memberships.append(GroupMembership(user=coordinator))
         session.add(group)
+        session.flush()
+        record(
+            Action.ADMIN_GROUP_CREATE,
+            object_type="group",
+            object_id=group.public_id,
+            actor=CLI_ACTOR,
+        )
         session.commit()
         click.echo(f"Groupe créé : {group.public_id}")
 
@@ -280,6 +322,12 @@ def group_add_member(group_name: str, email: str) -> None:
         user = _user(hub_state, session, email)
         if all(m.user_id != user.id for m in group.memberships):
             group.memberships.append(GroupMembership(user=user))
+        record(
+            Action.ADMIN_GROUP_UPDATE,
+            object_type="group",
+            object_id=group.public_id,
+            actor=CLI_ACTOR,
+        )
         session.commit()
     click.echo("Membre ajouté.")
 
@@ -324,6 +372,13 @@ def api_client_register(org_name: str, name: str, jwk_file: Path) -> None:
             key_id=key.thumbprint(),
         )
         session.add(client)
+        session.flush()
+        record(
+            Action.ADMIN_API_CLIENT_REGISTER,
+            object_type="api_client",
+            object_id=client.client_id,
+            actor=CLI_ACTOR,
+        )
         session.commit()
         click.echo(client.client_id)
 
@@ -339,8 +394,54 @@ def api_client_disable(client_id: str) -> None:
             _fail("Client inconnu.")
         assert client is not None
         client.active = False
+        record(
+            Action.ADMIN_API_CLIENT_DISABLE,
+            object_type="api_client",
+            object_id=client.client_id,
+            actor=CLI_ACTOR,
+        )
         session.commit()
     click.echo("Client désactivé.")
+
+
+# -- audit log -----------------------------------------------------------------------------
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The audit log: checkpoints, export for the offline verifier, retention."""
+
+
+@audit_group.command("checkpoint")
+@with_appcontext
+def audit_checkpoint() -> None:
+    """Sign a checkpoint now (the beat task does it every minute while events arrive)."""
+    note = sign_checkpoint_if_grown()
+    click.echo(note if note else "Aucun nouvel événement depuis le dernier point de contrôle.")
+
+
+@audit_group.command("export")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@with_appcontext
+def audit_export(out: Path) -> None:
+    """Export events, checkpoints and the public key for ``python -m audit.verify OUT``."""
+    hub_state = _state()
+    if out.exists() and any(out.iterdir()):
+        _fail("Le dossier de destination n'est pas vide.")
+    record(Action.AUDIT_EXPORT, object_type="audit_log", purpose="cli", actor=CLI_ACTOR)
+    sign_checkpoint_if_grown()  # so the export ends on a signed size
+    summary = export_log(hub_state.audit_log, out, verifier=hub_state.audit_signer.verifier())
+    click.echo(f"Journal exporté dans {out} ({summary.size} événements).")
+    vkey = hub_state.audit_signer.verifier().vkey()
+    click.echo(f"Vérifier : python -m audit.verify {out} --key '{vkey}'")
+
+
+@audit_group.command("prune")
+@with_appcontext
+def audit_prune() -> None:
+    """Apply the retention period now (the beat task does it daily)."""
+    cut = prune_audit_log.run()
+    click.echo(f"Événements conservés à partir du numéro {cut}." if cut else "Rien à supprimer.")
 
 
 # -- embedded runtime ----------------------------------------------------------------------
@@ -406,6 +507,7 @@ def register(app: Flask) -> None:
         user_group,
         group_group,
         api_client_group,
+        audit_group,
         serve,
     ):
         app.cli.add_command(command)

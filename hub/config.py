@@ -62,6 +62,7 @@ class Config:
     assertion_max_seconds: int = 300
     max_content_length: int = 2 * 1024 * 1024
     ratelimit_enabled: bool = True
+    audit_retention_days: int = 365
     argon2: Argon2Params = field(default_factory=Argon2Params)
 
     @property
@@ -161,6 +162,12 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         secret_key = env_map.get("MAILLON_SECRET_KEY") or generated["secret_key"]
         ip_hash_key = env_map.get("MAILLON_IP_HASH_KEY") or generated["ip_hash_key"]
 
+    retention_days = _int(env_map, "MAILLON_AUDIT_RETENTION_DAYS", 365)
+    if not 30 <= retention_days <= 3660:
+        raise ConfigError(
+            "MAILLON_AUDIT_RETENTION_DAYS doit être compris entre 30 et 3660 jours "
+            "(la CNIL recommande de 6 à 12 mois)."
+        )
     argon2 = Argon2Params(
         time_cost=_int(env_map, "MAILLON_ARGON2_TIME_COST", Argon2Params.time_cost),
         memory_cost=_int(env_map, "MAILLON_ARGON2_MEMORY_KIB", Argon2Params.memory_cost),
@@ -196,5 +203,6 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         invitation_hours=_int(env_map, "MAILLON_INVITATION_HOURS", 72),
         access_token_seconds=_int(env_map, "MAILLON_ACCESS_TOKEN_SECONDS", 300),
         ratelimit_enabled=_flag(env_map.get("MAILLON_RATELIMIT_ENABLED", "true")),
+        audit_retention_days=retention_days,
         argon2=argon2,
     )

@@ -7,8 +7,9 @@ from typing import Any
 from flask import Flask, Response, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
+from audit.events import Action, Decision
 from hub.i18n import N_
 
 # Stable API codes and French messages per HTTP status.
@@ -76,8 +77,31 @@ def _page(status: int, message: str | None = None) -> tuple[str, int]:
     )
 
 
+# Refusals the DPO must see: forbidden pages, rate limiting, forged or stale forms.
+_RECORDED_REFUSALS = {403: "forbidden", 429: "rate_limited"}
+
+
+def _record_refusal(purpose: str) -> bool:
+    """Record a refusal; False when the audit store is down (the caller then answers 503)."""
+    from hub.recording import AuditUnavailable, record  # noqa: PLC0415 - recording imports errors' users
+
+    try:
+        record(
+            Action.ACCESS_REFUSED,
+            object_type="page" if request.endpoint else "",
+            object_id=request.endpoint or "",
+            purpose=purpose,
+            decision=Decision.DENY,
+        )
+    except AuditUnavailable:
+        return False
+    return True
+
+
 def _handle_http(error: HTTPException) -> Any:
     status = error.code or 500
+    if status in _RECORDED_REFUSALS and not _record_refusal(_RECORDED_REFUSALS[status]):
+        status = 503
     code, message = STATUS_CODES.get(status, (f"http_{status}", N_("Erreur.")))
     if wants_json():
         return api_error_response(status, code, _(message))
@@ -85,6 +109,8 @@ def _handle_http(error: HTTPException) -> Any:
 
 
 def _handle_csrf(error: CSRFError) -> Any:
+    if not _record_refusal("csrf"):
+        return _handle_http(ServiceUnavailable())
     message = _("Le formulaire a expiré ou n'a pas été envoyé depuis Maillon. Rechargez la page.")
     if wants_json():
         return api_error_response(400, "csrf_failed", message)

@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import or_, select
 
+from audit.events import Action, Decision
 from charter.vocabulary import OrgKind, Role
 from hub.blueprints.auth import show_error
 from hub.celery_app import enqueue
@@ -24,6 +25,7 @@ from hub.forms import (
 from hub.i18n import MessageError
 from hub.models import GroupMembership, OperationalGroup, Organisation, User
 from hub.pagination import page_number, paginate
+from hub.recording import record
 from hub.security import fresh_login_required, role_required
 from hub.state import accounts, db
 from hub.tasks import send_activation_mail
@@ -34,7 +36,19 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 @bp.before_request
 @role_required(Role.ADMIN)
 def _admins_only() -> None:
-    """Every page here is for administrators."""
+    """Every page here is for administrators; every page read is recorded first."""
+    if request.method == "GET":
+        public_id = (request.view_args or {}).get("public_id")
+        object_type = _OBJECT_TYPES.get(request.endpoint or "", "page")
+        record(
+            Action.ADMIN_READ,
+            object_type=object_type,
+            object_id=public_id or request.endpoint or "",
+        )
+
+
+# Detail pages name the record they show; list pages are recorded as pages.
+_OBJECT_TYPES = {"admin.user_detail": "user", "admin.group_detail": "group"}
 
 
 def _like(term: str) -> str:
@@ -85,11 +99,13 @@ def organisations() -> Any:
     form = OrganisationForm()
     if form.validate_on_submit():
         try:
-            accounts().create_organisation(form.name.data or "", OrgKind(form.kind.data))
+            org = accounts().create_organisation(form.name.data or "", OrgKind(form.kind.data))
         except MessageError as error:
             db().rollback()
+            record(Action.ADMIN_ORG_CREATE, object_type="organisation", decision=Decision.DENY)
             show_error(error)
         else:
+            record(Action.ADMIN_ORG_CREATE, object_type="organisation", object_id=org.public_id)
             db().commit()
             flash(_("L'organisation a été créée."), "success")
             return redirect(url_for("admin.organisations"))
@@ -113,6 +129,11 @@ def organisation_status(public_id: str) -> Any:
     org.active = not org.active
     for user in org.users:
         accounts().end_all_sessions(user)
+    record(
+        Action.ADMIN_ORG_ACTIVATE if org.active else Action.ADMIN_ORG_SUSPEND,
+        object_type="organisation",
+        object_id=org.public_id,
+    )
     db().commit()
     flash(
         _("L'organisation est suspendue.")
@@ -169,9 +190,11 @@ def new_user() -> Any:
             invitation = service.prepare_link(user, purpose="invite", created_by=current_user)
         except MessageError as error:
             db().rollback()
+            record(Action.ADMIN_USER_INVITE, object_type="user", decision=Decision.DENY)
             show_error(error)
         else:
             enqueue(db(), send_activation_mail, invitation.id)
+            record(Action.ADMIN_USER_INVITE, object_type="user", object_id=user.public_id)
             db().commit()
             flash(_("Le compte est créé ; l'invitation part par courriel."), "success")
             return redirect(url_for("admin.user_detail", public_id=user.public_id))
@@ -197,6 +220,7 @@ def user_unlock(public_id: str) -> Any:
     if not ConfirmForm().validate_on_submit():
         abort(400)
     accounts().unlock(user)
+    record(Action.ADMIN_USER_UNLOCK, object_type="user", object_id=user.public_id)
     db().commit()
     flash(_("Le compte est déverrouillé."), "success")
     return redirect(url_for("admin.user_detail", public_id=public_id))
@@ -211,6 +235,7 @@ def user_reset_mfa(public_id: str) -> Any:
         abort(400)
     invitation = accounts().reset_mfa(user, by=current_user)
     enqueue(db(), send_activation_mail, invitation.id)
+    record(Action.ADMIN_USER_RESET_MFA, object_type="user", object_id=user.public_id)
     db().commit()
     flash(
         _("La double authentification est réinitialisée ; un lien est envoyé par courriel."),
@@ -230,6 +255,11 @@ def user_status(public_id: str) -> Any:
         flash(_("Vous ne pouvez pas désactiver votre propre compte."), "error")
         return redirect(url_for("admin.user_detail", public_id=public_id))
     accounts().set_active(user, not user.active)
+    record(
+        Action.ADMIN_USER_ENABLE if user.active else Action.ADMIN_USER_DISABLE,
+        object_type="user",
+        object_id=user.public_id,
+    )
     db().commit()
     flash(
         _("Le compte est désactivé.") if not user.active else _("Le compte est réactivé."),
@@ -249,6 +279,9 @@ def user_reinvite(public_id: str) -> Any:
         return redirect(url_for("admin.user_detail", public_id=public_id))
     invitation = accounts().prepare_link(user, purpose="invite", created_by=current_user)
     enqueue(db(), send_activation_mail, invitation.id)
+    record(
+        Action.ADMIN_USER_INVITE, object_type="user", object_id=user.public_id, purpose="reinvite"
+    )
     db().commit()
     flash(_("Une nouvelle invitation part par courriel."), "success")
     return redirect(url_for("admin.user_detail", public_id=public_id))
@@ -281,6 +314,8 @@ def groups() -> Any:
             session.add(group)
             if coordinator is not None:
                 group.memberships.append(GroupMembership(user=coordinator))
+            session.flush()
+            record(Action.ADMIN_GROUP_CREATE, object_type="group", object_id=group.public_id)
             session.commit()
             flash(_("Le groupe a été créé."), "success")
             return redirect(url_for("admin.group_detail", public_id=group.public_id))
@@ -311,6 +346,7 @@ def group_detail(public_id: str) -> Any:
         for user_id in sorted(wanted - present):
             group.memberships.append(GroupMembership(user_id=user_id))
         group.coordinator_id = coordinator_id
+        record(Action.ADMIN_GROUP_UPDATE, object_type="group", object_id=group.public_id)
         session.commit()
         flash(_("Le groupe est enregistré."), "success")
         return redirect(url_for("admin.group_detail", public_id=public_id))

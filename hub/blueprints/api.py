@@ -7,10 +7,13 @@ from typing import Any
 from flask import Blueprint, g, jsonify, request
 from flask_babel import gettext as _
 
+from audit.events import Action, Decision
 from hub.api_auth import ApiAuth, ApiAuthError
 from hub.errors import ApiError
 from hub.extensions import csrf, limiter
+from hub.i18n import N_
 from hub.models import ApiClient
+from hub.recording import record
 from hub.state import db, state
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -32,7 +35,15 @@ def api_auth() -> ApiAuth:
     )
 
 
-def _refuse(error: ApiAuthError) -> ApiError:
+def _refuse(error: ApiAuthError, action: Action = Action.ACCESS_REFUSED) -> ApiError:
+    """The API error for a refused authentication, recorded before it is sent."""
+    record(
+        action,
+        object_type="api",
+        object_id=request.endpoint or "",
+        decision=Decision.DENY,
+        rule=error.code,
+    )
     headers = {"WWW_Authenticate": f'Bearer error="{error.code}"'} if error.status == 401 else {}
     return ApiError(error.status, error.code, _(error.message), **headers)
 
@@ -44,9 +55,7 @@ def _bearer() -> None:
     auth = request.headers.get("Authorization", "")
     scheme, _sep, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise ApiError(
-            401, "missing_token", _("Jeton d'accès manquant."), WWW_Authenticate="Bearer"
-        )
+        raise _refuse(ApiAuthError("missing_token", N_("Jeton d'accès manquant.")))
     try:
         g.api_client = api_auth().verify_access_token(token.strip())
     except ApiAuthError as error:
@@ -58,6 +67,13 @@ def _bearer() -> None:
 def token() -> Any:
     """RFC 7523 client credentials: a signed assertion in, a short-lived access token out."""
     if request.form.get("grant_type") != "client_credentials":
+        record(
+            Action.API_TOKEN_REFUSED,
+            object_type="api",
+            object_id="api.token",
+            decision=Decision.DENY,
+            rule="unsupported_grant_type",
+        )
         raise ApiError(
             400, "unsupported_grant_type", _("Seul le type client_credentials est accepté.")
         )
@@ -68,8 +84,14 @@ def token() -> Any:
         )
     except ApiAuthError as error:
         db().rollback()
-        raise _refuse(error) from error
+        raise _refuse(error, Action.API_TOKEN_REFUSED) from error
     issued = service.issue_token(client)
+    record(
+        Action.API_TOKEN_ISSUE,
+        object_type="api_client",
+        object_id=client.client_id,
+        actor=(f"client:{client.client_id}", client.organisation.public_id),
+    )
     db().commit()  # the assertion's jti is recorded before the token leaves
     return jsonify(
         {
@@ -84,6 +106,7 @@ def token() -> Any:
 def whoami() -> Any:
     """The calling client and its organisation (no personal data)."""
     client: ApiClient = g.api_client
+    record(Action.API_READ, object_type="api_client", object_id=client.client_id)
     return jsonify(
         {
             "client_id": client.client_id,

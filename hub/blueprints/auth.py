@@ -8,11 +8,14 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from audit.events import Action, Decision
 from hub import totp
 from hub.accounts import LoginOutcome
 from hub.extensions import limiter
 from hub.forms import ActivationForm, LoginForm, PasswordChangeForm, ReauthForm
 from hub.i18n import N_, MessageError
+from hub.models import User
+from hub.recording import record
 from hub.security import (
     end_session,
     fresh_login_required,
@@ -36,6 +39,11 @@ def _account_key() -> str:
     return f"account:{email}"
 
 
+def _actor(user: User) -> tuple[str, str]:
+    """A user as the actor (before the session exists)."""
+    return (user.public_id, user.organisation.public_id)
+
+
 def show_error(error: MessageError) -> None:
     """Flash a domain error, translated."""
     flash(_(error.message, **error.params), "error")
@@ -53,11 +61,33 @@ def login() -> Any:
         result = accounts().authenticate(
             form.email.data or "", form.password.data or "", form.code.data or ""
         )
+        account_id = result.user_public_id or ""
         if result.outcome is LoginOutcome.OK and result.user is not None:
+            record(
+                Action.AUTH_LOGIN,
+                object_type="user",
+                object_id=account_id,
+                actor=(result.user_public_id, result.org_public_id or ""),
+            )
             db().commit()
             start_session(result.user)
             target = safe_next(request.args.get("next")) or url_for("main.index")
             return redirect(target)
+        # The typed email is never logged: an unknown account leaves the object empty.
+        record(
+            Action.AUTH_LOGIN_REFUSED,
+            object_type="user",
+            object_id=account_id,
+            decision=Decision.DENY,
+            rule=result.outcome,
+        )
+        if result.outcome is LoginOutcome.LOCKED_NOW:
+            record(
+                Action.AUTH_LOCKOUT,
+                object_type="user",
+                object_id=account_id,
+                decision=Decision.DENY,
+            )
         db().commit()  # failure counters and lockout must persist
         form.code.data = ""  # never echo a code back into the page
         flash(_(LOGIN_REFUSED), "error")
@@ -72,6 +102,7 @@ def logout() -> Any:
     """End every session of the user (the per-user nonce changes), then this one."""
     if current_user.is_authenticated:
         accounts().end_all_sessions(current_user)
+        record(Action.AUTH_LOGOUT, object_type="user", object_id=current_user.public_id)
         db().commit()
     end_session()
     flash(_("Vous êtes déconnecté."), "info")
@@ -87,6 +118,9 @@ def activate(token: str) -> Any:
     service = accounts()
     invitation = service.valid_link(token)
     if invitation is None:
+        record(
+            Action.ACCESS_REFUSED, object_type="link", purpose="activation", decision=Decision.DENY
+        )
         return render_template("auth/link_invalid.html"), 404
     secret = service.pending_secret(invitation)
     db().commit()
@@ -104,9 +138,23 @@ def activate(token: str) -> Any:
                 )
             except MessageError as error:
                 db().rollback()
+                record(
+                    Action.AUTH_MFA_ENROL,
+                    object_type="user",
+                    object_id=invitation.user.public_id,
+                    purpose=invitation.purpose,
+                    decision=Decision.DENY,
+                )
                 show_error(error)
             else:
                 user = invitation.user
+                record(
+                    Action.AUTH_MFA_ENROL,
+                    object_type="user",
+                    object_id=user.public_id,
+                    purpose=invitation.purpose,
+                    actor=_actor(user),
+                )
                 db().commit()
                 start_session(user)
                 return render_template("auth/recovery_codes.html", codes=codes)
@@ -127,6 +175,12 @@ def reauthenticate() -> Any:
     form = ReauthForm()
     if form.validate_on_submit():
         ok = accounts().reauthenticate(current_user, form.password.data or "", form.code.data or "")
+        record(
+            Action.AUTH_REAUTH if ok else Action.AUTH_REAUTH_REFUSED,
+            object_type="user",
+            object_id=current_user.public_id,
+            decision=Decision.ALLOW if ok else Decision.DENY,
+        )
         db().commit()
         if ok:
             mark_fresh()
@@ -153,9 +207,16 @@ def change_password() -> Any:
                 )
             except MessageError as error:
                 db().rollback()
+                record(
+                    Action.AUTH_PASSWORD_CHANGE,
+                    object_type="user",
+                    object_id=current_user.public_id,
+                    decision=Decision.DENY,
+                )
                 show_error(error)
             else:
                 user = current_user._get_current_object()
+                record(Action.AUTH_PASSWORD_CHANGE, object_type="user", object_id=user.public_id)
                 db().commit()
                 start_session(user)  # re-issue this session with the new nonce
                 flash(
