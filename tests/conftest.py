@@ -28,6 +28,7 @@ from hub import create_app, totp
 from hub.config import Argon2Params, Config
 from hub.db import Base, make_engine
 from hub.demo import seed_demo
+from hub.keys import load_server_key
 from hub.migrate import upgrade
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -147,12 +148,24 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(scope="session")
+def server_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One server key for the session, as in production: the shared PostgreSQL audit log then
+    holds checkpoints signed by a single key."""
+    path = tmp_path_factory.mktemp("keys") / "server-key.pem"
+    load_server_key(path, create=True)
+    return path
+
+
 @pytest.fixture
-def config(tmp_path: Path, db_backend: str, request: pytest.FixtureRequest) -> Iterator[Config]:
+def config(
+    tmp_path: Path, db_backend: str, request: pytest.FixtureRequest, server_key_file: Path
+) -> Iterator[Config]:
     """A testing configuration on the selected backend."""
     var_dir = tmp_path / "var"
     marker = request.node.get_closest_marker("config")
-    overrides: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    overrides: dict[str, Any] = {"server_key_file": server_key_file}
+    overrides.update(marker.kwargs if marker else {})
     if db_backend == "sqlite":
         var_dir.mkdir()
         template: Path = request.getfixturevalue("sqlite_template")

@@ -1,0 +1,411 @@
+"""Everything that exists is recorded (issue 3 §4–5): a walk over every route of the app checks
+the events each one appends, and an unwritable audit store stops every access (fail closed)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from flask import Flask
+from flask.testing import FlaskClient
+from joserfc.jwk import OKPKey
+from sqlalchemy import select
+
+from audit.events import Action, Event
+from audit.store import AuditLog, make_audit_engine
+from hub.api_auth import public_jwk
+from hub.demo import GROUP_NAME
+from hub.models import ApiClient, OperationalGroup, Organisation, User
+from tests.conftest import Account, FakeClock, csrf_token, fresh_code, login, post_form
+from tests.integration.test_api_auth import Client, request_token
+
+# Endpoints that serve no protected data and so record nothing.
+SILENT = {"static", "main.healthz", "main.set_language", "main.index", "main.account", "auth.login"}
+
+
+def _events_during(app: Flask, action: Callable[[], Any]) -> tuple[Any, list[Event]]:
+    log: AuditLog = app.extensions["maillon"].audit_log
+    before = log.size()
+    result = action()
+    return result, list(log.events(before, log.size()))
+
+
+def _public_id(app: Flask, model: Any, **where: Any) -> str:
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        row = session.scalar(select(model).filter_by(**where))
+        assert row is not None
+        return str(row.public_id)
+
+
+@pytest.fixture
+def ids(app: Flask, territory: dict[str, Account]) -> dict[str, str]:
+    return {
+        "user": _public_id(app, User, email=territory["cpip"].email),
+        "group": _public_id(app, OperationalGroup, name=GROUP_NAME),
+        "org": _public_id(app, Organisation, name="Démoville Habitat"),
+    }
+
+
+def _api_client(app: Flask) -> Client:
+    key = Ed25519PrivateKey.generate()
+    jwk = public_jwk(key)
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        org = session.scalar(select(Organisation).where(Organisation.name == "SPIP de Démoville"))
+        kid = OKPKey.import_key(jwk).thumbprint()
+        client = ApiClient(
+            organisation=org, name="Logiciel", public_jwk=json.dumps(jwk), key_id=kid
+        )
+        session.add(client)
+        session.commit()
+        return Client(client.client_id, key, kid)
+
+
+# -- GET routes: who reads, and what must land in the log ----------------------------------
+
+GET_ROUTES: dict[str, tuple[str, str, list[tuple[Action, str, str]]]] = {
+    # endpoint: (who, path template, [(action, object_type, object_id template)])
+    "admin.dashboard": ("admin", "/admin/", [(Action.ADMIN_READ, "page", "admin.dashboard")]),
+    "admin.organisations": (
+        "admin",
+        "/admin/organisations",
+        [(Action.ADMIN_READ, "page", "admin.organisations")],
+    ),
+    "admin.users": ("admin", "/admin/utilisateurs", [(Action.ADMIN_READ, "page", "admin.users")]),
+    "admin.new_user": (
+        "admin",
+        "/admin/utilisateurs/nouveau",
+        [(Action.ADMIN_READ, "page", "admin.new_user")],
+    ),
+    "admin.user_detail": (
+        "admin",
+        "/admin/utilisateurs/{user}",
+        [(Action.ADMIN_READ, "user", "{user}")],
+    ),
+    "admin.groups": ("admin", "/admin/groupes", [(Action.ADMIN_READ, "page", "admin.groups")]),
+    "admin.group_detail": (
+        "admin",
+        "/admin/groupes/{group}",
+        [(Action.ADMIN_READ, "group", "{group}")],
+    ),
+    "auth.activate": (
+        "anonymous",
+        "/activation/not-a-valid-token",
+        [(Action.ACCESS_REFUSED, "link", "")],
+    ),
+    "auth.reauthenticate": ("cpip", "/confirmer-identite", []),
+    "auth.change_password": ("cpip", "/compte/mot-de-passe", []),
+}
+
+
+def _client_for(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], who: str
+) -> FlaskClient:
+    client = app.test_client()
+    if who != "anonymous":
+        login(client, clock, territory[who])
+    return client
+
+
+@pytest.mark.parametrize("endpoint", sorted(GET_ROUTES))
+def test_get_routes_record_exactly_what_they_should(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], ids: dict[str, str], endpoint: str
+) -> None:
+    who, path, expected = GET_ROUTES[endpoint]
+    client = _client_for(app, clock, territory, who)
+    response, events = _events_during(app, lambda: client.get(path.format(**ids)))
+    assert response.status_code in (200, 404), response.status_code
+    got = [(e.action, e.object_type, e.object_id) for e in events]
+    assert got == [(a, t, o.format(**ids)) for a, t, o in expected]
+    for event in events:
+        assert event.request_id and len(event.ip_hash) == 64
+        if who != "anonymous":
+            assert event.actor_user == _public_id(app, User, email=territory[who].email)
+
+
+# -- POST routes -----------------------------------------------------------------------------
+
+
+def _post(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], ids: dict[str, str], endpoint: str
+) -> Any:
+    admin = lambda: _client_for(app, clock, territory, "admin")  # noqa: E731
+    state = app.extensions["maillon"]
+    if endpoint == "auth.login":
+        client = app.test_client()
+        return lambda: login(client, clock, territory["cpip"])
+    if endpoint == "auth.logout":
+        client = _client_for(app, clock, territory, "cpip")
+        return lambda: post_form(client, "/", "/deconnexion")
+    if endpoint == "auth.reauthenticate":
+        client = _client_for(app, clock, territory, "cpip")
+        token = csrf_token(client, "/confirmer-identite")
+        return lambda: client.post(
+            "/confirmer-identite",
+            data={
+                "csrf_token": token,
+                "password": territory["cpip"].password,
+                "code": fresh_code(clock, territory["cpip"].totp_secret),
+            },
+        )
+    if endpoint == "auth.change_password":
+        client = _client_for(app, clock, territory, "cpip")
+        token = csrf_token(client, "/compte/mot-de-passe")
+        new = "un autre mot de passe solide"
+        return lambda: client.post(
+            "/compte/mot-de-passe",
+            data={
+                "csrf_token": token,
+                "current": territory["cpip"].password,
+                "new": new,
+                "new_again": new,
+            },
+        )
+    if endpoint == "auth.activate":
+        with state.session_factory() as session:
+            service = state.accounts(session)
+            user = service.by_email(territory["logement"].email)
+            assert user is not None
+            link = f"/activation/{service.issue_link(user, purpose='mfa_reset', created_by=None)}"
+            session.commit()
+        client = app.test_client()
+        page = client.get(link).get_data(as_text=True)
+        import re
+
+        secret = (
+            re.search(r'<code class="secret">([A-Z2-7 ]+)</code>', page).group(1).replace(" ", "")
+        )  # type: ignore[union-attr]
+        token = csrf_token(client, link)
+        return lambda: client.post(
+            link, data={"csrf_token": token, "code": fresh_code(clock, secret)}
+        )
+    if endpoint == "main.set_language":
+        client = app.test_client()
+        token = csrf_token(client, "/connexion")
+        return lambda: client.post("/langue", data={"csrf_token": token, "lang": "en"})
+    if endpoint == "api.token":
+        api = _api_client(app)
+        return lambda: request_token(app.test_client(), api.assertion(clock))
+    if endpoint == "api.whoami":
+        api = _api_client(app)
+        client = app.test_client()
+        token = request_token(client, api.assertion(clock)).get_json()["access_token"]
+        return lambda: client.get("/api/v1/moi", headers={"Authorization": f"Bearer {token}"})
+    client = admin()
+    user, group, org = ids["user"], ids["group"], ids["org"]
+    forms: dict[str, tuple[str, str, dict[str, Any]]] = {
+        "admin.organisations": (
+            "/admin/organisations",
+            "/admin/organisations",
+            {"name": "Nouvelle", "kind": "autre"},
+        ),
+        "admin.organisation_status": (
+            "/admin/organisations",
+            f"/admin/organisations/{org}/statut",
+            {"submit": "1"},
+        ),
+        "admin.new_user": (
+            "/admin/utilisateurs/nouveau",
+            "/admin/utilisateurs/nouveau",
+            {
+                "name": "Nina Neuve",
+                "email": f"{uuid.uuid4().hex[:8]}@habitat.example",
+                "organisation": str(_id(app, Organisation, org)),
+                "roles": ["agent"],
+            },
+        ),
+        "admin.user_unlock": (
+            f"/admin/utilisateurs/{user}",
+            f"/admin/utilisateurs/{user}/deverrouiller",
+            {"submit": "1"},
+        ),
+        "admin.user_reset_mfa": (
+            f"/admin/utilisateurs/{user}",
+            f"/admin/utilisateurs/{user}/reinitialiser-mfa",
+            {"submit": "1"},
+        ),
+        "admin.user_status": (
+            f"/admin/utilisateurs/{user}",
+            f"/admin/utilisateurs/{user}/statut",
+            {"submit": "1"},
+        ),
+        "admin.groups": (
+            "/admin/groupes",
+            "/admin/groupes",
+            {"name": "GO Sud", "territory": "Sud", "coordinator": "0"},
+        ),
+        "admin.group_detail": (
+            f"/admin/groupes/{group}",
+            f"/admin/groupes/{group}",
+            {"coordinator": "0"},
+        ),
+    }
+    if endpoint == "admin.user_reinvite":
+        with state.session_factory() as session:
+            org_row = session.scalar(select(Organisation).where(Organisation.public_id == org))
+            from charter.vocabulary import Role
+
+            fresh = state.accounts(session).create_user(
+                name="Pas Active",
+                email="pas.active@habitat.example",
+                organisation=org_row,
+                roles={Role.AGENT},
+            )
+            session.commit()
+            page = f"/admin/utilisateurs/{fresh.public_id}"
+        token = csrf_token(client, page)
+        return lambda: client.post(f"{page}/invitation", data={"csrf_token": token, "submit": "1"})
+    form_page, action, data = forms[endpoint]
+    token = csrf_token(client, form_page)
+    return lambda: client.post(action, data={"csrf_token": token, **data})
+
+
+def _id(app: Flask, model: Any, public_id: str) -> int:
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        return int(session.scalar(select(model.id).where(model.public_id == public_id)))  # type: ignore[arg-type]
+
+
+POST_ROUTES: dict[str, list[Action]] = {
+    "auth.login": [Action.AUTH_LOGIN],
+    "auth.logout": [Action.AUTH_LOGOUT],
+    "auth.reauthenticate": [Action.AUTH_REAUTH],
+    "auth.change_password": [Action.AUTH_PASSWORD_CHANGE],
+    "auth.activate": [Action.AUTH_MFA_ENROL],
+    "main.set_language": [],
+    "api.token": [Action.API_TOKEN_ISSUE],
+    "api.whoami": [Action.API_READ],
+    "admin.organisations": [Action.ADMIN_ORG_CREATE],
+    "admin.organisation_status": [Action.ADMIN_ORG_SUSPEND],
+    "admin.new_user": [Action.ADMIN_USER_INVITE],
+    "admin.user_unlock": [Action.ADMIN_USER_UNLOCK],
+    "admin.user_reset_mfa": [Action.ADMIN_USER_RESET_MFA],
+    "admin.user_status": [Action.ADMIN_USER_DISABLE],
+    "admin.user_reinvite": [Action.ADMIN_USER_INVITE],
+    "admin.groups": [Action.ADMIN_GROUP_CREATE],
+    "admin.group_detail": [Action.ADMIN_GROUP_UPDATE],
+}
+
+
+@pytest.mark.parametrize("endpoint", sorted(POST_ROUTES))
+def test_writes_and_api_calls_record_exactly_what_they_should(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], ids: dict[str, str], endpoint: str
+) -> None:
+    act = _post(app, clock, territory, ids, endpoint)
+    response, events = _events_during(app, act)
+    assert response.status_code in (200, 302), (endpoint, response.status_code)
+    assert [e.action for e in events] == POST_ROUTES[endpoint]
+    assert all(e.decision.value in ("allow", "") for e in events)
+
+
+def test_every_route_of_the_app_is_covered_by_the_walk(app: Flask) -> None:
+    covered = SILENT | set(GET_ROUTES) | set(POST_ROUTES)
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    # The DPO console is walked in test_dpo.py (every page read records audit.read).
+    missing = sorted(e for e in endpoints - covered if not e.startswith("dpo."))
+    assert missing == [], f"routes with no recording expectation: {missing}"
+
+
+# -- refusals ----------------------------------------------------------------------------------
+
+
+def test_refusals_are_recorded(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+    cpip = _client_for(app, clock, territory, "cpip")
+    _, events = _events_during(app, lambda: cpip.get("/admin/utilisateurs"))
+    assert [(e.action, e.object_id, e.decision.value) for e in events] == [
+        (Action.ACCESS_REFUSED, "admin.users", "deny")
+    ]
+    _, events = _events_during(app, lambda: cpip.post("/deconnexion"))  # no CSRF token
+    assert [(e.action, e.purpose) for e in events] == [(Action.ACCESS_REFUSED, "csrf")]
+    _, events = _events_during(
+        app, lambda: login(app.test_client(), clock, territory["cpip"], code="000000")
+    )
+    assert [(e.action, e.rule, e.decision.value) for e in events] == [
+        (Action.AUTH_LOGIN_REFUSED, "bad_code", "deny")
+    ]
+    _, events = _events_during(app, lambda: app.test_client().get("/api/v1/moi"))
+    assert [(e.action, e.rule) for e in events] == [(Action.ACCESS_REFUSED, "missing_token")]
+
+
+def test_unknown_accounts_leave_no_trace_of_the_typed_email(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    ghost = Account("fantome@nulle-part.example", "x" * 12, territory["cpip"].totp_secret, [], "")
+    _, events = _events_during(app, lambda: login(app.test_client(), clock, ghost))
+    (event,) = events
+    assert (
+        event.action == Action.AUTH_LOGIN_REFUSED
+        and event.object_id == ""
+        and event.rule == "unknown_user"
+    )
+    assert b"fantome" not in event.canonical()
+
+
+@pytest.mark.config(ratelimit_enabled=False)
+def test_lockout_is_recorded(app: Flask, clock: FakeClock, territory: dict[str, Account]) -> None:
+    for _ in range(9):
+        login(app.test_client(), clock, territory["cpip"], code="000000")
+    _, events = _events_during(
+        app, lambda: login(app.test_client(), clock, territory["cpip"], code="000000")
+    )
+    assert [e.action for e in events] == [Action.AUTH_LOGIN_REFUSED, Action.AUTH_LOCKOUT]
+
+
+# -- fail closed -------------------------------------------------------------------------------
+
+
+def _break_audit_store(app: Flask, tmp_path: Path, how: str) -> None:
+    state = app.extensions["maillon"]
+    if how == "read-only":
+        # A copy of the log opened read-only: reads work, appends fail.
+        path = tmp_path / "audit-ro.sqlite"
+        good = AuditLog(make_audit_engine(f"sqlite:///{path}"), clock=state.clock)
+        good.create_schema()
+        good.engine.dispose()
+        url = f"sqlite:///file:{path}?mode=ro&uri=true"
+    else:
+        url = f"sqlite:///{tmp_path}/missing/directory/audit.sqlite"
+    state.audit_log = AuditLog(make_audit_engine(url), clock=state.clock)
+
+
+@pytest.mark.parametrize("how", ["read-only", "down"])
+def test_an_unwritable_audit_store_stops_logins_and_changes_nothing(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], tmp_path: Path, how: str
+) -> None:
+    _break_audit_store(app, tmp_path, how)
+    client = app.test_client()
+    response = login(client, clock, territory["cpip"])
+    assert response.status_code == 503
+    assert client.get("/").status_code == 302  # no session was opened
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        user = session.scalar(select(User).where(User.email == territory["cpip"].email))
+        assert user is not None and user.last_login_at is None and user.totp_last_step is None
+
+
+def test_an_unwritable_audit_store_stops_reads_and_writes(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], tmp_path: Path
+) -> None:
+    admin = _client_for(app, clock, territory, "admin")
+    token = csrf_token(admin, "/admin/organisations")
+    _break_audit_store(app, tmp_path, "read-only")
+    page = admin.get("/admin/utilisateurs")
+    assert page.status_code == 503
+    assert "Paul Probation" not in page.get_data(as_text=True)  # nothing served
+    created = admin.post(
+        "/admin/organisations", data={"csrf_token": token, "name": "Fantôme", "kind": "autre"}
+    )
+    assert created.status_code == 503
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        assert session.scalar(select(Organisation).where(Organisation.name == "Fantôme")) is None
+    api = _api_client(app)
+    response = request_token(app.test_client(), api.assertion(clock))
+    assert response.status_code == 503 and response.get_json()["error"] == "unavailable"
+    assert "access_token" not in response.get_json()
