@@ -83,6 +83,7 @@ class Action(StrEnum):
     CONSENT_EXPIRE = "consent.expire"
     CHARTER_PUBLISH = "charter.publish"
     CHARTER_SIGN = "charter.sign"
+    CHARTER_DECLINE = "charter.decline"
     KEY_REGISTER = "key.register"
     KEY_REVOKE = "key.revoke"
     ADMIN_ORG_CREATE = "admin.org.create"

@@ -159,3 +159,31 @@ def actor_access_report(
 ) -> list[AccessRow]:
     """Everything one user did, grouped by object and action."""
     return _report(log, EventFilter(actor_user=actor_user, since=since, until=until).clauses())
+
+
+@dataclass(frozen=True, slots=True)
+class TallyRow:
+    """How many events of one action, decision and rule (charter article) matched."""
+
+    action: Action
+    decision: Decision
+    rule: str
+    count: int
+
+
+def tally(log: AuditLog, criteria: EventFilter) -> list[TallyRow]:
+    """Counts per (action, decision, rule) for ``criteria``, largest first (annual review)."""
+    c = events_table.c
+    keys = (c.action, c.decision, c.rule)
+    query = (
+        select(*keys, func.count())
+        .where(and_(*criteria.clauses()))
+        .group_by(*keys)
+        .order_by(func.count().desc(), c.action, c.rule)
+    )
+    try:
+        with log.engine.connect() as conn:
+            rows = conn.execute(query).all()
+    except SQLAlchemyError as exc:
+        raise LogUnavailable(f"audit tally failed: {exc}") from exc
+    return [TallyRow(Action(r[0]), Decision(r[1]), str(r[2]), int(r[3])) for r in rows]

@@ -22,9 +22,11 @@ from sqlalchemy.orm import Session
 
 from audit.events import Action
 from audit.export import export_log
+from charter import CharterError, has_errors, lint, load_charter
 from charter.vocabulary import OrgKind, Role
 from hub import migrate, totp
 from hub.api_auth import parse_public_jwk
+from hub.charters import Charters
 from hub.demo import accounts_as_json, seed_demo
 from hub.i18n import MessageError
 from hub.models import ApiClient, GroupMembership, OperationalGroup, Organisation, User
@@ -404,6 +406,64 @@ def api_client_disable(client_id: str) -> None:
     click.echo("Client désactivé.")
 
 
+# -- charter -------------------------------------------------------------------------------
+
+
+@click.group("charter")
+def charter_group() -> None:
+    """Charters of the operational groups."""
+
+
+@charter_group.command("lint")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def charter_lint(file: Path) -> None:
+    """Check a charter file: every problem with its line; exit 1 on any error."""
+    try:
+        charter = load_charter(file.read_text(encoding="utf-8"), source=str(file))
+    except CharterError as error:
+        for problem in error.problems:
+            click.echo(f"{file}:{problem}")
+        raise SystemExit(1) from error
+    findings = lint(charter)
+    for finding in findings:
+        click.echo(f"{file}:{finding}")
+    if has_errors(findings):
+        raise SystemExit(1)
+    click.echo(f"{file} : charte « {charter.id} » version {charter.version} valide.")
+
+
+@charter_group.command("publish")
+@click.argument("group_name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_appcontext
+def charter_publish(group_name: str, file: Path) -> None:
+    """Publish FILE as the group's next charter version (partners then sign it)."""
+    hub_state = _state()
+    with hub_state.session_factory() as session:
+        group = session.scalar(select(OperationalGroup).where(OperationalGroup.name == group_name))
+        if group is None:
+            _fail("Groupe inconnu.")
+        assert group is not None
+        service = Charters(session, clock=hub_state.clock)
+        preview = service.preview(group, file.read_text(encoding="utf-8"))
+        for problem in preview.problems:
+            click.echo(f"{file}:{problem}")
+        for finding in preview.findings:
+            click.echo(f"{file}:{finding}")
+        if not preview.publishable:
+            _fail("Charte non publiée.")
+        version = service.publish(group, file.read_text(encoding="utf-8"), by=None)
+        record(
+            Action.CHARTER_PUBLISH,
+            object_type="charter",
+            object_id=f"{group.public_id}:v{version.version}",
+            charter_version=str(version.version),
+            actor=CLI_ACTOR,
+        )
+        session.commit()
+        click.echo(f"Version {version.version} publiée ({version.digest}).")
+
+
 # -- audit log -----------------------------------------------------------------------------
 
 
@@ -507,6 +567,7 @@ def register(app: Flask) -> None:
         user_group,
         group_group,
         api_client_group,
+        charter_group,
         audit_group,
         serve,
     ):

@@ -12,9 +12,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from charter import default_charter_text
 from charter.vocabulary import OrgKind, Role
 from hub import totp
 from hub.accounts import Accounts
+from hub.charters import Charters
 from hub.models import GroupMembership, OperationalGroup, Organisation, User
 
 TERRITORY = "Communauté d'agglomération de Démoville"
@@ -115,7 +117,30 @@ def seed_demo(session: Session, accounts: Accounts, *, now: datetime) -> list[De
         if user.id not in present:
             group.memberships.append(GroupMembership(user=user, added_at=now))
     session.flush()
+    _charter_in_force(session, group, coordinator, members, now)
     return created
+
+
+def _charter_in_force(
+    session: Session,
+    group: OperationalGroup,
+    coordinator: User | None,
+    members: list[User],
+    now: datetime,
+) -> None:
+    """Publish the default charter in the demo group and have every partner sign it."""
+    charters = Charters(session, clock=lambda: now)
+    version = charters.latest(group) or charters.publish(
+        group, default_charter_text(), by=coordinator
+    )
+    for member in members:
+        if charters.signature_of(version, member.organisation) is None:
+            charters.sign(
+                version,
+                member.organisation,
+                signatory=f"{member.name}, pour {member.organisation.name}",
+                by=member,
+            )
 
 
 def accounts_as_json(accounts: list[DemoAccount]) -> list[dict[str, object]]:

@@ -8,12 +8,14 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
+    DateField,
     EmailField,
     PasswordField,
     SelectField,
     SelectMultipleField,
     StringField,
     SubmitField,
+    TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length, Optional
@@ -153,3 +155,67 @@ class SearchForm(FlaskForm):
 
     q = StringField(_l("Rechercher"), validators=[Optional(), Length(max=100)])
     active_only = BooleanField(_l("Actifs seulement"))
+
+
+class CharterPublishForm(FlaskForm):
+    """Propose a new charter version (TOML): preview first, then publish."""
+
+    text = TextAreaField(
+        _l("Texte de la charte (format TOML)"),
+        validators=[DataRequired(), Length(max=512 * 1024)],
+        render_kw={"rows": "24", "spellcheck": "false"},
+    )
+    preview = SubmitField(_l("Vérifier et comparer"))
+    publish = SubmitField(_l("Publier cette version"))
+
+
+class CharterSignForm(FlaskForm):
+    """Sign a charter version on behalf of one's organisation."""
+
+    signatory = StringField(
+        _l("Nom et qualité du signataire"), validators=[DataRequired(), Length(max=200)]
+    )
+    submit = SubmitField(_l("Signer pour mon organisation"))
+
+
+class DeclinationForm(FlaskForm):
+    """Decline to share a field, with the reason recorded."""
+
+    field_glob = StringField(
+        _l("Champ (identifiant du catalogue, ex. sante.orientation)"),
+        validators=[DataRequired(), Length(max=200)],
+    )
+    reason = TextAreaField(_l("Raison"), validators=[DataRequired(), Length(min=10, max=2000)])
+    submit = SubmitField(_l("Enregistrer le refus"))
+
+
+class WhatIfForm(FlaskForm):
+    """Choose a sender, a recipient and a purpose (GET form)."""
+
+    class Meta:
+        csrf = False
+
+    sender = SelectField(_l("Organisation émettrice"), coerce=int, validators=[DataRequired()])
+    recipient_kind = SelectField(
+        _l("Type d'organisation destinataire"),
+        choices=choices([(k.value, ORG_KIND_LABELS_FR[k]) for k in OrgKind]),
+        validators=[DataRequired()],
+    )
+    recipient_roles = MultiCheckboxField(
+        _l("Rôles du destinataire"), choices=choices([(r.value, ROLE_LABELS_FR[r]) for r in Role])
+    )
+    recipient_member = BooleanField(_l("Le destinataire siège dans le groupe"), default=True)
+    purpose = SelectField(_l("Finalité"), validators=[DataRequired()])
+    meeting_day = BooleanField(_l("Jour de réunion du groupe"), default=True)
+    submit = SubmitField(_l("Simuler"))
+
+
+class PeriodForm(FlaskForm):
+    """A period (GET form)."""
+
+    class Meta:
+        csrf = False
+
+    start = DateField(_l("Du"), validators=[Optional()])
+    end = DateField(_l("Au"), validators=[Optional()])
+    submit = SubmitField(_l("Afficher"))

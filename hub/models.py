@@ -248,3 +248,60 @@ class UsedAssertion(Base):
     client_id: Mapped[str] = mapped_column(String(64))
     jti: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class CharterVersion(Base):
+    """A published version of an operational group's charter (TOML text, as signed)."""
+
+    __tablename__ = "charter_versions"
+    __table_args__ = (UniqueConstraint("group_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("operational_groups.id"), index=True)
+    charter_id: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(300))
+    text: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(String(80))
+    published_at: Mapped[datetime] = mapped_column()
+    published_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+
+    group: Mapped[OperationalGroup] = relationship()
+    signatures: Mapped[list[CharterSignature]] = relationship(
+        back_populates="charter_version", cascade="all, delete-orphan"
+    )
+
+
+class CharterSignature(Base):
+    """A partner organisation signed one charter version (named signatory, fresh MFA)."""
+
+    __tablename__ = "charter_signatures"
+    __table_args__ = (UniqueConstraint("version_id", "organisation_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("charter_versions.id", ondelete="CASCADE"))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    signatory: Mapped[str] = mapped_column(String(200))
+    signed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    signed_at: Mapped[datetime] = mapped_column()
+    digest: Mapped[str] = mapped_column(String(80))
+
+    charter_version: Mapped[CharterVersion] = relationship(back_populates="signatures")
+    organisation: Mapped[Organisation] = relationship()
+
+
+class CharterDeclination(Base):
+    """A partner declines to share a field in a group, with its recorded reason."""
+
+    __tablename__ = "charter_declinations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("operational_groups.id"), index=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    field_glob: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column()
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    organisation: Mapped[Organisation] = relationship()

@@ -18,14 +18,27 @@ from sqlalchemy import select
 
 from audit.events import Action, Event
 from audit.store import AuditLog, make_audit_engine
+from charter import default_charter_text
 from hub.api_auth import public_jwk
 from hub.demo import GROUP_NAME
 from hub.models import ApiClient, OperationalGroup, Organisation, User
 from tests.conftest import Account, FakeClock, csrf_token, fresh_code, login, post_form
 from tests.integration.test_api_auth import Client, request_token
 
-# Endpoints that serve no protected data and so record nothing.
-SILENT = {"static", "main.healthz", "main.set_language", "main.index", "main.account", "auth.login"}
+# Endpoints that serve no protected data and so record nothing. The charter is the public
+# rulebook every partner signs: reading it or simulating it is not an access to personal data.
+SILENT = {
+    "static",
+    "main.healthz",
+    "main.set_language",
+    "main.index",
+    "main.account",
+    "auth.login",
+    "charter.index",
+    "charter.group",
+    "charter.version",
+    "charter.what_if",
+}
 
 
 def _events_during(app: Flask, action: Callable[[], Any]) -> tuple[Any, list[Event]]:
@@ -101,6 +114,13 @@ GET_ROUTES: dict[str, tuple[str, str, list[tuple[Action, str, str]]]] = {
     ),
     "auth.reauthenticate": ("cpip", "/confirmer-identite", []),
     "auth.change_password": ("cpip", "/compte/mot-de-passe", []),
+    "charter.publish": ("coordinatrice", "/charte/{group}/publier", []),
+    "charter.decline": ("cpip", "/charte/{group}/refus", []),
+    "charter.review": (
+        "coordinatrice",
+        "/charte/{group}/bilan",
+        [(Action.AUDIT_READ, "group", "{group}")],
+    ),
 }
 
 
@@ -197,6 +217,8 @@ def _post(
         client = app.test_client()
         token = request_token(client, api.assertion(clock)).get_json()["access_token"]
         return lambda: client.get("/api/v1/moi", headers={"Authorization": f"Bearer {token}"})
+    if endpoint.startswith("charter."):
+        return _charter_post(app, clock, territory, ids["group"], endpoint)
     client = admin()
     user, group, org = ids["user"], ids["group"], ids["org"]
     forms: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -266,6 +288,37 @@ def _post(
     return lambda: client.post(action, data={"csrf_token": token, **data})
 
 
+def _charter_post(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], group: str, endpoint: str
+) -> Any:
+    next_version = default_charter_text().replace("version = 1", "version = 2", 1)
+    if endpoint == "charter.publish":
+        client = _client_for(app, clock, territory, "coordinatrice")
+        token = csrf_token(client, f"/charte/{group}/publier")
+        return lambda: client.post(
+            f"/charte/{group}/publier",
+            data={"csrf_token": token, "text": next_version, "publish": "1"},
+        )
+    if endpoint == "charter.sign":
+        coordinator = _client_for(app, clock, territory, "coordinatrice")
+        post_form(coordinator, f"/charte/{group}/publier", text=next_version, publish="1")
+        client = _client_for(app, clock, territory, "cpip")
+        token = csrf_token(client, f"/charte/{group}/")
+        return lambda: client.post(
+            f"/charte/{group}/v2/signer", data={"csrf_token": token, "signatory": "P. Probation"}
+        )
+    client = _client_for(app, clock, territory, "cpip")
+    token = csrf_token(client, f"/charte/{group}/refus")
+    return lambda: client.post(
+        f"/charte/{group}/refus",
+        data={
+            "csrf_token": token,
+            "field_glob": "sante.*",
+            "reason": "Pas d'échange sur la santé ici.",
+        },
+    )
+
+
 def _id(app: Flask, model: Any, public_id: str) -> int:
     state = app.extensions["maillon"]
     with state.session_factory() as session:
@@ -290,6 +343,9 @@ POST_ROUTES: dict[str, list[Action]] = {
     "admin.user_reinvite": [Action.ADMIN_USER_INVITE],
     "admin.groups": [Action.ADMIN_GROUP_CREATE],
     "admin.group_detail": [Action.ADMIN_GROUP_UPDATE],
+    "charter.publish": [Action.CHARTER_PUBLISH],
+    "charter.sign": [Action.CHARTER_SIGN],
+    "charter.decline": [Action.CHARTER_DECLINE],
 }
 
 
