@@ -6,13 +6,16 @@ from typing import Any
 
 from flask import Blueprint, g, jsonify, request
 from flask_babel import gettext as _
+from sqlalchemy import select
 
 from audit.events import Action, Decision
+from charter.vocabulary import OrgKind, Role
 from hub.api_auth import ApiAuth, ApiAuthError
+from hub.charters import Charters, parse
 from hub.errors import ApiError
 from hub.extensions import csrf, limiter
 from hub.i18n import N_
-from hub.models import ApiClient
+from hub.models import ApiClient, OperationalGroup
 from hub.recording import record
 from hub.state import db, state
 
@@ -114,5 +117,80 @@ def whoami() -> Any:
                 "id": client.organisation.public_id,
                 "kind": client.organisation.kind.value,
             },
+        }
+    )
+
+
+@bp.route("/charte/simulation", methods=["POST"])
+def charter_what_if() -> Any:
+    """What-if for tools: the calling organisation as sender, a recipient and a purpose in JSON.
+
+    Body: ``{"group": "<group id>", "purpose": "suivi_parcours", "recipient": {"roles": [...],
+    "org_kind": "mission_locale", "group_member": true}, "meeting_day": true}``.
+    """
+    client: ApiClient = g.api_client
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", _("Le corps de la requête doit être un objet JSON."))
+    recipient = body.get("recipient")
+    try:
+        group_id = str(body["group"])
+        purpose = str(body["purpose"])
+        assert isinstance(recipient, dict)
+        roles = [Role(r) for r in recipient.get("roles", [])]
+        kind = OrgKind(recipient["org_kind"])
+        member = bool(recipient.get("group_member", False))
+    except (KeyError, ValueError, AssertionError, TypeError) as error:
+        raise ApiError(
+            400,
+            "invalid_request",
+            _("Champs attendus : group, purpose, recipient.org_kind, recipient.roles."),
+        ) from error
+    group = db().scalar(select(OperationalGroup).where(OperationalGroup.public_id == group_id))
+    if group is None:
+        raise ApiError(404, "not_found", _("Groupe inconnu."))
+    service = Charters(db(), clock=state().clock)
+    applied = service.applicable(group, client.organisation)
+    if applied is None:
+        raise ApiError(
+            409,
+            "no_charter_signed",
+            _("Votre organisation n'a signé aucune version de cette charte."),
+        )
+    if purpose not in parse(applied.text).purpose_ids:
+        raise ApiError(400, "unknown_purpose", _("Finalité inconnue de la charte."))
+    _published, _viewed, rows = service.what_if(
+        applied,
+        sender=client.organisation,
+        recipient_roles=roles,
+        recipient_kind=kind,
+        recipient_member=member,
+        purpose=purpose,
+        meeting_day=bool(body.get("meeting_day", True)),
+    )
+    return jsonify(
+        {
+            "charter": {
+                "id": applied.charter_id,
+                "version": applied.version,
+                "digest": applied.digest,
+            },
+            "fields": [
+                {
+                    "field": row.field,
+                    "passes": row.passes,
+                    "publish": {
+                        "allowed": row.publish_allowed,
+                        "article": row.publish_article,
+                        "reason": row.publish_reason,
+                    },
+                    "view": {
+                        "allowed": row.view_allowed,
+                        "article": row.view_article,
+                        "reason": row.view_reason,
+                    },
+                }
+                for row in rows
+            ],
         }
     )

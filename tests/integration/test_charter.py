@@ -288,3 +288,38 @@ def test_charter_lint_command(app: Flask, tmp_path: Path) -> None:
     )
     result = runner.invoke(args=["charter", "lint", str(bad)])
     assert result.exit_code == 1 and re.search(r"ligne \d+", result.output)
+
+
+def test_what_if_api_answers_for_the_calling_organisation(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], group_id: str
+) -> None:
+    from tests.integration.test_api_auth import request_token
+    from tests.integration.test_audit_trail import _api_client
+
+    api = _api_client(app)  # a client of the SPIP, which signed version 1
+    client = app.test_client()
+    token = request_token(client, api.assertion(clock)).get_json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {
+        "group": group_id,
+        "purpose": "suivi_parcours",
+        "recipient": {
+            "roles": ["referent", "group_member"],
+            "org_kind": "mission_locale",
+            "group_member": True,
+        },
+    }
+    response = client.post("/api/v1/charte/simulation", json=body, headers=headers)
+    assert response.status_code == 200
+    data = response.get_json()
+    assert data["charter"]["version"] == 1 and data["charter"]["digest"].startswith("sha256:")
+    by_field = {f["field"]: f for f in data["fields"]}
+    assert by_field["justice.date_sortie"]["passes"] is True
+    assert by_field["identite.convictions"]["passes"] is False
+    assert all(f["publish"]["article"] and f["view"]["article"] for f in data["fields"])
+    bad = client.post("/api/v1/charte/simulation", json={"group": group_id}, headers=headers)
+    assert bad.status_code == 400 and bad.get_json()["error"] == "invalid_request"
+    unknown = client.post(
+        "/api/v1/charte/simulation", json={**body, "purpose": "curiosite"}, headers=headers
+    )
+    assert unknown.status_code == 400 and unknown.get_json()["error"] == "unknown_purpose"
