@@ -38,6 +38,7 @@ SILENT = {
     "charter.group",
     "charter.version",
     "charter.what_if",
+    "api.charter_what_if",
 }
 
 
