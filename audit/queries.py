@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.errors import InvalidEvent, LogUnavailable
@@ -81,7 +81,7 @@ def search(
     if cursor is not None:
         where.append(c.seq < cursor if newest_first else c.seq > cursor)
     order = c.seq.desc() if newest_first else c.seq.asc()
-    query = select(events_table).where(and_(*where)).order_by(order).limit(limit + 1)
+    query = select(events_table).where(*where).order_by(order).limit(limit + 1)
     try:
         with log.engine.connect() as conn:
             rows = conn.execute(query).all()
@@ -112,7 +112,7 @@ def _report(log: AuditLog, where: list[ColumnElement[bool]]) -> list[AccessRow]:
     keys = (c.actor_user, c.actor_org, c.object_type, c.object_id, c.action, c.decision)
     query = (
         select(*keys, func.count(), func.min(c.time_us), func.max(c.time_us))
-        .where(and_(*where))
+        .where(*where)
         .group_by(*keys)
         .order_by(func.min(c.time_us))
     )
@@ -177,7 +177,7 @@ def tally(log: AuditLog, criteria: EventFilter) -> list[TallyRow]:
     keys = (c.action, c.decision, c.rule)
     query = (
         select(*keys, func.count())
-        .where(and_(*criteria.clauses()))
+        .where(*criteria.clauses())
         .group_by(*keys)
         .order_by(func.count().desc(), c.action, c.rule)
     )
