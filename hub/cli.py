@@ -19,6 +19,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from werkzeug.serving import run_simple
 
 from audit.events import Action
 from audit.export import export_log
@@ -540,8 +541,10 @@ def serve(host: str, port: int) -> None:
     ]
     click.echo(f"Maillon : http://{host}:{port}/  (Ctrl-C pour tout arrêter)")
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    # Not app.run(): Flask ignores it inside a `flask` command. run_simple serves for real.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
     try:
-        app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
     except KeyboardInterrupt:
         pass
     finally:
