@@ -542,7 +542,10 @@ def serve(host: str, port: int) -> None:
     click.echo(f"Maillon : http://{host}:{port}/  (Ctrl-C pour tout arrêter)")
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     # Not app.run(): Flask ignores it inside a `flask` command. run_simple serves for real.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
+    # Ctrl-C and SIGTERM both stop everything, even when started from a shell that had set
+    # SIGINT to "ignore" (background jobs of non-interactive shells inherit that).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
     except KeyboardInterrupt:
