@@ -13,11 +13,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 from werkzeug.serving import run_simple
 
@@ -35,6 +36,8 @@ from hub.recording import record
 from hub.state import HubState
 from hub.tasks import prune_audit_log, sign_checkpoint_if_grown
 
+T = TypeVar("T")
+
 # Acts from the command line have no logged-in person: they are recorded as the operator's.
 CLI_ACTOR = ("cli", "")
 
@@ -44,8 +47,16 @@ def _state() -> HubState:
     return hub_state
 
 
-def _fail(error: MessageError | str) -> None:
+def _fail(error: MessageError | str) -> NoReturn:
     raise click.ClickException(str(error))
+
+
+def _one(session: Session, statement: Select[T], missing: str) -> T:
+    """The single row ``statement`` selects, or a clear CLI error saying what is missing."""
+    row = session.scalar(statement)
+    if row is None:
+        _fail(missing)
+    return row
 
 
 @click.command("init-db")
@@ -185,10 +196,11 @@ def user_invite(name: str, email: str, org_name: str, roles: tuple[str, ...]) ->
     """Create a user and print the one-time activation link (to hand over securely)."""
     hub_state = _state()
     with hub_state.session_factory() as session:
-        org = session.scalar(select(Organisation).where(Organisation.name == org_name))
-        if org is None:
-            _fail("Organisation inconnue.")
-        assert org is not None
+        org = _one(
+            session,
+            select(Organisation).where(Organisation.name == org_name),
+            "Organisation inconnue.",
+        )
         service = hub_state.accounts(session)
         try:
             user = service.create_user(
@@ -318,10 +330,11 @@ def group_add_member(group_name: str, email: str) -> None:
     """Add a user to a group."""
     hub_state = _state()
     with hub_state.session_factory() as session:
-        group = session.scalar(select(OperationalGroup).where(OperationalGroup.name == group_name))
-        if group is None:
-            _fail("Groupe inconnu.")
-        assert group is not None
+        group = _one(
+            session,
+            select(OperationalGroup).where(OperationalGroup.name == group_name),
+            "Groupe inconnu.",
+        )
         user = _user(hub_state, session, email)
         if all(m.user_id != user.id for m in group.memberships):
             group.memberships.append(GroupMembership(user=user))
@@ -365,9 +378,11 @@ def api_client_register(org_name: str, name: str, jwk_file: Path) -> None:
             "Clé refusée : une clé publique Ed25519 (JWK OKP) est attendue."
         ) from exc
     with hub_state.session_factory() as session:
-        org = session.scalar(select(Organisation).where(Organisation.name == org_name))
-        if org is None:
-            _fail("Organisation inconnue.")
+        org = _one(
+            session,
+            select(Organisation).where(Organisation.name == org_name),
+            "Organisation inconnue.",
+        )
         client = ApiClient(
             organisation=org,
             name=name,
@@ -392,10 +407,9 @@ def api_client_register(org_name: str, name: str, jwk_file: Path) -> None:
 def api_client_disable(client_id: str) -> None:
     """Disable a client: its tokens are refused at once."""
     with _state().session_factory() as session:
-        client = session.scalar(select(ApiClient).where(ApiClient.client_id == client_id))
-        if client is None:
-            _fail("Client inconnu.")
-        assert client is not None
+        client = _one(
+            session, select(ApiClient).where(ApiClient.client_id == client_id), "Client inconnu."
+        )
         client.active = False
         record(
             Action.ADMIN_API_CLIENT_DISABLE,
@@ -441,10 +455,11 @@ def charter_publish(group_name: str, file: Path) -> None:
     """Publish FILE as the group's next charter version (partners then sign it)."""
     hub_state = _state()
     with hub_state.session_factory() as session:
-        group = session.scalar(select(OperationalGroup).where(OperationalGroup.name == group_name))
-        if group is None:
-            _fail("Groupe inconnu.")
-        assert group is not None
+        group = _one(
+            session,
+            select(OperationalGroup).where(OperationalGroup.name == group_name),
+            "Groupe inconnu.",
+        )
         service = Charters(session, clock=hub_state.clock)
         preview = service.preview(group, file.read_text(encoding="utf-8"))
         for problem in preview.problems:
