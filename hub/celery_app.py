@@ -57,8 +57,12 @@ def celery_init_app(app: Flask) -> Celery[Any]:
                 "task": "hub.tasks.prune_audit_log",
                 "schedule": timedelta(days=1),
             },
+            "detect-anomalies": {
+                "task": "hub.dpo_tasks.detect_anomalies",
+                "schedule": timedelta(hours=1),
+            },
         },
-        include=["hub.tasks"],
+        include=["hub.tasks", "hub.dpo_tasks"],
     )
     celery_app.conf.beat_schedule_filename = str(config.var_dir / "celerybeat-schedule")
     celery_app.set_default()

@@ -7,10 +7,11 @@ from flask import Flask
 
 def register(app: Flask) -> None:
     """Register every blueprint on ``app``."""
-    from hub.blueprints import admin, api, auth, charter, main  # noqa: PLC0415
+    from hub.blueprints import admin, api, auth, charter, dpo, main  # noqa: PLC0415
 
     app.register_blueprint(main.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(charter.bp)
+    app.register_blueprint(dpo.bp)

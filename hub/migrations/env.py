@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from hub import models  # noqa: F401 - registers the tables on Base.metadata
+from hub import anomaly_review, models  # noqa: F401 - registers the tables on Base.metadata
 from hub.db import Base
 
 config = context.config
