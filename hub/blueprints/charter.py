@@ -26,6 +26,7 @@ from hub.forms import (
 )
 from hub.i18n import MessageError
 from hub.models import CharterDeclination, CharterVersion, OperationalGroup
+from hub.pdf import ascii_filename, pdf_response, render_pdf
 from hub.recording import record
 from hub.security import fresh_login_required
 from hub.state import db, now, state
@@ -333,9 +334,7 @@ def review_data(group: OperationalGroup, since: datetime, until: datetime) -> di
     }
 
 
-@bp.route("/<public_id>/bilan")
-def review(public_id: str) -> Any:
-    """Annual review of how the charter was applied (coordinator and DPO)."""
+def _review_context(public_id: str) -> dict[str, Any]:
     group = _group_or_404(public_id)
     if group.coordinator_id != current_user.id and not current_user.has_role(Role.DPO):
         abort(403)
@@ -344,11 +343,31 @@ def review(public_id: str) -> Any:
     record(
         Action.AUDIT_READ, object_type="group", object_id=group.public_id, purpose="charter_review"
     )
-    return render_template(
-        "charter/review.html",
-        group=group,
-        form=form,
-        since=since,
-        until=until - timedelta(days=1),
+    return {
+        "group": group,
+        "form": form,
+        "since": since,
+        "until": until - timedelta(days=1),
         **review_data(group, since, until),
+    }
+
+
+@bp.route("/<public_id>/bilan")
+def review(public_id: str) -> Any:
+    """Annual review of how the charter was applied (coordinator and DPO)."""
+    return render_template("charter/review.html", **_review_context(public_id))
+
+
+@bp.route("/<public_id>/bilan.pdf")
+def review_pdf(public_id: str) -> Any:
+    """The annual review as a printable PDF (no personal data about the young people)."""
+    context = _review_context(public_id)
+    data = render_pdf("charter/review_pdf.html", generated=now(), **context)
+    name = ascii_filename(
+        "maillon-bilan-charte",
+        context["group"].public_id,
+        context["since"].strftime("%Y%m%d"),
+        context["until"].strftime("%Y%m%d"),
+        extension="pdf",
     )
+    return pdf_response(data, filename=name)

@@ -122,6 +122,11 @@ GET_ROUTES: dict[str, tuple[str, str, list[tuple[Action, str, str]]]] = {
         "/charte/{group}/bilan",
         [(Action.AUDIT_READ, "group", "{group}")],
     ),
+    "charter.review_pdf": (
+        "coordinatrice",
+        "/charte/{group}/bilan.pdf",
+        [(Action.AUDIT_READ, "group", "{group}")],
+    ),
 }
 
 
