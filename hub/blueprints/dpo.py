@@ -360,10 +360,11 @@ def _export(extension: str) -> Any:
             "error",
         )
         return redirect(_url("dpo.journal", form.query_args()))
+    object_type, object_id = dpo_reports.subject(criteria)
     record(
         Action.AUDIT_EXPORT,
-        object_type=dpo_reports.subject(criteria)[0],
-        object_id=dpo_reports.subject(criteria)[1],
+        object_type=object_type,
+        object_id=object_id,
         purpose=f"export_{extension}",
     )
     generated = now()

@@ -13,6 +13,7 @@ import io
 import itertools
 import json
 import re
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -537,6 +538,24 @@ def test_report_pdf_is_a_pdf_download_without_personal_data(
     assert response.data.startswith(b"%PDF")
     assert f'filename="maillon-acces-user-{cpip[0]}-' in response.headers["Content-Disposition"]
     assert "Probation" not in response.headers["Content-Disposition"]
+
+
+def test_the_pdf_renderer_fetches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[object] = []
+    monkeypatch.setattr(
+        urllib.request.OpenerDirector, "open", lambda _self, *args, **_kw: opened.append(args)
+    )
+    pdf = hub.pdf.html_to_pdf(
+        '<html lang="fr"><body><h1>Test</h1><img src="file:///etc/hostname" alt="">'
+        '<img src="http://example.org/pixel.png" alt=""></body></html>'
+    )
+    assert pdf.startswith(b"%PDF") and opened == []
+
+
+def test_download_names_are_plain_ascii() -> None:
+    name = hub.pdf.ascii_filename("maillon-accès", "case", "../../etc/C 1", extension="pdf")
+    assert name == "maillon-acc_s-case-etc_C_1.pdf"
+    assert hub.pdf.ascii_filename("", "é", extension="csv") == "document.csv"
 
 
 def test_report_with_a_bad_period_or_id(app: Flask, dpo: FlaskClient) -> None:
