@@ -31,6 +31,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from markupsafe import Markup, escape
 from wtforms import Field, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
@@ -251,7 +252,7 @@ class ReviewForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
         _l("Conclusion de l'examen"),
         filters=[_strip],
         validators=[DataRequired(), Length(min=3, max=2000)],
-        render_kw={"rows": "5"},
+        render_kw={"rows": "6", "cols": "60"},
     )
     submit = SubmitField(_l("Marquer comme examinée"))
 
@@ -279,6 +280,14 @@ def paris_date(value: datetime | None) -> str:
     locale = get_locale()
     english = locale is not None and locale.language == "en"
     return local.strftime("%Y-%m-%d" if english else "%d/%m/%Y")
+
+
+@bp.app_template_filter("breakable")
+def breakable(value: object, every: int = 16) -> Markup:
+    """``value`` escaped, with line-break opportunities inside long identifiers (hex ids,
+    hashes), so that tables stay within the page; short words are left whole."""
+    text = str(value)
+    return Markup("<wbr>").join(escape(text[i : i + every]) for i in range(0, len(text), every))
 
 
 @bp.context_processor
