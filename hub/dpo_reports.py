@@ -35,8 +35,10 @@ from hub.models import ApiClient, Organisation, User
 PARIS = ZoneInfo("Europe/Paris")
 JOURNAL_PAGE_SIZE = 50
 # A report lists its events one by one up to this many; beyond, the summary and the CSV
-# export (filtered the same way) carry the rest.
+# export (filtered the same way) carry the rest. WeasyPrint lays out about 80 table rows a
+# second, so the PDF lists fewer to stay well within a request's time limit (30 s).
 REPORT_EVENT_LIMIT = 2_000
+PDF_EVENT_LIMIT = 500
 EXPORT_LIMIT = 100_000
 API_CLIENT_PREFIX = "client:"
 
@@ -320,9 +322,11 @@ def access_report(
     since: datetime | None,
     until: datetime | None,
     now: datetime,
+    event_limit: int = REPORT_EVENT_LIMIT,
 ) -> AccessReport:
     """Who accessed ``object_type``/``object_id`` (kind OBJECT), or everything the user
-    ``object_id`` did (kind PERSON), over ``[since, until)``."""
+    ``object_id`` did (kind PERSON), over ``[since, until)``; the summary covers every event,
+    the detailed list the first ``event_limit``."""
     if kind is ReportKind.OBJECT:
         summary = _object_access_rows(log, object_type, object_id, since=since, until=until)
         criteria = EventFilter(
@@ -331,9 +335,9 @@ def access_report(
     else:
         summary = actor_access_report(log, object_id, since=since, until=until)
         criteria = EventFilter(actor_user=object_id, since=since, until=until)
-    events = list(matching_events(log, criteria, limit=REPORT_EVENT_LIMIT + 1))
-    truncated = len(events) > REPORT_EVENT_LIMIT
-    events = events[:REPORT_EVENT_LIMIT]
+    events = list(matching_events(log, criteria, limit=event_limit + 1))
+    truncated = len(events) > event_limit
+    events = events[:event_limit]
     return AccessReport(
         kind=kind,
         object_type=object_type,

@@ -449,6 +449,7 @@ def _report(kind: dpo_reports.ReportKind, object_type: str, object_id: str, *, p
         since=since,
         until=until,
         now=now(),
+        event_limit=dpo_reports.PDF_EVENT_LIMIT if pdf else dpo_reports.REPORT_EVENT_LIMIT,
     )
     if not pdf:
         period = {k: v for k, v in (("start", form.start.data), ("end", form.end.data)) if v}

@@ -540,6 +540,29 @@ def test_report_pdf_is_a_pdf_download_without_personal_data(
     assert "Probation" not in response.headers["Content-Disposition"]
 
 
+def test_long_reports_list_the_first_events_and_summarise_all(
+    app: Flask,
+    territory: dict[str, Account],
+    dpo: FlaskClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cpip = _person(app, territory["cpip"])
+    case = _case()
+    seeded = [_seed(app, cpip, case).seq for _ in range(4)]
+    monkeypatch.setattr(dpo_reports, "REPORT_EVENT_LIMIT", 3)
+    monkeypatch.setattr(dpo_reports, "PDF_EVENT_LIMIT", 2)
+    printed: list[str] = []
+    monkeypatch.setattr(hub.pdf, "html_to_pdf", lambda html: printed.append(html) or b"%PDF-")
+    page = dpo.get(f"/dpo/rapport/objet/case/{case}").get_data(as_text=True)
+    detail = page.split("Détail des événements", 1)[1]
+    assert _seqs(detail) == seeded[:3] and "Seuls les 3 premiers événements" in page
+    assert re.search(r"<code>case\.view</code></td>\s*<td>.*?</td>\s*<td>4</td>", page, re.S)
+    dpo.get(f"/dpo/rapport/objet/case/{case}/pdf")
+    (html,) = printed
+    assert _seqs(html.split("Détail des événements", 1)[1]) == seeded[:2]
+    assert "Seuls les 2 premiers événements" in html
+
+
 def test_the_pdf_renderer_fetches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[object] = []
     monkeypatch.setattr(
