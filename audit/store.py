@@ -35,6 +35,7 @@ with SQLite in WAL mode and ``synchronous=FULL`` that COMMIT is durable across p
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -244,6 +245,17 @@ _NEW_FIELDS = tuple(f.name for f in fields(NewEvent))
 _SIZE_QUERY = select(func.max(nodes_table.c.idx)).where(nodes_table.c.level == 0)
 _INSERT_EVENTS = insert(events_table)
 _INSERT_NODES = insert(nodes_table)
+# The embedded store's append path goes straight to the driver (DESIGN §11: hot paths use Core
+# or the driver): per append, SQLAlchemy's execution machinery costs about as much CPU as the
+# fsync itself, and audit appends sit on every request.
+_EVENT_COLUMNS = tuple(c.name for c in events_table.columns)
+# Table and column names below are this module's constants, never input: no injection vector.
+_SQLITE_INSERT_EVENTS = (
+    f"INSERT INTO {events_table.name} ({', '.join(_EVENT_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)})"
+)
+_SQLITE_SIZE = f"SELECT max(idx) FROM {nodes_table.name} WHERE level = 0"  # noqa: S608
+_SQLITE_INSERT_NODES = f"INSERT INTO {nodes_table.name} (level, idx, hash) VALUES (?, ?, ?)"  # noqa: S608
 
 
 class _Ticket:
@@ -381,7 +393,7 @@ class AuditLog:
     def _append_locked(
         self, conn: Connection, news: Sequence[NewEvent]
     ) -> tuple[list[Event], merkle.Frontier]:
-        size = self._size(conn)
+        size = self._size(conn) if self._postgres else self._sqlite_size(conn)
         cached = self._frontier
         if cached is not None and cached.size == size:
             frontier = cached.copy()
@@ -403,11 +415,37 @@ class AuditLog:
                 {"level": level, "idx": idx, "hash": h} for level, idx, h in frontier.append(leaf)
             )
             appended.append(ev)
-        conn.execute(_INSERT_EVENTS, event_rows)
-        conn.execute(_INSERT_NODES, node_rows)
+        if self._postgres:
+            conn.execute(_INSERT_EVENTS, event_rows)
+            conn.execute(_INSERT_NODES, node_rows)
+            return appended, frontier
+        # Same DBAPI connection, so the same BEGIN IMMEDIATE transaction as the size read.
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(
+                _SQLITE_INSERT_EVENTS, [tuple(r[c] for c in _EVENT_COLUMNS) for r in event_rows]
+            )
+            cursor.executemany(
+                _SQLITE_INSERT_NODES, [(r["level"], r["idx"], r["hash"]) for r in node_rows]
+            )
+        except sqlite3.Error as exc:
+            raise LogUnavailable(f"audit event not written: {exc}") from exc
+        finally:
+            cursor.close()
         return appended, frontier
 
     # --- reading the tree ----------------------------------------------------------------
+
+    @staticmethod
+    def _sqlite_size(conn: Connection) -> int:
+        """:meth:`_size` through the driver, for the embedded store's append path."""
+        try:
+            row = conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                _SQLITE_SIZE
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise LogUnavailable(f"audit size not readable: {exc}") from exc
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
 
     @staticmethod
     def _size(conn: Connection) -> int:
