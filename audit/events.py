@@ -51,6 +51,9 @@ FORMAT_VERSION = 1
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
 _OBJECT_TYPE = re.compile(r"[a-z][a-z0-9_.]{0,31}")
 _IP_HASH = re.compile(r"[0-9a-f]{64}")
+# Public so that callers (search forms) validate input with exactly the log's own rules.
+IDENT = _IDENT
+OBJECT_TYPE = _OBJECT_TYPE
 _MIN_IP_KEY = 16
 
 

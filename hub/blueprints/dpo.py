@@ -36,7 +36,7 @@ from wtforms import Field, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from audit.errors import AuditError
-from audit.events import Action, Decision
+from audit.events import IDENT, OBJECT_TYPE, Action, Decision
 from audit.queries import EventFilter
 from charter.vocabulary import Role
 from hub import anomaly_review, dpo_reports
@@ -54,8 +54,8 @@ from hub.state import db, now, state
 bp = Blueprint("dpo", __name__, url_prefix="/dpo")
 
 # The charsets the log itself enforces (audit.events): anything else cannot be in it.
-_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
-_OBJECT_TYPE = re.compile(r"[a-z][a-z0-9_.]{0,31}")
+_IDENT = IDENT
+_OBJECT_TYPE = OBJECT_TYPE
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 RULE_LABELS = {
