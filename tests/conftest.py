@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from hub import create_app, totp
@@ -140,6 +140,23 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def db_backend(request: pytest.FixtureRequest) -> str:
     """Which database the test runs against."""
     return str(request.param)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a new, empty database (migration tests), on each backend."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+        yield engine
+        engine.dispose()
+        return
+    require_service(POSTGRES_URL, "PostgreSQL (MAILLON_TEST_POSTGRES_URL)")
+    name = f"maillon_empty_{uuid.uuid4().hex[:10]}"
+    url = _create_database(POSTGRES_URL, name)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+    _drop_database(POSTGRES_URL, name)
 
 
 @pytest.fixture

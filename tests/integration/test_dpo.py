@@ -15,7 +15,6 @@ import json
 import re
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,19 +34,14 @@ from audit.queries import EventFilter
 from audit.store import AuditLog, checkpoints_table, make_audit_engine
 from hub import anomaly_review, dpo_reports
 from hub.anomaly_review import AnomalyFinding, AnomalyScan
-from hub.db import make_engine
 from hub.dpo_tasks import detect_anomalies
 from hub.migrate import downgrade, upgrade
 from hub.models import Organisation, User
 from tests.conftest import (
-    POSTGRES_URL,
     Account,
     FakeClock,
-    _create_database,
-    _drop_database,
     csrf_token,
     login,
-    require_service,
 )
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -900,22 +894,6 @@ def test_the_console_speaks_english_when_asked(dpo: FlaskClient) -> None:
 
 
 # -- migration -----------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'm.sqlite'}")
-        yield engine
-        engine.dispose()
-        return
-    require_service(POSTGRES_URL, "PostgreSQL (MAILLON_TEST_POSTGRES_URL)")
-    name = f"maillon_dpo_{uuid.uuid4().hex[:10]}"
-    url = _create_database(POSTGRES_URL, name)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
-    _drop_database(POSTGRES_URL, name)
 
 
 def test_migration_0004_upgrades_and_downgrades_on_data(empty_engine: Engine) -> None:

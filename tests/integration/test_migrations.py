@@ -9,26 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
-from hub.db import Base, make_engine
+from hub.db import Base
 from hub.migrate import current_revision, downgrade, head_revision, upgrade
-from tests.conftest import POSTGRES_URL, _create_database, _drop_database, require_service
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_engine(request: pytest.FixtureRequest, tmp_path) -> Engine:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'm.sqlite'}")
-        yield engine
-        engine.dispose()
-        return
-    require_service(POSTGRES_URL, "PostgreSQL (MAILLON_TEST_POSTGRES_URL)")
-    name = f"maillon_migr_{tmp_path.name[-20:].lower().replace('-', '_')}"
-    url = _create_database(POSTGRES_URL, name)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
-    _drop_database(POSTGRES_URL, name)
-
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
