@@ -42,6 +42,25 @@ T = TypeVar("T")
 CLI_ACTOR = ("cli", "")
 
 
+def _record_cli(
+    action: Action,
+    object_type: str,
+    object_id: str,
+    *,
+    charter_version: str = "",
+    purpose: str = "",
+) -> None:
+    """Record an act done from the command line (fail closed like the web: no event, no act)."""
+    record(
+        action,
+        object_type=object_type,
+        object_id=object_id,
+        charter_version=charter_version,
+        purpose=purpose,
+        actor=CLI_ACTOR,
+    )
+
+
 def _state() -> HubState:
     hub_state: HubState = current_app.extensions["maillon"]
     return hub_state
@@ -149,12 +168,7 @@ def org_create(name: str, kind: str) -> None:
             org = hub_state.accounts(session).create_organisation(name, OrgKind(kind))
         except MessageError as error:
             _fail(error)
-        record(
-            Action.ADMIN_ORG_CREATE,
-            object_type="organisation",
-            object_id=org.public_id,
-            actor=CLI_ACTOR,
-        )
+        _record_cli(Action.ADMIN_ORG_CREATE, "organisation", org.public_id)
         session.commit()
         click.echo(f"Organisation créée : {org.public_id}")
 
@@ -209,9 +223,7 @@ def user_invite(name: str, email: str, org_name: str, roles: tuple[str, ...]) ->
         except MessageError as error:
             _fail(error)
         token = service.issue_link(user, purpose="invite", created_by=None)
-        record(
-            Action.ADMIN_USER_INVITE, object_type="user", object_id=user.public_id, actor=CLI_ACTOR
-        )
+        _record_cli(Action.ADMIN_USER_INVITE, "user", user.public_id)
         session.commit()
     click.echo(
         f"Lien d'activation (usage unique, expire dans {hub_state.config.invitation_hours} h) :"
@@ -228,9 +240,7 @@ def user_unlock(email: str) -> None:
     with hub_state.session_factory() as session:
         user = _user(hub_state, session, email)
         hub_state.accounts(session).unlock(user)
-        record(
-            Action.ADMIN_USER_UNLOCK, object_type="user", object_id=user.public_id, actor=CLI_ACTOR
-        )
+        _record_cli(Action.ADMIN_USER_UNLOCK, "user", user.public_id)
         session.commit()
     click.echo("Compte déverrouillé.")
 
@@ -246,12 +256,7 @@ def user_reset_mfa(email: str) -> None:
         user = _user(hub_state, session, email)
         invitation = service.reset_mfa(user, by=None)
         token = service.mint_token(invitation)
-        record(
-            Action.ADMIN_USER_RESET_MFA,
-            object_type="user",
-            object_id=user.public_id,
-            actor=CLI_ACTOR,
-        )
+        _record_cli(Action.ADMIN_USER_RESET_MFA, "user", user.public_id)
         session.commit()
     click.echo(f"{hub_state.config.base_url}/activation/{token}")
 
@@ -265,9 +270,7 @@ def user_disable(email: str) -> None:
     with hub_state.session_factory() as session:
         user = _user(hub_state, session, email)
         hub_state.accounts(session).set_active(user, False)
-        record(
-            Action.ADMIN_USER_DISABLE, object_type="user", object_id=user.public_id, actor=CLI_ACTOR
-        )
+        _record_cli(Action.ADMIN_USER_DISABLE, "user", user.public_id)
         session.commit()
     click.echo("Compte désactivé.")
 
@@ -281,9 +284,7 @@ def user_enable(email: str) -> None:
     with hub_state.session_factory() as session:
         user = _user(hub_state, session, email)
         hub_state.accounts(session).set_active(user, True)
-        record(
-            Action.ADMIN_USER_ENABLE, object_type="user", object_id=user.public_id, actor=CLI_ACTOR
-        )
+        _record_cli(Action.ADMIN_USER_ENABLE, "user", user.public_id)
         session.commit()
     click.echo("Compte réactivé.")
 
@@ -312,12 +313,7 @@ def group_create(name: str, territory: str, coordinator_email: str | None) -> No
             group.memberships.append(GroupMembership(user=coordinator))
         session.add(group)
         session.flush()
-        record(
-            Action.ADMIN_GROUP_CREATE,
-            object_type="group",
-            object_id=group.public_id,
-            actor=CLI_ACTOR,
-        )
+        _record_cli(Action.ADMIN_GROUP_CREATE, "group", group.public_id)
         session.commit()
         click.echo(f"Groupe créé : {group.public_id}")
 
@@ -338,12 +334,7 @@ def group_add_member(group_name: str, email: str) -> None:
         user = _user(hub_state, session, email)
         if all(m.user_id != user.id for m in group.memberships):
             group.memberships.append(GroupMembership(user=user))
-        record(
-            Action.ADMIN_GROUP_UPDATE,
-            object_type="group",
-            object_id=group.public_id,
-            actor=CLI_ACTOR,
-        )
+        _record_cli(Action.ADMIN_GROUP_UPDATE, "group", group.public_id)
         session.commit()
     click.echo("Membre ajouté.")
 
@@ -391,12 +382,7 @@ def api_client_register(org_name: str, name: str, jwk_file: Path) -> None:
         )
         session.add(client)
         session.flush()
-        record(
-            Action.ADMIN_API_CLIENT_REGISTER,
-            object_type="api_client",
-            object_id=client.client_id,
-            actor=CLI_ACTOR,
-        )
+        _record_cli(Action.ADMIN_API_CLIENT_REGISTER, "api_client", client.client_id)
         session.commit()
         click.echo(client.client_id)
 
@@ -411,12 +397,7 @@ def api_client_disable(client_id: str) -> None:
             session, select(ApiClient).where(ApiClient.client_id == client_id), "Client inconnu."
         )
         client.active = False
-        record(
-            Action.ADMIN_API_CLIENT_DISABLE,
-            object_type="api_client",
-            object_id=client.client_id,
-            actor=CLI_ACTOR,
-        )
+        _record_cli(Action.ADMIN_API_CLIENT_DISABLE, "api_client", client.client_id)
         session.commit()
     click.echo("Client désactivé.")
 
@@ -469,12 +450,11 @@ def charter_publish(group_name: str, file: Path) -> None:
         if not preview.publishable:
             _fail("Charte non publiée.")
         version = service.publish(group, file.read_text(encoding="utf-8"), by=None)
-        record(
+        _record_cli(
             Action.CHARTER_PUBLISH,
-            object_type="charter",
-            object_id=f"{group.public_id}:v{version.version}",
+            "charter",
+            f"{group.public_id}:v{version.version}",
             charter_version=str(version.version),
-            actor=CLI_ACTOR,
         )
         session.commit()
         click.echo(f"Version {version.version} publiée ({version.digest}).")
@@ -504,7 +484,7 @@ def audit_export(out: Path) -> None:
     hub_state = _state()
     if out.exists() and any(out.iterdir()):
         _fail("Le dossier de destination n'est pas vide.")
-    record(Action.AUDIT_EXPORT, object_type="audit_log", purpose="cli", actor=CLI_ACTOR)
+    _record_cli(Action.AUDIT_EXPORT, "audit_log", "", purpose="cli")
     sign_checkpoint_if_grown()  # so the export ends on a signed size
     summary = export_log(hub_state.audit_log, out, verifier=hub_state.audit_signer.verifier())
     click.echo(f"Journal exporté dans {out} ({summary.size} événements).")
