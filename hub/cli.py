@@ -261,18 +261,23 @@ def user_reset_mfa(email: str) -> None:
     click.echo(f"{hub_state.config.base_url}/activation/{token}")
 
 
+def _set_active(email: str, active: bool) -> None:
+    hub_state = _state()
+    with hub_state.session_factory() as session:
+        user = _user(hub_state, session, email)
+        hub_state.accounts(session).set_active(user, active)
+        action = Action.ADMIN_USER_ENABLE if active else Action.ADMIN_USER_DISABLE
+        _record_cli(action, "user", user.public_id)
+        session.commit()
+    click.echo("Compte réactivé." if active else "Compte désactivé.")
+
+
 @user_group.command("disable")
 @click.argument("email")
 @with_appcontext
 def user_disable(email: str) -> None:
     """Disable an account; every session ends at once."""
-    hub_state = _state()
-    with hub_state.session_factory() as session:
-        user = _user(hub_state, session, email)
-        hub_state.accounts(session).set_active(user, False)
-        _record_cli(Action.ADMIN_USER_DISABLE, "user", user.public_id)
-        session.commit()
-    click.echo("Compte désactivé.")
+    _set_active(email, False)
 
 
 @user_group.command("enable")
@@ -280,13 +285,7 @@ def user_disable(email: str) -> None:
 @with_appcontext
 def user_enable(email: str) -> None:
     """Re-enable an account."""
-    hub_state = _state()
-    with hub_state.session_factory() as session:
-        user = _user(hub_state, session, email)
-        hub_state.accounts(session).set_active(user, True)
-        _record_cli(Action.ADMIN_USER_ENABLE, "user", user.public_id)
-        session.commit()
-    click.echo("Compte réactivé.")
+    _set_active(email, True)
 
 
 # -- groups --------------------------------------------------------------------------------

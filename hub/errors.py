@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from audit.events import Action, Decision
 from hub.i18n import N_
+from hub.recording import AuditUnavailable, record
 
 # Stable API codes and French messages per HTTP status.
 STATUS_CODES: dict[int, tuple[str, str]] = {
@@ -83,8 +84,6 @@ _RECORDED_REFUSALS = {403: "forbidden", 429: "rate_limited"}
 
 def _record_refusal(purpose: str) -> bool:
     """Record a refusal; False when the audit store is down (the caller then answers 503)."""
-    from hub.recording import AuditUnavailable, record  # noqa: PLC0415 - recording imports errors' users
-
     try:
         record(
             Action.ACCESS_REFUSED,

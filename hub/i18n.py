@@ -29,6 +29,14 @@ class MessageError(Exception):
         self.params = params
 
 
+def page_is_english() -> bool:
+    """Whether the current page is rendered in English (labels, date formats)."""
+    from flask_babel import get_locale  # noqa: PLC0415 - only meaningful in a request
+
+    locale = get_locale()
+    return locale is not None and locale.language == "en"
+
+
 def select_locale() -> str:
     """The language chosen by the person, else French (English only when asked for)."""
     chosen = session.get("lang")

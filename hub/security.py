@@ -25,6 +25,7 @@ from charter.vocabulary import (
     Role,
 )
 from hub.extensions import login_manager
+from hub.i18n import page_is_english
 from hub.models import User
 from hub.state import db, now, state
 
@@ -200,19 +201,14 @@ def _after_request(response: Response) -> Response:
     return response
 
 
-def _english() -> bool:
-    locale = get_locale()
-    return locale is not None and locale.language == "en"
-
-
 def role_label(role: str) -> str:
     """The label of a role in the page's language."""
-    return (ROLE_LABELS_EN if _english() else ROLE_LABELS_FR)[Role(role)]
+    return (ROLE_LABELS_EN if page_is_english() else ROLE_LABELS_FR)[Role(role)]
 
 
 def org_kind_label(kind: str) -> str:
     """The label of an organisation kind in the page's language."""
-    return (ORG_KIND_LABELS_EN if _english() else ORG_KIND_LABELS_FR)[OrgKind(kind)]
+    return (ORG_KIND_LABELS_EN if page_is_english() else ORG_KIND_LABELS_FR)[OrgKind(kind)]
 
 
 def init_security(app: Flask) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from audit.events import Action, Decision
 from charter.vocabulary import OrgKind, Role
@@ -81,11 +81,15 @@ def _group_or_404(public_id: str) -> OperationalGroup:
 def dashboard() -> Any:
     """Overview for administrators."""
     session = db()
+
+    def count(statement: Any) -> int:
+        return int(session.scalar(statement) or 0)
+
     counts = {
-        "organisations": len(session.scalars(select(Organisation.id)).all()),
-        "users": len(session.scalars(select(User.id)).all()),
-        "groups": len(session.scalars(select(OperationalGroup.id)).all()),
-        "locked": len(session.scalars(select(User.id).where(User.locked_until.is_not(None))).all()),
+        "organisations": count(select(func.count(Organisation.id))),
+        "users": count(select(func.count(User.id))),
+        "groups": count(select(func.count(OperationalGroup.id))),
+        "locked": count(select(func.count(User.id)).where(User.locked_until.is_not(None))),
     }
     return render_template("admin/dashboard.html", counts=counts)
 

@@ -26,7 +26,6 @@ from flask import (
     request,
     url_for,
 )
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -44,7 +43,7 @@ from hub.anomaly_review import AnomalyFinding
 from hub.celery_app import enqueue
 from hub.dpo_tasks import detect_anomalies
 from hub.forms import ConfirmForm
-from hub.i18n import N_
+from hub.i18n import N_, page_is_english
 from hub.pagination import page_number, paginate
 from hub.pdf import ascii_filename, attachment, pdf_response, render_pdf
 from hub.recording import AuditUnavailable, record
@@ -260,15 +259,17 @@ class ReviewForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
 # -- template helpers ----------------------------------------------------------------------
 
 
+def _paris(value: datetime, *, english: str, french: str) -> str:
+    """``value`` in Europe/Paris, formatted for the page's language."""
+    return value.astimezone(dpo_reports.PARIS).strftime(english if page_is_english() else french)
+
+
 @bp.app_template_filter("paris_time")
 def paris_time(value: datetime | None) -> str:
     """A time in Europe/Paris, to the second, in the page's language."""
     if value is None:
         return ""
-    local = value.astimezone(dpo_reports.PARIS)
-    locale = get_locale()
-    english = locale is not None and locale.language == "en"
-    return local.strftime("%Y-%m-%d %H:%M:%S" if english else "%d/%m/%Y %H:%M:%S")
+    return _paris(value, english="%Y-%m-%d %H:%M:%S", french="%d/%m/%Y %H:%M:%S")
 
 
 @bp.app_template_filter("paris_date")
@@ -276,10 +277,7 @@ def paris_date(value: datetime | None) -> str:
     """A day in Europe/Paris, in the page's language."""
     if value is None:
         return ""
-    local = value.astimezone(dpo_reports.PARIS)
-    locale = get_locale()
-    english = locale is not None and locale.language == "en"
-    return local.strftime("%Y-%m-%d" if english else "%d/%m/%Y")
+    return _paris(value, english="%Y-%m-%d", french="%d/%m/%Y")
 
 
 @bp.app_template_filter("breakable")
