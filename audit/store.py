@@ -35,10 +35,12 @@ with SQLite in WAL mode and ``synchronous=FULL`` that COMMIT is durable across p
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -186,6 +188,17 @@ _WRITE_OPTION = "maillon_audit_write"
 _BATCH = 1000
 
 
+def _prepare_sqlite(dbapi_connection: Any) -> None:
+    """Pragmas of every audit store connection (pooled, or the dedicated writer's)."""
+    # Transactions are opened explicitly (BEGIN / BEGIN IMMEDIATE), never by pysqlite.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
+
+
 def make_audit_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for the audit store.
 
@@ -202,13 +215,7 @@ def make_audit_engine(url: str, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" hook issue BEGIN itself (pysqlite would defer it).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=60000")
-        cursor.close()
+        _prepare_sqlite(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -256,6 +263,10 @@ _SQLITE_INSERT_EVENTS = (
 )
 _SQLITE_SIZE = f"SELECT max(idx) FROM {nodes_table.name} WHERE level = 0"  # noqa: S608
 _SQLITE_INSERT_NODES = f"INSERT INTO {nodes_table.name} (level, idx, hash) VALUES (?, ?, ?)"  # noqa: S608
+_SQLITE_NODE = f"SELECT hash FROM {nodes_table.name} WHERE level = ? AND idx = ?"  # noqa: S608
+_NODE_COLUMNS = ("level", "idx", "hash")
+# Event rows are built as tuples in this column order: seq, time, the NewEvent fields, leaf.
+assert ("seq", "time_us", *_NEW_FIELDS, "leaf_hash") == _EVENT_COLUMNS
 
 
 class _Ticket:
@@ -274,6 +285,45 @@ class _Ticket:
         self.done = True
 
 
+class _SqliteWriter:
+    """The embedded store's one writer connection, kept outside SQLAlchemy's pool.
+
+    Appends sit on every audited request. On SQLite, checking a connection out of the pool and
+    SQLAlchemy's begin/commit events and execution contexts cost about as much CPU as the
+    durable commit itself, so the append path talks to the driver over one connection, used
+    only by the thread holding the log's writer turn. It is opened through the engine (same
+    URL, same pragmas), reopened in a forked child (a SQLite connection must not cross a fork)
+    and after any error, so nothing half-done outlives a failed append.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+
+    def connection(self) -> sqlite3.Connection:
+        """The open writer connection (opened on first use)."""
+        if self._conn is None or self._pid != os.getpid():
+            proxy = self._engine.raw_connection()  # runs the engine's connect hook
+            conn = proxy.driver_connection
+            proxy.detach()  # ours from now on: never handed back to the pool
+            assert isinstance(conn, sqlite3.Connection)
+            self._conn, self._pid = conn, os.getpid()
+            weakref.finalize(self, _close_quietly, conn)
+        return self._conn
+
+    def reset(self) -> None:
+        """Close the connection (after an error); the next append opens a fresh one."""
+        conn, self._conn = self._conn, None
+        if conn is not None and self._pid == os.getpid():
+            _close_quietly(conn)
+
+
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    with suppress(sqlite3.Error):
+        conn.close()
+
+
 class AuditLog:
     """The append-only, Merkle-tree audit log over one database.
 
@@ -287,6 +337,7 @@ class AuditLog:
         self._clock = clock
         self._postgres = engine.dialect.name == "postgresql"
         self._writer = engine.execution_options(**{_WRITE_OPTION: True})
+        self._sqlite_writer = None if self._postgres else _SqliteWriter(engine)
         # Right edge of the tree at the last size this instance committed. Only a hint: it is
         # used only when the size read under the write lock still matches.
         self._frontier: merkle.Frontier | None = None
@@ -366,11 +417,13 @@ class AuditLog:
         return ticket.result
 
     def _commit_batch(self, batch: list[_Ticket]) -> None:
+        news = [new for ticket in batch for new in ticket.events]
         try:
-            with self.write_transaction() as conn:
-                appended, frontier = self._append_locked(
-                    conn, [new for ticket in batch for new in ticket.events]
-                )
+            if self._sqlite_writer is not None:
+                appended, frontier = self._commit_sqlite(self._sqlite_writer, news)
+            else:
+                with self.write_transaction() as conn:
+                    appended, frontier = self._append_locked(conn, news)
         except AuditError as exc:
             for ticket in batch:
                 ticket.fail(type(exc)(*exc.args))
@@ -390,62 +443,81 @@ class AuditLog:
             ticket.done = True
             offset += len(ticket.events)
 
+    def _commit_sqlite(
+        self, writer: _SqliteWriter, news: Sequence[NewEvent]
+    ) -> tuple[list[Event], merkle.Frontier]:
+        """One durable append transaction on the embedded store, through the driver."""
+        try:
+            conn = writer.connection()
+            # The write lock first, so the size read and the inserts are one atomic step.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(_SQLITE_SIZE).fetchone()
+                size = 0 if row is None or row[0] is None else int(row[0]) + 1
+                appended, frontier, event_rows, node_rows = self._rows(
+                    size, self._frontier_at(size, lambda: self._sqlite_frontier(conn, size)), news
+                )
+                conn.executemany(_SQLITE_INSERT_EVENTS, event_rows)
+                conn.executemany(_SQLITE_INSERT_NODES, node_rows)
+                conn.execute("COMMIT")  # durable on return: WAL with synchronous=FULL
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            writer.reset()
+            raise LogUnavailable(f"audit event not written: {exc}") from exc
+        return appended, frontier
+
+    def _sqlite_frontier(self, conn: sqlite3.Connection, size: int) -> list[bytes]:
+        keys = merkle.frontier_keys(size)
+        found: dict[merkle.Key, bytes] = {}
+        for level, idx in keys:
+            row = conn.execute(_SQLITE_NODE, (level, idx)).fetchone()
+            if row is None:
+                raise ProofError("the audit store is missing tree nodes")
+            found[(level, idx)] = bytes(row[0])
+        return [found[k] for k in keys]
+
+    def _frontier_at(self, size: int, fetch: Callable[[], list[bytes]]) -> merkle.Frontier:
+        """The tree's right edge at ``size``: this instance's cached one when still current."""
+        cached = self._frontier
+        if cached is not None and cached.size == size:
+            return cached.copy()
+        return merkle.Frontier(size, fetch())
+
+    def _rows(
+        self, size: int, frontier: merkle.Frontier, news: Sequence[NewEvent]
+    ) -> tuple[list[Event], merkle.Frontier, list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Events numbered from ``size``, their rows and the tree nodes they complete."""
+        appended: list[Event] = []
+        event_rows: list[tuple[Any, ...]] = []
+        node_rows: list[tuple[Any, ...]] = []
+        for offset, new in enumerate(news):
+            ev = Event.from_new(size + offset, self._clock(), new)
+            leaf = ev.leaf_hash()
+            # Same order as _EVENT_COLUMNS.
+            event_rows.append(
+                (ev.seq, to_micros(ev.time), *(getattr(ev, name) for name in _NEW_FIELDS), leaf)
+            )
+            node_rows.extend(frontier.append(leaf))
+            appended.append(ev)
+        return appended, frontier, event_rows, node_rows
+
     def _append_locked(
         self, conn: Connection, news: Sequence[NewEvent]
     ) -> tuple[list[Event], merkle.Frontier]:
-        size = self._size(conn) if self._postgres else self._sqlite_size(conn)
-        cached = self._frontier
-        if cached is not None and cached.size == size:
-            frontier = cached.copy()
-        else:
-            frontier = merkle.Frontier(size, self._fetch_frontier(conn, size))
-        appended: list[Event] = []
-        event_rows: list[dict[str, Any]] = []
-        node_rows: list[dict[str, Any]] = []
-        for offset, new in enumerate(news):
-            when = self._clock()
-            ev = Event.from_new(size + offset, when, new)
-            leaf = ev.leaf_hash()
-            row = {name: getattr(ev, name) for name in _NEW_FIELDS}
-            row["seq"] = ev.seq
-            row["time_us"] = to_micros(ev.time)
-            row["leaf_hash"] = leaf
-            event_rows.append(row)
-            node_rows.extend(
-                {"level": level, "idx": idx, "hash": h} for level, idx, h in frontier.append(leaf)
-            )
-            appended.append(ev)
-        if self._postgres:
-            conn.execute(_INSERT_EVENTS, event_rows)
-            conn.execute(_INSERT_NODES, node_rows)
-            return appended, frontier
-        # Same DBAPI connection, so the same BEGIN IMMEDIATE transaction as the size read.
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.executemany(
-                _SQLITE_INSERT_EVENTS, [tuple(r[c] for c in _EVENT_COLUMNS) for r in event_rows]
-            )
-            cursor.executemany(
-                _SQLITE_INSERT_NODES, [(r["level"], r["idx"], r["hash"]) for r in node_rows]
-            )
-        except sqlite3.Error as exc:
-            raise LogUnavailable(f"audit event not written: {exc}") from exc
-        finally:
-            cursor.close()
+        """Append inside a SQLAlchemy write transaction (PostgreSQL, and retention's prune)."""
+        size = self._size(conn)
+        frontier = self._frontier_at(size, lambda: self._fetch_frontier(conn, size))
+        appended, frontier, event_rows, node_rows = self._rows(size, frontier, news)
+        conn.execute(
+            _INSERT_EVENTS, [dict(zip(_EVENT_COLUMNS, r, strict=True)) for r in event_rows]
+        )
+        conn.execute(_INSERT_NODES, [dict(zip(_NODE_COLUMNS, r, strict=True)) for r in node_rows])
         return appended, frontier
 
     # --- reading the tree ----------------------------------------------------------------
-
-    @staticmethod
-    def _sqlite_size(conn: Connection) -> int:
-        """:meth:`_size` through the driver, for the embedded store's append path."""
-        try:
-            row = conn.connection.driver_connection.execute(  # type: ignore[union-attr]
-                _SQLITE_SIZE
-            ).fetchone()
-        except sqlite3.Error as exc:
-            raise LogUnavailable(f"audit size not readable: {exc}") from exc
-        return 0 if row is None or row[0] is None else int(row[0]) + 1
 
     @staticmethod
     def _size(conn: Connection) -> int:

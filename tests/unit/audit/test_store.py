@@ -224,3 +224,56 @@ def test_events_round_trip_through_the_store(log: AuditLog) -> None:
     stored = log.append(new)
     assert log.event(0) == stored
     assert isinstance(stored, Event) and stored.actor_user is None
+
+
+def test_the_embedded_writer_connection_is_durable(tmp_path: Path, clock: Clock) -> None:
+    # Appends bypass the pool: their own connection must carry the same durability pragmas.
+    log = AuditLog(make_audit_engine(f"sqlite:///{tmp_path / 'w.db'}"), clock=clock)
+    log.create_schema()
+    log.append(view(1))
+    writer = log._sqlite_writer
+    assert writer is not None
+    conn = writer.connection()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert not conn.in_transaction  # committed, nothing left open
+
+
+def test_a_broken_writer_connection_fails_closed_then_is_replaced(
+    tmp_path: Path, clock: Clock
+) -> None:
+    log = AuditLog(make_audit_engine(f"sqlite:///{tmp_path / 'b.db'}"), clock=clock)
+    log.create_schema()
+    log.append_many([view(i) for i in range(3)])
+    writer = log._sqlite_writer
+    assert writer is not None
+    writer.connection().close()  # e.g. the file vanished under a long-lived connection
+    with pytest.raises(LogUnavailable):
+        log.append(view(3))
+    assert log.size() == 3  # nothing half-written
+    log.append(view(4))
+    assert [e.seq for e in log.events()] == [0, 1, 2, 3]
+    assert log.root() == MemoryTree(e.leaf_hash() for e in log.events()).root()
+
+
+def _forked_writer(log: AuditLog) -> None:
+    for i in range(5):
+        log.append(view(i, user="child"))
+
+
+def test_a_forked_child_appends_on_its_own_connection(tmp_path: Path) -> None:
+    # Gunicorn and Celery fork after the app (and its log) exist: a SQLite connection must not
+    # cross the fork, so the child opens its own and the parent's keeps working.
+    url = f"sqlite:///{tmp_path / 'fork.db'}"
+    log = AuditLog(make_audit_engine(url), clock=lambda: datetime.now(UTC))
+    log.create_schema()
+    log.append(view(0, user="parent"))
+    child = multiprocessing.get_context("fork").Process(target=_forked_writer, args=(log,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    log.append(view(1, user="parent"))
+    events = list(log.events())
+    assert [e.seq for e in events] == list(range(7))
+    assert [e.actor_user for e in events] == ["parent", *["child"] * 5, "parent"]
+    assert log.root() == MemoryTree(e.leaf_hash() for e in events).root()
