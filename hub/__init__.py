@@ -28,6 +28,7 @@ def create_app(config: Config | None = None) -> Flask:
     from hub.keys import load_server_key  # noqa: PLC0415
     from hub.passwords import Passwords  # noqa: PLC0415
     from hub.state import HubState  # noqa: PLC0415
+    from hub.vault import FieldVault  # noqa: PLC0415
 
     config = config or load_config()
     app = Flask(__name__)
@@ -75,6 +76,7 @@ def create_app(config: Config | None = None) -> Flask:
         server_key=server_key,
         audit_log=AuditLog(audit_engine, clock=utcnow),
         audit_signer=NoteSigner(audit_origin(config.base_url), server_key),
+        vault=FieldVault(config.data_key),
     )
     app.extensions["maillon"] = hub_state
 

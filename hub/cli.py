@@ -104,7 +104,9 @@ def demo(out: Path) -> None:
     if hub_state.config.production:
         _fail("La démonstration est interdite en production.")
     with hub_state.session_factory() as session:
-        created = seed_demo(session, hub_state.accounts(session), now=hub_state.clock())
+        created = seed_demo(
+            session, hub_state.accounts(session), now=hub_state.clock(), vault=hub_state.vault
+        )
         session.commit()
     out.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -43,6 +43,7 @@ class Config:
     broker_url: str
     server_key_file: Path
     ip_hash_key: bytes
+    data_key: bytes
     base_url: str
     var_dir: Path
     ratelimit_storage_url: str = "memory://"
@@ -87,6 +88,10 @@ _REQUIRED_IN_PRODUCTION = {
     "MAILLON_BROKER_URL": "l'URL du courtier Celery (Redis)",
     "MAILLON_SERVER_KEY_FILE": "le fichier de la clé Ed25519 du serveur (PEM)",
     "MAILLON_IP_HASH_KEY": "la clé de hachage des adresses IP (au moins 32 caractères)",
+    "MAILLON_DATA_KEY": (
+        "la clé de chiffrement au repos des informations des dossiers (au moins 32 caractères ;"
+        " sa perte rend ces informations illisibles : sauvegardez-la à part)"
+    ),
     "MAILLON_BASE_URL": "l'adresse publique du service, en https",
     "MAILLON_RATELIMIT_STORAGE_URL": "le stockage partagé des limites de débit (Redis)",
     "MAILLON_MAIL_SERVER": "le serveur SMTP d'envoi des courriels",
@@ -108,17 +113,33 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _dev_secrets(var_dir: Path) -> dict[str, str]:
-    """Secrets for development, generated once and kept in ``var/`` with mode 0600."""
+    """Secrets for development, generated once and kept in ``var/`` with mode 0600.
+
+    A secret added by a later version is generated and added to an existing file; the ones
+    already there are never changed (the data key especially: values sealed under it would be
+    lost).
+    """
     path = var_dir / "dev-secrets.json"
+    values: dict[str, str] = {}
     if path.exists():
-        loaded: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
-        return loaded
+        values = json.loads(path.read_text(encoding="utf-8"))
+    missing = [name for name in _DEV_SECRETS if name not in values]
+    if not missing:
+        return values
+    for name in missing:
+        values[name] = secrets.token_urlsafe(48)
     var_dir.mkdir(parents=True, exist_ok=True)
-    values = {"secret_key": secrets.token_urlsafe(48), "ip_hash_key": secrets.token_urlsafe(48)}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    partial = path.with_suffix(".tmp")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(values, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
     return values
+
+
+_DEV_SECRETS = ("secret_key", "ip_hash_key", "data_key")
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> Config:
@@ -145,9 +166,11 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
             )
         secret_key = env_map["MAILLON_SECRET_KEY"]
         ip_hash_key = env_map["MAILLON_IP_HASH_KEY"]
+        data_key = env_map["MAILLON_DATA_KEY"]
         for name, value in (
             ("MAILLON_SECRET_KEY", secret_key),
             ("MAILLON_IP_HASH_KEY", ip_hash_key),
+            ("MAILLON_DATA_KEY", data_key),
         ):
             if len(value) < 32:
                 raise ConfigError(f"{name} est trop courte : au moins 32 caractères aléatoires.")
@@ -161,6 +184,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         generated = _dev_secrets(var_dir)
         secret_key = env_map.get("MAILLON_SECRET_KEY") or generated["secret_key"]
         ip_hash_key = env_map.get("MAILLON_IP_HASH_KEY") or generated["ip_hash_key"]
+        data_key = env_map.get("MAILLON_DATA_KEY") or generated["data_key"]
 
     retention_days = _int(env_map, "MAILLON_AUDIT_RETENTION_DAYS", 365)
     if not 30 <= retention_days <= 3660:
@@ -186,6 +210,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
             env_map.get("MAILLON_SERVER_KEY_FILE") or str(var_dir / "server-key.pem")
         ),
         ip_hash_key=ip_hash_key.encode(),
+        data_key=data_key.encode(),
         base_url=(env_map.get("MAILLON_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
         var_dir=var_dir,
         ratelimit_storage_url=env_map.get("MAILLON_RATELIMIT_STORAGE_URL") or "memory://",

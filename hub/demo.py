@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,8 +16,10 @@ from charter import default_charter_text
 from charter.vocabulary import OrgKind, Role
 from hub import totp
 from hub.accounts import Accounts
+from hub.cases import Cases
 from hub.charters import Charters
-from hub.models import GroupMembership, OperationalGroup, Organisation, User
+from hub.models import Case, GroupMembership, OperationalGroup, Organisation, User
+from hub.vault import FieldVault
 
 TERRITORY = "Communauté d'agglomération de Démoville"
 GROUP_NAME = "Groupe opérationnel du CLSPD de Démoville"
@@ -69,8 +71,14 @@ class DemoAccount:
     roles: list[str]
 
 
-def seed_demo(session: Session, accounts: Accounts, *, now: datetime) -> list[DemoAccount]:
-    """Create the demo territory (idempotent: an existing demo is reset with new credentials)."""
+def seed_demo(
+    session: Session, accounts: Accounts, *, now: datetime, vault: FieldVault
+) -> list[DemoAccount]:
+    """Create the demo territory (idempotent: an existing demo is reset with new credentials).
+
+    The first time, it also opens three cases (pseudonymous, dates only) and schedules the
+    group's monthly reviews, so that every page has something to show.
+    """
     orgs: list[Organisation] = []
     for name, kind in ORGANISATIONS:
         org = session.scalar(select(Organisation).where(Organisation.name == name))
@@ -118,7 +126,48 @@ def seed_demo(session: Session, accounts: Accounts, *, now: datetime) -> list[De
             group.memberships.append(GroupMembership(user=user, added_at=now))
     session.flush()
     _charter_in_force(session, group, coordinator, members, now)
+    if session.scalar(select(Case.id).where(Case.group_id == group.id).limit(1)) is None:
+        _demo_cases(Cases(session, clock=lambda: now, vault=vault), group, now)
     return created
+
+
+def _demo_cases(cases: Cases, group: OperationalGroup, now: datetime) -> None:
+    """Three young people at different steps; only what the hub may hold, no names."""
+    by_email = {m.user.email: m.user for m in group.memberships}
+    cpip = by_email["cpip@demoville.example"]
+    educateur = by_email["educateur@demoville.example"]
+    conseillere = by_email["conseillere@demoville.example"]
+    coordinator = group.coordinator
+    assert coordinator is not None
+    today = now.date()
+
+    def day(days: int) -> str:
+        return (today + timedelta(days=days)).isoformat()
+
+    # Released in about three months: the Mission Locale référent prepares the exit.
+    followed, _decision, _version = cases.open_case(
+        group,
+        cpip,
+        {
+            "identite.date_naissance": "2005-05-12",
+            "justice.date_sortie": day(95),
+            "justice.date_fin_mesure": day(460),
+        },
+    )
+    cases.name_referent(cases.context(followed, coordinator), conseillere)
+    cases.publish(cases.context(followed, conseillere), {"parcours.date_entree": day(-20)})
+    # Just signalled by the SPIP: release in four weeks, the group has not decided yet.
+    cases.open_case(
+        group, cpip, {"justice.date_sortie": day(28), "justice.date_fin_mesure": day(200)}
+    )
+    # A minor followed by the PJJ in open custody.
+    cases.open_case(
+        group,
+        educateur,
+        {"identite.date_naissance": "2009-09-01", "justice.date_fin_mesure": day(150)},
+    )
+    for offset in (-28, 2, 30):
+        cases.add_meeting(group, coordinator, today + timedelta(days=offset))
 
 
 def _charter_in_force(

@@ -219,3 +219,24 @@ class PeriodForm(FlaskForm):
     start = DateField(_l("Du"), validators=[Optional()])
     end = DateField(_l("Au"), validators=[Optional()])
     submit = SubmitField(_l("Afficher"))
+
+
+class ReferentForm(FlaskForm):
+    """The coordinator records the référent the group named."""
+
+    referent = SelectField(_l("Référent de parcours"), coerce=int, validators=[DataRequired()])
+    submit = SubmitField(_l("Désigner"))
+
+
+class PartnerForm(FlaskForm):
+    """Orient the young person to another partner, which then follows the case."""
+
+    organisation = SelectField(_l("Partenaire"), coerce=int, validators=[DataRequired()])
+    submit = SubmitField(_l("Associer au dossier"))
+
+
+class MeetingForm(FlaskForm):
+    """The coordinator schedules a meeting of the group."""
+
+    day = DateField(_l("Date de la réunion"), validators=[DataRequired()])
+    submit = SubmitField(_l("Ajouter la réunion"))

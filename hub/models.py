@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Date,
     Enum,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -305,3 +307,95 @@ class CharterDeclination(Base):
     withdrawn_at: Mapped[datetime | None] = mapped_column(default=None)
 
     organisation: Mapped[Organisation] = relationship()
+
+
+CASE_STATUSES = ("reperage", "suivi", "sortie")
+
+
+class Case(Base):
+    """A young person followed by an operational group, known to the hub only by a reference.
+
+    The hub holds no name here: identity travels only in sealed liaison forms. What the hub
+    holds (tier ``hub`` fields of the charter) is in :class:`CaseField`, encrypted under this
+    case's own key (``wrapped_key``); deleting that key destroys every value (crypto-shredding).
+    """
+
+    __tablename__ = "cases"
+    __table_args__ = (CheckConstraint("status IN ('reperage', 'suivi', 'sortie')", name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Pseudonymous and random: says nothing about the person, safe in URLs and audit events.
+    reference: Mapped[str] = mapped_column(String(16), unique=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("operational_groups.id"), index=True)
+    opened_by_org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    opened_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    referent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id"), default=None, index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default="reperage")
+    opened_at: Mapped[datetime] = mapped_column()
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+
+    group: Mapped[OperationalGroup] = relationship()
+    opened_by_org: Mapped[Organisation] = relationship(foreign_keys=[opened_by_org_id])
+    referent: Mapped[User | None] = relationship(foreign_keys=[referent_id])
+    partners: Mapped[list[CasePartner]] = relationship(
+        cascade="all, delete-orphan", back_populates="case", lazy="selectin"
+    )
+    fields: Mapped[list[CaseField]] = relationship(
+        cascade="all, delete-orphan", back_populates="case"
+    )
+
+    @property
+    def partner_org_ids(self) -> frozenset[int]:
+        """The organisations following the case."""
+        return frozenset(p.organisation_id for p in self.partners)
+
+
+class CasePartner(Base):
+    """An organisation following a case: its agents have a need to know (need-to-know)."""
+
+    __tablename__ = "case_partners"
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
+    )
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column()
+
+    case: Mapped[Case] = relationship(back_populates="partners")
+    organisation: Mapped[Organisation] = relationship(lazy="joined")
+
+
+class CaseField(Base):
+    """One tier ``hub`` value of a case, sealed at rest, with who published it under which
+    charter version (the recipient's view decision depends on the publisher's kind)."""
+
+    __tablename__ = "case_fields"
+    __table_args__ = (UniqueConstraint("case_id", "field_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    field_id: Mapped[str] = mapped_column(String(100))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    published_by_org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    published_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    published_at: Mapped[datetime] = mapped_column()
+    charter_version: Mapped[int] = mapped_column(Integer)
+
+    case: Mapped[Case] = relationship(back_populates="fields")
+    published_by_org: Mapped[Organisation] = relationship(lazy="joined")
+
+
+class GroupMeeting(Base):
+    """A meeting of an operational group (monthly review): charter rules limited to a window
+    around meetings apply only around these dates."""
+
+    __tablename__ = "group_meetings"
+    __table_args__ = (UniqueConstraint("group_id", "meets_on"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("operational_groups.id"), index=True)
+    meets_on: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column()
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)

@@ -18,9 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from audit.checkpoint import NoteSigner
 from audit.store import AuditLog
 from hub.accounts import Accounts, AccountSettings
+from hub.cases import Cases
 from hub.config import Config
 from hub.db import utcnow
 from hub.passwords import Passwords
+from hub.vault import FieldVault
 
 
 @dataclass
@@ -35,6 +37,7 @@ class HubState:
     server_key: Ed25519PrivateKey
     audit_log: AuditLog
     audit_signer: NoteSigner
+    vault: FieldVault
     clock: Callable[[], datetime] = field(default=utcnow)
 
     def set_clock(self, clock: Callable[[], datetime]) -> None:
@@ -55,6 +58,10 @@ class HubState:
             ),
         )
 
+    def cases(self, session: Session) -> Cases:
+        """Case services bound to ``session``."""
+        return Cases(session, clock=self.clock, vault=self.vault)
+
 
 def state() -> HubState:
     """The current application's state."""
@@ -73,6 +80,11 @@ def db() -> Session:
 def accounts() -> Accounts:
     """Account services for the current request."""
     return state().accounts(db())
+
+
+def cases() -> Cases:
+    """Case services for the current request."""
+    return state().cases(db())
 
 
 def now() -> datetime:

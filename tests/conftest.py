@@ -72,6 +72,7 @@ def make_config(var_dir: Path, **overrides: Any) -> Config:
         "broker_url": f"sqla+sqlite:///{var_dir / 'broker.sqlite'}",
         "server_key_file": var_dir / "server-key.pem",
         "ip_hash_key": secrets.token_bytes(32),
+        "data_key": secrets.token_bytes(32),
         "base_url": "http://localhost",
         "var_dir": var_dir,
         # Cheap hashing keeps the suite fast; production parameters are tested in unit tests.
@@ -240,7 +241,7 @@ def territory(app: Flask, clock: FakeClock) -> dict[str, Account]:
     """The demo territory; accounts keyed by a short name (admin, dpo, cpip, conseillere…)."""
     state = app.extensions["maillon"]
     with state.session_factory() as session:
-        created = seed_demo(session, state.accounts(session), now=clock())
+        created = seed_demo(session, state.accounts(session), now=clock(), vault=state.vault)
         session.commit()
     accounts: dict[str, Account] = {}
     for a in created:

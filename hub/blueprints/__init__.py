@@ -7,11 +7,12 @@ from flask import Flask
 
 def register(app: Flask) -> None:
     """Register every blueprint on ``app``."""
-    from hub.blueprints import admin, api, auth, charter, dpo, main  # noqa: PLC0415
+    from hub.blueprints import admin, api, auth, cases, charter, dpo, main  # noqa: PLC0415
 
     app.register_blueprint(main.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(charter.bp)
+    app.register_blueprint(cases.bp)
     app.register_blueprint(dpo.bp)

@@ -11,13 +11,14 @@ from sqlalchemy import select
 from audit.events import Action, Decision
 from charter.vocabulary import OrgKind, Role
 from hub.api_auth import ApiAuth, ApiAuthError
+from hub.cases import CaseAccessDeniedError, charter_ref
 from hub.charters import Charters, parse
 from hub.errors import ApiError
 from hub.extensions import csrf, limiter
 from hub.i18n import N_
 from hub.models import ApiClient, OperationalGroup
 from hub.recording import record
-from hub.state import db, state
+from hub.state import cases, db, state
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # no cookies here: bearer tokens only, so CSRF does not apply
@@ -191,6 +192,60 @@ def charter_what_if() -> Any:
                     },
                 }
                 for row in rows
+            ],
+        }
+    )
+
+
+@bp.route("/dossiers/<reference>")
+def case_view(reference: str) -> Any:
+    """A case as the charter lets the calling organisation's system see it.
+
+    The system acts as an agent of its organisation: it sees a case only while its organisation
+    follows it, only for the stated purpose (``?finalite=``), and only the fields the charter
+    grants; the others are listed with the article that refuses them, never with a value.
+    """
+    client: ApiClient = g.api_client
+    service = cases()
+    case = service.by_reference(reference)
+    if case is None:
+        raise ApiError(404, "not_found", _("Dossier inconnu."))
+    try:
+        ctx = service.context_for_organisation(case, client.organisation)
+    except CaseAccessDeniedError as error:
+        record(
+            Action.CASE_VIEW,
+            object_type="case",
+            object_id=case.reference,
+            decision=Decision.DENY,
+            rule=error.article,
+        )
+        raise ApiError(403, error.code, _(error.message)) from error
+    purpose = request.args.get("finalite") or service.default_purpose(ctx)
+    if purpose not in ctx.charter.purpose_ids:
+        raise ApiError(400, "unknown_purpose", _("Finalité inconnue de la charte."))
+    view = service.view(ctx, purpose)
+    record(
+        Action.CASE_VIEW,
+        object_type="case",
+        object_id=case.reference,
+        purpose=purpose,
+        decision=Decision.ALLOW if view.allowed else Decision.DENY,
+        rule=view.rule,
+        charter_version=charter_ref(ctx.version),
+    )
+    return jsonify(
+        {
+            "reference": case.reference,
+            "status": case.status,
+            "purpose": purpose,
+            "charter": {"id": ctx.version.charter_id, "version": ctx.version.version},
+            "fields": [
+                {"field": v.field.id, "value": v.value, "article": v.reason.article}
+                for v in view.shown
+            ],
+            "refused": [
+                {"field": r.field, "code": r.code.value, "article": r.article} for r in view.refused
             ],
         }
     )

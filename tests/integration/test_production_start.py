@@ -94,6 +94,7 @@ def production(tmp_path: Path) -> Iterator[tuple[dict[str, str], int]]:
         MAILLON_BASE_URL="https://maillon.test",
         MAILLON_SECRET_KEY=uuid.uuid4().hex * 2,
         MAILLON_IP_HASH_KEY=uuid.uuid4().hex * 2,
+        MAILLON_DATA_KEY=uuid.uuid4().hex * 2,
         MAILLON_DATABASE_URL=_create_database(POSTGRES_URL, main),
         MAILLON_AUDIT_DATABASE_URL=_create_database(POSTGRES_URL, audit),
         MAILLON_BROKER_URL=REDIS_URL,

@@ -17,6 +17,7 @@ PRODUCTION = {
     "MAILLON_BROKER_URL": "redis://127.0.0.1:6379/0",
     "MAILLON_SERVER_KEY_FILE": "/etc/maillon/server-key.pem",
     "MAILLON_IP_HASH_KEY": "i" * 40,
+    "MAILLON_DATA_KEY": "d" * 40,
     "MAILLON_BASE_URL": "https://maillon.example",
     "MAILLON_RATELIMIT_STORAGE_URL": "redis://127.0.0.1:6379/1",
     "MAILLON_MAIL_SERVER": "smtp.example",
@@ -34,6 +35,20 @@ def test_development_defaults_work_and_secrets_are_generated_once(tmp_path: Path
     assert first.secret_key == second.secret_key and len(first.secret_key) >= 32
     mode = stat.S_IMODE((tmp_path / "dev-secrets.json").stat().st_mode)
     assert mode == 0o600
+
+
+def test_an_older_dev_secrets_file_gains_the_new_secrets_and_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    # Given a file written before the data key existed
+    (tmp_path / "dev-secrets.json").write_text('{"secret_key": "k1", "ip_hash_key": "i1"}')
+    # When the configuration is loaded twice
+    first = load_config({"MAILLON_VAR_DIR": str(tmp_path)})
+    second = load_config({"MAILLON_VAR_DIR": str(tmp_path)})
+    # Then the old secrets are kept and the new one is generated once
+    assert first.secret_key == "k1" and first.ip_hash_key == b"i1"
+    assert len(first.data_key) >= 32 and first.data_key == second.data_key
+    assert stat.S_IMODE((tmp_path / "dev-secrets.json").stat().st_mode) == 0o600
 
 
 def test_production_with_everything_set_loads() -> None:

@@ -1,0 +1,372 @@
+"""Case pages: the list of the cases a person follows, signalling a young person, the
+need-to-know view of a case for a stated purpose, and what the group records on it.
+
+Every page asks :class:`hub.cases.Cases` for the person's part in the case and for the charter's
+decision, and records that decision (allowed or refused, articles, charter version) in the audit
+log before anything is shown or stored.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+
+from audit.events import Action, Decision
+from charter.vocabulary import Role
+from hub.blueprints.auth import show_error
+from hub.cases import (
+    CaseAccessDeniedError,
+    CaseContext,
+    CaseRefusedError,
+    articles,
+    charter_ref,
+    is_date_field,
+)
+from hub.forms import MeetingForm, PartnerForm, ReferentForm, choices
+from hub.i18n import N_, page_is_english
+from hub.models import Case, GroupMembership, OperationalGroup, User, UserRole
+from hub.pagination import page_number, paginate
+from hub.recording import record
+from hub.state import cases, db
+
+bp = Blueprint("cases", __name__, url_prefix="/dossiers")
+
+STATUS_LABELS = {
+    "reperage": N_("repérage"),
+    "suivi": N_("suivi du parcours"),
+    "sortie": N_("sortie du dispositif"),
+}
+
+
+@bp.context_processor
+def _helpers() -> dict[str, Any]:
+    return {"status_label": lambda status: _(STATUS_LABELS[status]), "is_date": is_date_field}
+
+
+@bp.app_template_filter("day")
+def day(value: date | str | None) -> str:
+    """A calendar day (a date or ISO text) in the page's language; other text unchanged."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        try:
+            return day(date.fromisoformat(value))
+        except ValueError:
+            return value
+    return value.strftime("%Y-%m-%d" if page_is_english() else "%d/%m/%Y")
+
+
+def _case_or_404(reference: str) -> Case:
+    case = cases().by_reference(reference)
+    if case is None:
+        abort(404)
+    return case
+
+
+def _context_or_403(case: Case) -> CaseContext:
+    """The person's part in the case; a refusal goes through the recorded 403 handler."""
+    try:
+        return cases().context(case, current_user)
+    except CaseAccessDeniedError:
+        abort(403)
+
+
+_FORM_CONTROLS = frozenset({"csrf_token", "groupe"})
+
+
+def _posted_values() -> dict[str, str]:
+    """Every posted field, not only those the form offered: a field the charter refuses must
+    be refused by name, not silently dropped."""
+    return {k: v for k, v in request.form.items() if k not in _FORM_CONTROLS}
+
+
+@bp.route("/")
+def index() -> Any:
+    """The cases the person follows (référent, group member, coordinator or partner agent)."""
+    search = request.args.get("q", "")[:16]
+    page = paginate(
+        db(), cases().visible_to(current_user, search=search), page_number(request.args.get("page"))
+    )
+    record(Action.CASE_LIST, object_type="page", object_id="cases.index")
+    return render_template(
+        "cases/index.html",
+        page=page,
+        search=search,
+        may_open=bool(cases().signed_groups(current_user.organisation)),
+    )
+
+
+def _signed_group(public_id: str | None) -> tuple[list[OperationalGroup], OperationalGroup | None]:
+    groups = cases().signed_groups(current_user.organisation)
+    chosen = next((g for g in groups if g.public_id == public_id), groups[0] if groups else None)
+    return groups, chosen
+
+
+@bp.route("/nouveau", methods=["GET", "POST"])
+def new() -> Any:
+    """Signal a young person to the group: opens a case with what the hub may hold."""
+    groups, group = _signed_group(request.values.get("groupe"))
+    if group is None:
+        flash(
+            _("Votre organisation n'a signé la charte d'aucun groupe : elle ne signale personne."),
+            "error",
+        )
+        return redirect(url_for("cases.index"))
+    fields = cases().publishable(current_user.organisation, group)
+    values = _posted_values() if request.method == "POST" else {}
+    if request.method == "POST":
+        try:
+            case, decision, version = cases().open_case(group, current_user, values)
+        except CaseRefusedError as error:
+            db().rollback()
+            record(
+                Action.CASE_CREATE,
+                object_type="group",
+                object_id=group.public_id,
+                decision=Decision.DENY,
+                rule=articles(error.reasons),
+            )
+            show_error(error)
+            return _new_page(groups, group, fields, values, 400)
+        record(
+            Action.CASE_CREATE,
+            object_type="case",
+            object_id=case.reference,
+            purpose="reperage",
+            rule=articles(decision.reasons),
+            charter_version=charter_ref(version),
+        )
+        db().commit()
+        flash(_("Le dossier %(ref)s est ouvert.", ref=case.reference), "success")
+        return redirect(url_for("cases.show", reference=case.reference))
+    return _new_page(groups, group, fields, values, 200)
+
+
+def _new_page(
+    groups: list[OperationalGroup],
+    group: OperationalGroup,
+    fields: list[Any],
+    values: dict[str, str],
+    status: int,
+) -> Any:
+    return (
+        render_template(
+            "cases/new.html",
+            groups=groups,
+            group=group,
+            fields=fields,
+            values=values,
+        ),
+        status,
+    )
+
+
+@bp.route("/<reference>")
+def show(reference: str) -> Any:
+    """The case as the charter lets this person see it, for the purpose they state."""
+    case = _case_or_404(reference)
+    service = cases()
+    try:
+        ctx = service.context(case, current_user)
+    except CaseAccessDeniedError as error:
+        record(
+            Action.CASE_VIEW,
+            object_type="case",
+            object_id=case.reference,
+            decision=Decision.DENY,
+            rule=error.article,
+        )
+        return (
+            render_template(
+                "errors/error.html", status=403, title=_("Accès refusé"), message=_(error.message)
+            ),
+            403,
+        )
+    purposes = ctx.charter.purposes
+    purpose = request.args.get("finalite") or service.default_purpose(ctx)
+    if purpose not in {p.id for p in purposes}:
+        abort(400)
+    view = service.view(ctx, purpose)
+    record(
+        Action.CASE_VIEW,
+        object_type="case",
+        object_id=case.reference,
+        purpose=purpose,
+        decision=Decision.ALLOW if view.allowed else Decision.DENY,
+        rule=view.rule,
+        charter_version=charter_ref(ctx.version),
+    )
+    manages = bool(ctx.roles & {Role.REFERENT, Role.COORDINATOR})
+    return render_template(
+        "cases/case.html",
+        case=case,
+        ctx=ctx,
+        view=view,
+        purposes=purposes,
+        may_publish=bool(service.publishable(ctx.organisation, case.group)),
+        manages=manages,
+        referent_form=_referent_form(case) if Role.COORDINATOR in ctx.roles else None,
+        partner_form=_partner_form(case) if manages else None,
+    )
+
+
+def _referent_form(case: Case) -> ReferentForm:
+    form = ReferentForm()
+    people = db().scalars(
+        select(User)
+        .join(UserRole, UserRole.user_id == User.id)
+        .join(GroupMembership, GroupMembership.user_id == User.id)
+        .where(
+            UserRole.role == Role.REFERENT,
+            GroupMembership.group_id == case.group_id,
+            User.active.is_(True),
+        )
+        .order_by(User.name)
+    )
+    form.referent.choices = choices([(u.id, f"{u.name} ({u.organisation.name})") for u in people])
+    return form
+
+
+def _partner_form(case: Case) -> PartnerForm:
+    form = PartnerForm()
+    partners = cases().charters.partners(case.group)
+    form.organisation.choices = choices(
+        [(o.id, o.name) for o in partners if o.id not in case.partner_org_ids]
+    )
+    return form
+
+
+@bp.route("/<reference>/informations", methods=["GET", "POST"])
+def edit(reference: str) -> Any:
+    """Record what the hub may hold on the case, within what the charter lets the person's
+    organisation publish (nothing is stored if one value is refused)."""
+    case = _case_or_404(reference)
+    ctx = _context_or_403(case)
+    service = cases()
+    fields = service.publishable(ctx.organisation, case.group)
+    values = _posted_values() if request.method == "POST" else {}
+    if request.method == "POST":
+        try:
+            decision, version = service.publish(ctx, values)
+        except CaseRefusedError as error:
+            db().rollback()
+            record(
+                Action.CASE_UPDATE,
+                object_type="case",
+                object_id=case.reference,
+                decision=Decision.DENY,
+                rule=articles(error.reasons),
+                charter_version=charter_ref(ctx.version),
+            )
+            show_error(error)
+            return _edit_page(case, fields, values, 400)
+        record(
+            Action.CASE_UPDATE,
+            object_type="case",
+            object_id=case.reference,
+            rule=articles(decision.reasons),
+            charter_version=charter_ref(version),
+        )
+        db().commit()
+        flash(_("Les informations sont enregistrées."), "success")
+        return redirect(url_for("cases.show", reference=case.reference))
+    return _edit_page(case, fields, values, 200)
+
+
+def _edit_page(case: Case, fields: list[Any], values: dict[str, str], status: int) -> Any:
+    return (
+        render_template("cases/edit.html", case=case, fields=fields, values=values),
+        status,
+    )
+
+
+@bp.route("/<reference>/referent", methods=["POST"])
+def name_referent(reference: str) -> Any:
+    """The coordinator records the référent de parcours the group named."""
+    case = _case_or_404(reference)
+    ctx = _context_or_403(case)
+    if Role.COORDINATOR not in ctx.roles:
+        abort(403)
+    form = _referent_form(case)
+    referent = db().get(User, form.referent.data) if form.validate_on_submit() else None
+    if referent is None:
+        flash(_("Choisissez un référent parmi les membres du groupe."), "error")
+        return redirect(url_for("cases.show", reference=reference))
+    try:
+        decision, version = cases().name_referent(ctx, referent)
+    except CaseRefusedError as error:
+        db().rollback()
+        show_error(error)
+        return redirect(url_for("cases.show", reference=reference))
+    record(
+        Action.CASE_REFERENT,
+        object_type="case",
+        object_id=case.reference,
+        rule=articles(decision.reasons),
+        charter_version=charter_ref(version),
+    )
+    db().commit()
+    flash(_("Le référent de parcours est désigné."), "success")
+    return redirect(url_for("cases.show", reference=reference))
+
+
+@bp.route("/<reference>/partenaires", methods=["POST"])
+def add_partner(reference: str) -> Any:
+    """The référent or the coordinator associates another partner with the case."""
+    case = _case_or_404(reference)
+    ctx = _context_or_403(case)
+    if not ctx.roles & {Role.REFERENT, Role.COORDINATOR}:
+        abort(403)
+    form = _partner_form(case)
+    partners = cases().charters.partners(case.group) if form.validate_on_submit() else []
+    org = next((o for o in partners if o.id == form.organisation.data), None)
+    if org is None:
+        flash(_("Choisissez un partenaire du groupe."), "error")
+        return redirect(url_for("cases.show", reference=reference))
+    try:
+        cases().add_partner(ctx, org)
+    except CaseRefusedError as error:
+        db().rollback()
+        show_error(error)
+        return redirect(url_for("cases.show", reference=reference))
+    record(
+        Action.CASE_PARTNER,
+        object_type="case",
+        object_id=case.reference,
+        purpose="orientation",
+        charter_version=charter_ref(ctx.version),
+    )
+    db().commit()
+    flash(_("Le partenaire suit désormais le dossier."), "success")
+    return redirect(url_for("cases.show", reference=reference))
+
+
+@bp.route("/reunions/<public_id>", methods=["GET", "POST"])
+def meetings(public_id: str) -> Any:
+    """The group's meetings: the coordinator schedules them; monthly-review rules of the
+    charter apply only around these dates."""
+    group = db().scalar(select(OperationalGroup).where(OperationalGroup.public_id == public_id))
+    if group is None:
+        abort(404)
+    if group.coordinator_id != current_user.id:
+        abort(403)
+    form = MeetingForm()
+    if form.validate_on_submit() and form.day.data is not None:
+        try:
+            cases().add_meeting(group, current_user, form.day.data)
+        except CaseRefusedError as error:
+            db().rollback()
+            show_error(error)
+        else:
+            record(Action.GROUP_MEETING, object_type="group", object_id=group.public_id)
+            db().commit()
+            flash(_("La réunion est ajoutée."), "success")
+            return redirect(url_for("cases.meetings", public_id=public_id))
+    return render_template(
+        "cases/meetings.html", group=group, form=form, meetings=cases().meetings(group)
+    )

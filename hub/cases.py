@@ -1,0 +1,565 @@
+"""Cases and the need-to-know views of what the hub holds about them (DESIGN §2.2, §9).
+
+A case is known to the hub by a pseudonymous reference. The hub holds only the charter's tier
+``hub`` fields (dates for alerts, référent, exit for indicators), sealed at rest by
+:class:`hub.vault.FieldVault`; everything else travels in sealed liaison forms.
+
+Every read goes through the charter: :meth:`Cases.context` decides whether the person takes part
+in the case at all (need-to-know) and as what, then :meth:`Cases.view` asks the compiled charter
+which fields that recipient may see for the stated purpose, field by field, with the publisher's
+kind and declinations and the group's meeting dates. Refused fields are never opened, never
+returned. Every write goes through the charter's publish decision for the writer's organisation.
+The callers (pages, API) record the decision and its articles in the audit log before they
+answer.
+"""
+
+from __future__ import annotations
+
+import secrets
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Select, exists, or_, select
+from sqlalchemy.orm import Session
+
+from charter import Charter, Decision, Declination, Reason, Recipient
+from charter.model import FieldDef
+from charter.vocabulary import Role, Secrecy, Tier
+from hub.charters import Charters, compiled, parse
+from hub.i18n import N_, MessageError
+from hub.models import (
+    Case,
+    CaseField,
+    CasePartner,
+    CharterVersion,
+    GroupMeeting,
+    GroupMembership,
+    OperationalGroup,
+    Organisation,
+    User,
+)
+from hub.vault import FieldVault
+
+MAX_VALUE_LENGTH = 200
+MAX_VALUES = 50  # more than a catalogue holds: a forged form, refused before any decision
+# Crockford's base 32 without the look-alikes I, L, O, U: references are read out on the phone.
+_REF_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class CaseRefusedError(MessageError):
+    """A case operation refused; the French message says why (field and article when known)."""
+
+    def __init__(self, message: str, *, reasons: Iterable[Reason] = (), **params: object) -> None:
+        super().__init__(message, **params)
+        self.reasons = tuple(reasons)
+
+
+class CaseAccessDeniedError(MessageError):
+    """The person takes no part in this case (need-to-know); ``article`` says which rule."""
+
+    def __init__(self, message: str, *, article: str, code: str) -> None:
+        super().__init__(message)
+        self.article = article
+        self.code = code
+
+
+def new_reference() -> str:
+    """A random, pseudonymous case reference such as ``C-7K3Q-X9M2``."""
+    chars = "".join(secrets.choice(_REF_ALPHABET) for _ in range(8))
+    return f"C-{chars[:4]}-{chars[4:]}"
+
+
+def hub_fields(charter: Charter) -> list[FieldDef]:
+    """The catalogue fields the hub itself may hold (tier ``hub``, never ``interdit``)."""
+    return [f for f in charter.fields if f.tier is Tier.HUB and f.secrecy is not Secrecy.INTERDIT]
+
+
+def is_date_field(field_id: str) -> bool:
+    """Hub convention: a field whose last segment starts with ``date`` holds a calendar day."""
+    return field_id.rsplit(".", 1)[-1].startswith("date")
+
+
+def charter_ref(version: CharterVersion) -> str:
+    """How a decision names its charter in audit events: ``<charter id>:<version>``."""
+    return f"{version.charter_id}:{version.version}"
+
+
+def articles(reasons: Iterable[Reason]) -> str:
+    """The distinct articles of ``reasons``, for an audit event's ``rule`` (``art-6/art-8``)."""
+    return "/".join(sorted({r.article for r in reasons}))
+
+
+@dataclass(frozen=True)
+class CaseContext:
+    """Who a person is *for this case*: roles held here, and the charter version that applies."""
+
+    case: Case
+    organisation: Organisation
+    version: CharterVersion
+    recipient: Recipient
+    user: User | None
+
+    @property
+    def charter(self) -> Charter:
+        """The charter text of the applicable version."""
+        return parse(self.version.text)
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        """The roles the person holds in this case."""
+        return self.recipient.roles
+
+
+@dataclass(frozen=True)
+class FieldView:
+    """One field the recipient may see, with its value (``None``: not recorded)."""
+
+    field: FieldDef
+    value: str | None
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """What a recipient sees of a case for one purpose, and why."""
+
+    context: CaseContext
+    purpose: str
+    shown: tuple[FieldView, ...]
+    refused: tuple[Reason, ...]
+
+    @property
+    def allowed(self) -> bool:
+        """Whether anything at all may be shown for this purpose."""
+        return bool(self.shown)
+
+    @property
+    def rule(self) -> str:
+        """Articles that allowed what is shown, or that refused everything."""
+        return articles(v.reason for v in self.shown) if self.shown else articles(self.refused)
+
+
+class Cases:
+    """Cases of operational groups and the need-to-know views of their hub-tier fields."""
+
+    def __init__(
+        self, session: Session, *, clock: Callable[[], datetime], vault: FieldVault
+    ) -> None:
+        self.session = session
+        self.clock = clock
+        self.vault = vault
+        self.charters = Charters(session, clock=clock)
+
+    # -- finding cases ---------------------------------------------------------------------
+
+    def by_reference(self, reference: str) -> Case | None:
+        """The case with this reference, if any."""
+        return self.session.scalar(select(Case).where(Case.reference == reference.strip()))
+
+    def signed_groups(self, org: Organisation) -> list[OperationalGroup]:
+        """Groups in which ``org`` signed a charter version (it takes part in their exchanges)."""
+        groups = self.session.scalars(select(OperationalGroup).order_by(OperationalGroup.name))
+        return [g for g in groups if self.charters.applicable(g, org) is not None]
+
+    def visible_to(self, user: User, *, search: str = "") -> Select[Any]:
+        """Cases in which ``user`` takes part, newest first (the list page's query).
+
+        Mirrors :meth:`context`: référent of the case, member or coordinator of its group, or
+        agent of a partner organisation; only in groups whose charter the organisation signed.
+        """
+        groups = [g.id for g in self.signed_groups(user.organisation)]
+        clauses = [Case.referent_id == user.id]
+        if user.has_role(Role.GROUP_MEMBER):
+            clauses.append(
+                exists().where(
+                    GroupMembership.group_id == Case.group_id, GroupMembership.user_id == user.id
+                )
+            )
+        if user.has_role(Role.COORDINATOR):
+            clauses.append(
+                exists().where(
+                    OperationalGroup.id == Case.group_id,
+                    OperationalGroup.coordinator_id == user.id,
+                )
+            )
+        if user.has_role(Role.AGENT):
+            clauses.append(
+                exists().where(
+                    CasePartner.case_id == Case.id,
+                    CasePartner.organisation_id == user.organisation_id,
+                )
+            )
+        statement = select(Case).where(Case.group_id.in_(groups), or_(*clauses))
+        search = search.strip().upper()
+        if search:
+            statement = statement.where(Case.reference.startswith(search, autoescape=True))
+        return statement.order_by(Case.opened_at.desc(), Case.id.desc())
+
+    # -- need-to-know ----------------------------------------------------------------------
+
+    def _is_member(self, group: OperationalGroup, user: User) -> bool:
+        return any(m.user_id == user.id for m in group.memberships)
+
+    def context(self, case: Case, user: User) -> CaseContext:
+        """The person's part in ``case``; :class:`CaseAccessDeniedError` when they have none.
+
+        Roles count only where they apply: *référent* of this case, *member* or *coordinator*
+        of its group, *agent* of an organisation following it. Administrators and the DPO hold
+        none of these, so they never see case content.
+        """
+        member = self._is_member(case.group, user)
+        roles: set[Role] = set()
+        if case.referent_id == user.id and user.has_role(Role.REFERENT):
+            roles.add(Role.REFERENT)
+        if member and user.has_role(Role.GROUP_MEMBER):
+            roles.add(Role.GROUP_MEMBER)
+        if case.group.coordinator_id == user.id and user.has_role(Role.COORDINATOR):
+            roles.add(Role.COORDINATOR)
+        if user.has_role(Role.AGENT) and user.organisation_id in case.partner_org_ids:
+            roles.add(Role.AGENT)
+        return self._context(case, user.organisation, frozenset(roles), member, user)
+
+    def context_for_organisation(self, case: Case, org: Organisation) -> CaseContext:
+        """An organisation's system (API client) acts as an agent of a partner organisation."""
+        roles = frozenset({Role.AGENT}) if org.id in case.partner_org_ids else frozenset()
+        return self._context(case, org, roles, False, None)
+
+    def _context(
+        self,
+        case: Case,
+        org: Organisation,
+        roles: frozenset[Role],
+        member: bool,
+        user: User | None,
+    ) -> CaseContext:
+        version = self.charters.applicable(case.group, org)
+        if version is None:
+            raise CaseAccessDeniedError(
+                N_(
+                    "Votre organisation n'a signé aucune version de la charte de ce groupe : "
+                    "elle ne prend pas part à ses échanges."
+                ),
+                article="art-4",
+                code="no_charter_signed",
+            )
+        if not roles:
+            raise CaseAccessDeniedError(
+                N_(
+                    "Vous ne suivez pas ce dossier : seuls le référent, les membres du groupe "
+                    "opérationnel et les partenaires qui suivent le jeune y ont accès."
+                ),
+                article=parse(version.text).refusal_articles.default,
+                code="not_involved",
+            )
+        recipient = Recipient(roles, org.kind, member)
+        return CaseContext(case, org, version, recipient, user)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def meetings(self, group: OperationalGroup) -> list[date]:
+        """The group's meeting days, oldest first."""
+        return list(
+            self.session.scalars(
+                select(GroupMeeting.meets_on)
+                .where(GroupMeeting.group_id == group.id)
+                .order_by(GroupMeeting.meets_on)
+            )
+        )
+
+    def _declinations(self, group: OperationalGroup, org: Organisation) -> list[Declination]:
+        return [
+            Declination(str(d.organisation_id), d.field_glob, d.reason, d.recorded_at)
+            for d in self.charters.declinations(group, org)
+        ]
+
+    def decide_view(
+        self, ctx: CaseContext, purpose: str
+    ) -> tuple[dict[str, Reason], dict[str, CaseField]]:
+        """The view decision for every hub-tier field of the catalogue, and the stored rows.
+
+        Fields are decided over the whole catalogue, whether a value exists or not, so what is
+        refused says nothing about what the case holds. A stored value is decided with its
+        publisher's organisation kind and that publisher's declinations.
+        """
+        case = ctx.case
+        decider = compiled(ctx.version)
+        now = self.clock()
+        meetings = self.meetings(case.group)
+        stored = {
+            row.field_id: row
+            for row in self.session.scalars(select(CaseField).where(CaseField.case_id == case.id))
+        }
+        catalogue = [f.id for f in hub_fields(ctx.charter)]
+        by_publisher: dict[int | None, list[str]] = {}
+        for field_id in catalogue:
+            row = stored.get(field_id)
+            by_publisher.setdefault(row.published_by_org_id if row else None, []).append(field_id)
+        reasons: dict[str, Reason] = {}
+        for org_id, field_ids in by_publisher.items():
+            publisher = self.session.get(Organisation, org_id) if org_id is not None else None
+            decision = decider.view(
+                ctx.recipient,
+                purpose,
+                field_ids,
+                sender_org_kind=publisher.kind if publisher else None,
+                at=now,
+                meeting_dates=meetings,
+                declinations=self._declinations(case.group, publisher) if publisher else (),
+            )
+            reasons.update((r.field, r) for r in decision.reasons)
+        return {f: reasons[f] for f in catalogue}, stored
+
+    def view(self, ctx: CaseContext, purpose: str) -> CaseView:
+        """What ``ctx``'s recipient sees of the case for ``purpose``: allowed values only."""
+        reasons, stored = self.decide_view(ctx, purpose)
+        charter = ctx.charter
+        shown: list[FieldView] = []
+        refused: list[Reason] = []
+        for field_id, reason in reasons.items():
+            if not reason.allowed:
+                refused.append(reason)
+                continue
+            definition = charter.field(field_id)
+            assert definition is not None  # decided over the catalogue
+            row = stored.get(field_id)
+            value = (
+                self.vault.open(ctx.case.wrapped_key, ctx.case.reference, field_id, row.ciphertext)
+                if row is not None
+                else None
+            )
+            shown.append(FieldView(definition, value, reason))
+        return CaseView(ctx, purpose, tuple(shown), tuple(refused))
+
+    def default_purpose(self, ctx: CaseContext) -> str:
+        """The first purpose of the charter for which the recipient may see something."""
+        purposes = [p.id for p in ctx.charter.purposes]
+        for purpose in purposes:
+            reasons, _stored = self.decide_view(ctx, purpose)
+            if any(r.allowed for r in reasons.values()):
+                return purpose
+        return purposes[0]
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def publishable(self, ctx_org: Organisation, group: OperationalGroup) -> list[FieldDef]:
+        """Hub-tier fields ``ctx_org`` may publish in ``group`` (for forms), catalogue order."""
+        version = self.charters.applicable(group, ctx_org)
+        if version is None:
+            return []
+        charter = parse(version.text)
+        fields = hub_fields(charter)
+        decision = compiled(version).publish(
+            ctx_org.kind,
+            [f.id for f in fields],
+            declinations=self._declinations(group, ctx_org),
+        )
+        return [f for f in fields if f.id in decision.allowed_fields]
+
+    def _check_publish(
+        self,
+        group: OperationalGroup,
+        org: Organisation,
+        version: CharterVersion,
+        values: Mapping[str, str],
+    ) -> tuple[Decision, dict[str, str]]:
+        """Clean the values and ask the charter; refuse everything if one field is refused."""
+        if len(values) > MAX_VALUES:
+            raise CaseRefusedError(N_("Rien n'est enregistré : trop de champs envoyés."))
+        charter = parse(version.text)
+        cleaned: dict[str, str] = {}
+        for field_id, raw in values.items():
+            definition = charter.field(field_id)
+            value = _clean(definition, field_id, raw)
+            if value is not None:
+                cleaned[field_id] = value
+        decision = compiled(version).publish(
+            org.kind, list(cleaned), declinations=self._declinations(group, org)
+        )
+        if decision.refusals:
+            raise CaseRefusedError(
+                N_("Rien n'est enregistré : la charte refuse %(fields)s."),
+                reasons=decision.refusals,
+                fields="; ".join(r.message_fr() for r in decision.refusals),
+            )
+        # Tier e2e fields live only in sealed liaison forms: the hub never stores them.
+        not_hub = [
+            f for f in cleaned if (d := charter.field(f)) is not None and d.tier is not Tier.HUB
+        ]
+        if not_hub:
+            raise CaseRefusedError(
+                N_(
+                    "Rien n'est enregistré : %(fields)s ne circule que dans une fiche de liaison "
+                    "scellée, que le hub ne peut pas lire."
+                ),
+                fields=", ".join(f"« {f} »" for f in not_hub),
+            )
+        return decision, cleaned
+
+    def _store(
+        self,
+        case: Case,
+        org: Organisation,
+        user: User | None,
+        version: CharterVersion,
+        cleaned: Mapping[str, str],
+    ) -> None:
+        now = self.clock()
+        existing = {
+            row.field_id: row
+            for row in self.session.scalars(select(CaseField).where(CaseField.case_id == case.id))
+        }
+        for field_id, value in cleaned.items():
+            blob = self.vault.seal(case.wrapped_key, case.reference, field_id, value)
+            row = existing.get(field_id)
+            if row is None:
+                row = CaseField(case_id=case.id, field_id=field_id)
+                self.session.add(row)
+            row.ciphertext = blob
+            row.published_by_org_id = org.id
+            row.published_by_id = user.id if user else None
+            row.published_at = now
+            row.charter_version = version.version
+        self.session.flush()
+
+    def open_case(
+        self, group: OperationalGroup, user: User, values: Mapping[str, str]
+    ) -> tuple[Case, Decision, CharterVersion]:
+        """Open a case in ``group`` (repérage) with the hub-tier values the charter lets the
+        person's organisation publish; nothing is stored when one value is refused."""
+        org = user.organisation
+        version = self.charters.applicable(group, org)
+        if version is None:
+            raise CaseRefusedError(
+                N_(
+                    "Votre organisation n'a signé aucune version de la charte de ce groupe : "
+                    "elle ne peut pas y signaler un jeune."
+                )
+            )
+        if not (
+            self._is_member(group, user)
+            or user.has_role(Role.AGENT)
+            or group.coordinator_id == user.id
+        ):
+            raise CaseRefusedError(
+                N_("Seuls les agents partenaires et les membres du groupe signalent un jeune.")
+            )
+        decision, cleaned = self._check_publish(group, org, version, values)
+        reference = new_reference()
+        while self.by_reference(reference) is not None:
+            reference = new_reference()
+        now = self.clock()
+        case = Case(
+            reference=reference,
+            group_id=group.id,
+            opened_by_org_id=org.id,
+            opened_by_id=user.id,
+            status="reperage",
+            opened_at=now,
+            wrapped_key=self.vault.new_case_key(reference),
+        )
+        case.partners.append(CasePartner(organisation_id=org.id, added_at=now))
+        self.session.add(case)
+        self.session.flush()
+        self._store(case, org, user, version, cleaned)
+        return case, decision, version
+
+    def publish(
+        self, ctx: CaseContext, values: Mapping[str, str]
+    ) -> tuple[Decision, CharterVersion]:
+        """Record hub-tier values on the case for the context's organisation (all or nothing)."""
+        decision, cleaned = self._check_publish(
+            ctx.case.group, ctx.organisation, ctx.version, values
+        )
+        if not cleaned:
+            raise CaseRefusedError(N_("Aucune information n'a été saisie."))
+        self._store(ctx.case, ctx.organisation, ctx.user, ctx.version, cleaned)
+        return decision, ctx.version
+
+    def name_referent(self, ctx: CaseContext, referent: User) -> tuple[Decision, CharterVersion]:
+        """The group names the référent de parcours (its coordinator records the decision).
+
+        The référent's organisation starts following the case; the référent's name is a
+        charter field (``parcours.referent``) published by the coordinator's organisation.
+        """
+        if Role.COORDINATOR not in ctx.roles:
+            raise CaseRefusedError(N_("Seul le coordinateur du groupe désigne le référent."))
+        case = ctx.case
+        if not (
+            referent.is_active
+            and referent.has_role(Role.REFERENT)
+            and self.charters.applicable(case.group, referent.organisation) is not None
+        ):
+            raise CaseRefusedError(
+                N_(
+                    "Cette personne ne peut pas être référente : il faut le rôle de référent "
+                    "et une organisation signataire de la charte du groupe."
+                )
+            )
+        values = {"parcours.referent": f"{referent.name} ({referent.organisation.name})"}
+        decision, cleaned = self._check_publish(case.group, ctx.organisation, ctx.version, values)
+        case.referent_id = referent.id
+        case.status = "suivi" if case.status == "reperage" else case.status
+        self._follow(case, referent.organisation)
+        self._store(case, ctx.organisation, ctx.user, ctx.version, cleaned)
+        return decision, ctx.version
+
+    def add_partner(self, ctx: CaseContext, org: Organisation) -> None:
+        """The référent or the coordinator orients the young person to another partner."""
+        if not ctx.roles & {Role.REFERENT, Role.COORDINATOR}:
+            raise CaseRefusedError(
+                N_("Seuls le référent et le coordinateur associent un partenaire au dossier.")
+            )
+        if self.charters.applicable(ctx.case.group, org) is None:
+            raise CaseRefusedError(
+                N_(
+                    "Cette organisation n'a pas signé la charte du groupe : "
+                    "elle ne peut pas suivre le dossier."
+                )
+            )
+        self._follow(ctx.case, org)
+        self.session.flush()
+
+    def _follow(self, case: Case, org: Organisation) -> None:
+        if org.id not in case.partner_org_ids:
+            case.partners.append(CasePartner(organisation_id=org.id, added_at=self.clock()))
+
+    def add_meeting(self, group: OperationalGroup, user: User, day: date) -> GroupMeeting:
+        """The coordinator schedules a meeting of the group (monthly review)."""
+        if group.coordinator_id != user.id:
+            raise CaseRefusedError(N_("Seul le coordinateur du groupe fixe ses réunions."))
+        if day in self.meetings(group):
+            raise CaseRefusedError(N_("Une réunion est déjà prévue ce jour-là."))
+        meeting = GroupMeeting(
+            group_id=group.id, meets_on=day, created_at=self.clock(), created_by_id=user.id
+        )
+        self.session.add(meeting)
+        self.session.flush()
+        return meeting
+
+
+def _clean(definition: FieldDef | None, field_id: str, raw: str) -> str | None:
+    """A value as stored, ``None`` when left empty; :class:`CaseRefusedError` when malformed.
+
+    Unknown fields pass through unchanged so the charter names them in its refusal.
+    """
+    value = raw.strip() if isinstance(raw, str) else ""
+    if not value:
+        return None
+    label = definition.label_fr if definition else field_id
+    if len(value) > MAX_VALUE_LENGTH or any(unicodedata.category(c)[0] == "C" for c in value):
+        raise CaseRefusedError(
+            N_("« %(label)s » : %(max)d caractères au plus, sur une ligne."),
+            label=label,
+            max=MAX_VALUE_LENGTH,
+        )
+    if definition is not None and is_date_field(field_id):
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            raise CaseRefusedError(
+                N_("« %(label)s » : date attendue au format AAAA-MM-JJ."), label=label
+            ) from None
+    return value

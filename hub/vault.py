@@ -1,0 +1,89 @@
+"""At-rest encryption of what the hub itself holds about a case (tier ``hub`` fields).
+
+Liaison-form content never reaches the hub in clear (tier ``e2e``). The few fields the hub must
+process (release date for alerts, exit type for indicators…) are stored here, encrypted:
+
+- each case has its own 256-bit data key, stored only *wrapped* (AES-256-GCM) under the hub's
+  key-encryption key, which is derived from ``MAILLON_DATA_KEY`` (configuration, never the
+  database): a database dump alone reveals no value;
+- each value is sealed with AES-256-GCM under the case key, with the case reference and the
+  field id as associated data, so a ciphertext moved to another case or field fails to open;
+- destroying a case's wrapped key destroys every value of the case at once (crypto-shredding,
+  DESIGN §2.6), backups included.
+
+One exception, :class:`VaultError`, for every failure; it says nothing about why.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+_VERSION = b"\x01"
+_NONCE = 12
+_KEY = 32
+_KEK_INFO = b"maillon/vault/kek/v1"
+_WRAP_AAD = b"maillon/vault/case-key/v1|"
+_FIELD_AAD = b"maillon/vault/field/v1|"
+MAX_VALUE_BYTES = 4096
+
+
+class VaultError(Exception):
+    """A value or a case key could not be sealed or opened."""
+
+
+class FieldVault:
+    """Seals and opens hub-tier values under per-case keys."""
+
+    def __init__(self, data_key: bytes) -> None:
+        if len(data_key) < 32:
+            raise VaultError("the data key must be at least 32 bytes")
+        kek = HKDF(algorithm=hashes.SHA256(), length=_KEY, salt=None, info=_KEK_INFO).derive(
+            data_key
+        )
+        self._kek = AESGCM(kek)
+
+    def new_case_key(self, case_ref: str) -> bytes:
+        """A fresh data key for case ``case_ref``, returned wrapped (store this, nothing else)."""
+        return self._seal(self._kek, os.urandom(_KEY), _WRAP_AAD + case_ref.encode())
+
+    def seal(self, wrapped_key: bytes, case_ref: str, field_id: str, value: str) -> bytes:
+        """The ciphertext of ``value`` for field ``field_id`` of case ``case_ref``."""
+        data = value.encode("utf-8")
+        if len(data) > MAX_VALUE_BYTES:
+            raise VaultError("value too long")
+        return self._seal(self._case_cipher(wrapped_key, case_ref), data, _aad(case_ref, field_id))
+
+    def open(self, wrapped_key: bytes, case_ref: str, field_id: str, blob: bytes) -> str:
+        """The clear value sealed by :meth:`seal` for the same case and field."""
+        data = self._open(self._case_cipher(wrapped_key, case_ref), blob, _aad(case_ref, field_id))
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise VaultError("cannot open") from None
+
+    def _case_cipher(self, wrapped_key: bytes, case_ref: str) -> AESGCM:
+        return AESGCM(self._open(self._kek, wrapped_key, _WRAP_AAD + case_ref.encode()))
+
+    @staticmethod
+    def _seal(cipher: AESGCM, data: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)  # random 96-bit nonces: far below the 2^32 messages per key
+        return _VERSION + nonce + cipher.encrypt(nonce, data, aad)
+
+    @staticmethod
+    def _open(cipher: AESGCM, blob: bytes, aad: bytes) -> bytes:
+        if len(blob) < 1 + _NONCE + 16 or blob[:1] != _VERSION:
+            raise VaultError("cannot open")
+        try:
+            return cipher.decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], aad)
+        except InvalidTag:
+            raise VaultError("cannot open") from None
+
+
+def _aad(case_ref: str, field_id: str) -> bytes:
+    # "|" cannot occur in a case reference or a field id, so the encoding is unambiguous.
+    return _FIELD_AAD + case_ref.encode() + b"|" + field_id.encode()

@@ -1,0 +1,444 @@
+"""Cases: need-to-know views of what the hub holds (issue 4 §5), charter-gated writes,
+encryption at rest, and the decision with its articles in every audit event."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from audit.events import Action, Event
+from audit.store import AuditLog
+from hub.models import Case, CaseField, CasePartner, Organisation
+from tests.conftest import Account, FakeClock, csrf_token, login
+
+CHARTER = "charte-type-clspd-jeunes-justice:1"
+
+
+def _cases(app: Flask) -> dict[str, Case]:
+    """The demo's three cases: followed (référent named), signalled, minor (PJJ)."""
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        rows = list(session.scalars(select(Case).order_by(Case.id)))
+        session.expunge_all()
+    return dict(zip(("followed", "signalled", "minor"), rows, strict=True))
+
+
+@pytest.fixture
+def refs(app: Flask, territory: dict[str, Account]) -> dict[str, str]:
+    return {name: case.reference for name, case in _cases(app).items()}
+
+
+def _as(app: Flask, clock: FakeClock, account: Account) -> FlaskClient:
+    client = app.test_client()
+    assert login(client, clock, account).status_code == 302
+    return client
+
+
+def _events(app: Flask, before: int) -> list[Event]:
+    log: AuditLog = app.extensions["maillon"].audit_log
+    return list(log.events(before, log.size()))
+
+
+def _size(app: Flask) -> int:
+    return int(app.extensions["maillon"].audit_log.size())
+
+
+def _stored(app: Flask, reference: str) -> dict[str, CaseField]:
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        case = session.scalar(select(Case).where(Case.reference == reference))
+        assert case is not None
+        rows = session.scalars(select(CaseField).where(CaseField.case_id == case.id))
+        result = {row.field_id: row for row in rows}
+        session.expunge_all()
+        return result
+
+
+def _day(clock: FakeClock, days: int) -> str:
+    return (clock().date() + timedelta(days=days)).isoformat()
+
+
+# -- the access matrix ---------------------------------------------------------------------
+
+# who, case, purpose → hub-tier fields shown (the demo's values exist for all of these)
+MATRIX: list[tuple[str, str, str, set[str]]] = [
+    # The référent (Mission Locale) centralises the path: dates, référent, entry.
+    (
+        "conseillere",
+        "followed",
+        "suivi_parcours",
+        {
+            "identite.date_naissance",
+            "justice.date_sortie",
+            "justice.date_fin_mesure",
+            "parcours.referent",
+            "parcours.date_entree",
+            "sortie.type",
+            "sortie.date",
+        },
+    ),
+    # The SPIP agent of a partner organisation follows the path, not the identity.
+    (
+        "cpip",
+        "followed",
+        "suivi_parcours",
+        {"parcours.referent", "parcours.date_entree", "sortie.type", "sortie.date"},
+    ),
+    # As a group member reviewing a liaison form, the same person sees the judicial dates.
+    (
+        "cpip",
+        "followed",
+        "reperage",
+        {"identite.date_naissance", "justice.date_sortie", "justice.date_fin_mesure"},
+    ),
+    # The coordinator follows progress without the detail of the situation.
+    (
+        "coordinatrice",
+        "followed",
+        "suivi_parcours",
+        {"parcours.referent", "parcours.date_entree", "sortie.type", "sortie.date"},
+    ),
+    # A group member whose organisation does not follow the case: nothing outside repérage…
+    ("educateur", "followed", "suivi_parcours", set()),
+    # …and around a meeting (the demo has one in two days), the monthly review's fields.
+    (
+        "educateur",
+        "followed",
+        "revue_mensuelle",
+        {
+            "justice.date_sortie",
+            "justice.date_fin_mesure",
+            "parcours.referent",
+            "parcours.date_entree",
+            "sortie.type",
+            "sortie.date",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("who", "case", "purpose", "shown"), MATRIX)
+def test_each_recipient_sees_exactly_what_the_charter_grants_and_it_is_recorded(
+    app: Flask,
+    clock: FakeClock,
+    territory: dict[str, Account],
+    refs: dict[str, str],
+    who: str,
+    case: str,
+    purpose: str,
+    shown: set[str],
+) -> None:
+    # Given a person with a part in the case
+    client = _as(app, clock, territory[who])
+    before = _size(app)
+    # When they open it for a purpose
+    page = client.get(f"/dossiers/{refs[case]}?finalite={purpose}")
+    # Then the page holds the granted fields, and the refused values are not sent at all
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    birth_shown = "identite.date_naissance" in shown
+    assert ("12/05/2005" in html) is birth_shown
+    sortie = date.fromisoformat(_day(clock, 95)).strftime("%d/%m/%Y")
+    assert (sortie in html) is ("justice.date_sortie" in shown)
+    assert ("Mina Conseil" in html) is ("parcours.referent" in shown)
+    # And the decision, its articles and the charter version are in the log
+    (event,) = _events(app, before)
+    assert (event.action, event.object_type, event.object_id) == (
+        Action.CASE_VIEW,
+        "case",
+        refs[case],
+    )
+    assert event.purpose == purpose and event.charter_version == CHARTER
+    assert event.decision.value == ("allow" if shown else "deny")
+    assert event.rule and all(a.startswith("art-") for a in event.rule.split("/"))
+
+
+def test_the_api_view_lists_granted_values_and_refusals_without_values(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    from tests.integration.test_api_auth import request_token
+    from tests.integration.test_audit_trail import _api_client
+
+    api = _api_client(app)  # the SPIP's system: its organisation follows the case
+    http = app.test_client()
+    token = request_token(http, api.assertion(clock)).get_json()["access_token"]
+    before = _size(app)
+    response = http.get(
+        f"/api/v1/dossiers/{refs['followed']}?finalite=suivi_parcours",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200
+    body = response.get_json()
+    granted = {f["field"]: f for f in body["fields"]}
+    assert set(granted) == {
+        "parcours.referent",
+        "parcours.date_entree",
+        "sortie.type",
+        "sortie.date",
+    }
+    assert granted["parcours.referent"]["value"].startswith("Mina Conseil")
+    assert granted["sortie.type"]["value"] is None  # granted, not recorded yet
+    refused = {r["field"]: r for r in body["refused"]}
+    assert refused["identite.date_naissance"] == {
+        "field": "identite.date_naissance",
+        "code": "no_rule",
+        "article": "art-3",
+    }
+    assert "2005-05-12" not in response.get_data(as_text=True)
+    (event,) = _events(app, before)
+    assert event.action == Action.CASE_VIEW and event.actor_user == f"client:{api.client_id}"
+    # A case its organisation does not follow: refused, recorded
+    before = _size(app)
+    denied = http.get(
+        f"/api/v1/dossiers/{refs['minor']}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert denied.status_code == 403 and denied.get_json()["error"] == "not_involved"
+    (event,) = _events(app, before)
+    assert event.decision.value == "deny" and event.rule == "art-3"
+
+
+@pytest.mark.parametrize(
+    ("who", "rule"),
+    [
+        ("dpo", "art-3"),  # the DPO never reads content
+        ("admin", "art-3"),  # nor does the administrator
+        ("logement", "art-4"),  # the landlord's organisation signed no charter of this group
+        ("educatrice-rue", "art-4"),
+    ],
+)
+def test_people_without_a_part_in_the_case_are_refused_and_it_is_recorded(
+    app: Flask,
+    clock: FakeClock,
+    territory: dict[str, Account],
+    refs: dict[str, str],
+    who: str,
+    rule: str,
+) -> None:
+    client = _as(app, clock, territory[who])
+    before = _size(app)
+    page = client.get(f"/dossiers/{refs['followed']}?finalite=suivi_parcours")
+    assert page.status_code == 403
+    assert "Mina Conseil" not in page.get_data(as_text=True)
+    (event,) = _events(app, before)
+    assert (event.action, event.decision.value, event.rule) == (Action.CASE_VIEW, "deny", rule)
+    # The list shows none of the cases either
+    listing = client.get("/dossiers/").get_data(as_text=True)
+    assert all(ref not in listing for ref in refs.values())
+
+
+def test_the_list_shows_the_cases_a_person_follows(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    conseillere = _as(app, clock, territory["conseillere"]).get("/dossiers/").get_data(as_text=True)
+    # She sits in the group, so she sees its three cases; as référent of one only.
+    assert all(ref in conseillere for ref in refs.values())
+    search = _as(app, clock, territory["cpip"]).get(f"/dossiers/?q={refs['minor'][:6]}")
+    assert refs["minor"] in search.get_data(as_text=True)
+
+
+def test_monthly_review_rules_apply_only_around_a_meeting(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    # Ten days later the meeting (in 2 days) is past its window and the next is 20 days away.
+    clock.advance(days=10)
+    client = _as(app, clock, territory["educateur"])
+    before = _size(app)
+    html = client.get(f"/dossiers/{refs['followed']}?finalite=revue_mensuelle").get_data(
+        as_text=True
+    )
+    assert "Mina Conseil" not in html
+    assert "permise seulement autour d" in html  # the refusal explains itself
+    (event,) = _events(app, before)
+    assert event.decision.value == "deny"
+
+
+def test_an_unknown_purpose_is_a_bad_request(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    client = _as(app, clock, territory["conseillere"])
+    assert client.get(f"/dossiers/{refs['followed']}?finalite=controle").status_code == 400
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+def _post(client: FlaskClient, path: str, **data: Any) -> Any:
+    return client.post(path, data={"csrf_token": csrf_token(client, path), **data})
+
+
+def test_signalling_a_young_person_opens_a_case_with_sealed_values(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    client = _as(app, clock, territory["cpip"])
+    before = _size(app)
+    response = _post(client, "/dossiers/nouveau", **{"justice.date_sortie": _day(clock, 40)})
+    assert response.status_code == 302
+    reference = response.headers["Location"].rsplit("/", 1)[-1]
+    (event,) = _events(app, before)
+    assert (event.action, event.object_id, event.rule, event.charter_version) == (
+        Action.CASE_CREATE,
+        reference,
+        "art-8",
+        CHARTER,
+    )
+    stored = _stored(app, reference)
+    assert set(stored) == {"justice.date_sortie"}
+    assert _day(clock, 40).encode() not in stored["justice.date_sortie"].ciphertext
+    page = client.get(f"/dossiers/{reference}?finalite=reperage").get_data(as_text=True)
+    assert (clock().date() + timedelta(days=40)).strftime("%d/%m/%Y") in page
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        # The commune may not publish judicial information (no publish rule for it).
+        ("justice.date_sortie", "2027-01-01", "aucune règle de la charte ne l"),
+        # Identity travels only in sealed liaison forms.
+        ("identite.nom", "Dupont", "fiche de liaison"),
+        # Never exchanged, whatever a rule says.
+        ("identite.convictions", "x", "interdit"),
+        # Unknown to the catalogue.
+        ("justice.casier", "x", "absent du catalogue"),
+    ],
+)
+def test_a_refused_field_is_named_and_nothing_is_stored(
+    app: Flask,
+    clock: FakeClock,
+    territory: dict[str, Account],
+    refs: dict[str, str],
+    field: str,
+    value: str,
+    says: str,
+) -> None:
+    client = _as(app, clock, territory["coordinatrice"])
+    path = f"/dossiers/{refs['followed']}/informations"
+    stored_before = {k: v.ciphertext for k, v in _stored(app, refs["followed"]).items()}
+    before = _size(app)
+    response = _post(client, path, **{"sortie.type": "emploi", field: value})
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "Rien n" in html and says in html
+    assert {k: v.ciphertext for k, v in _stored(app, refs["followed"]).items()} == stored_before
+    (event,) = _events(app, before)
+    assert (event.action, event.decision.value) == (Action.CASE_UPDATE, "deny")
+
+
+def test_a_malformed_date_is_refused_in_french_and_changes_nothing(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    client = _as(app, clock, territory["cpip"])
+    stored_before = _stored(app, refs["signalled"])["justice.date_sortie"].ciphertext
+    response = _post(
+        client, f"/dossiers/{refs['signalled']}/informations", **{"justice.date_sortie": "demain"}
+    )
+    assert response.status_code == 400
+    assert "AAAA-MM-JJ" in response.get_data(as_text=True)
+    assert _stored(app, refs["signalled"])["justice.date_sortie"].ciphertext == stored_before
+
+
+def test_a_partner_updates_what_it_may_publish(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    client = _as(app, clock, territory["conseillere"])
+    before = _size(app)
+    response = _post(
+        client,
+        f"/dossiers/{refs['followed']}/informations",
+        **{"sortie.type": "emploi", "sortie.date": _day(clock, 120)},
+    )
+    assert response.status_code == 302
+    (event,) = _events(app, before)
+    assert (event.action, event.decision.value, event.rule) == (
+        Action.CASE_UPDATE,
+        "allow",
+        "art-8",
+    )
+    html = client.get(f"/dossiers/{refs['followed']}?finalite=suivi_parcours").get_data(
+        as_text=True
+    )
+    assert "emploi" in html
+
+
+def test_a_person_without_a_part_cannot_write(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    client = _as(app, clock, territory["logement"])
+    before = _size(app)
+    response = client.post(f"/dossiers/{refs['followed']}/informations", data={})
+    assert response.status_code in (400, 403)  # CSRF or need-to-know: never a write
+    assert [e.decision.value for e in _events(app, before)] == ["deny"]
+
+
+def test_the_coordinator_names_the_referent_whose_organisation_then_follows_the_case(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        from hub.models import User
+
+        mina = session.scalar(select(User).where(User.email == territory["conseillere"].email))
+        assert mina is not None
+        mina_id, ml_id = mina.id, mina.organisation_id
+    coordinator = _as(app, clock, territory["coordinatrice"])
+    case_page = f"/dossiers/{refs['signalled']}"
+    token = csrf_token(coordinator, case_page)
+    before = _size(app)
+    response = coordinator.post(
+        f"{case_page}/referent", data={"csrf_token": token, "referent": str(mina_id)}
+    )
+    assert response.status_code == 302
+    assert [e.action for e in _events(app, before)] == [Action.CASE_REFERENT]
+    with state.session_factory() as session:
+        case = session.scalar(select(Case).where(Case.reference == refs["signalled"]))
+        assert case is not None and case.referent_id == mina_id and case.status == "suivi"
+        assert session.get(CasePartner, (case.id, ml_id)) is not None
+    # Now the référent sees the case as référent
+    html = _as(app, clock, territory["conseillere"]).get(f"{case_page}?finalite=suivi_parcours")
+    assert "Mina Conseil" in html.get_data(as_text=True)
+    # Only the coordinator may do this
+    cpip = _as(app, clock, territory["cpip"])
+    token = csrf_token(cpip, case_page)
+    refused = cpip.post(f"{case_page}/referent", data={"csrf_token": token, "referent": "1"})
+    assert refused.status_code == 403
+
+
+def test_the_referent_associates_a_partner_of_the_group(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        pjj = session.scalar(select(Organisation).where(Organisation.kind == "pjj"))
+        assert pjj is not None
+        pjj_id = pjj.id
+    client = _as(app, clock, territory["conseillere"])
+    case_page = f"/dossiers/{refs['followed']}"
+    token = csrf_token(client, case_page)
+    response = client.post(
+        f"{case_page}/partenaires", data={"csrf_token": token, "organisation": str(pjj_id)}
+    )
+    assert response.status_code == 302
+    # The PJJ educator now follows the case as a partner agent
+    html = _as(app, clock, territory["educateur"]).get(f"{case_page}?finalite=suivi_parcours")
+    assert "Mina Conseil" in html.get_data(as_text=True)
+
+
+def test_the_coordinator_schedules_meetings(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        from hub.models import OperationalGroup
+
+        group = session.scalar(select(OperationalGroup.public_id))
+    client = _as(app, clock, territory["coordinatrice"])
+    path = f"/dossiers/reunions/{group}"
+    response = _post(client, path, day=_day(clock, 60))
+    assert response.status_code == 302
+    again = _post(client, path, day=_day(clock, 60))
+    assert "déjà prévue" in again.get_data(as_text=True)
+    assert _as(app, clock, territory["cpip"]).get(path).status_code == 403
