@@ -21,7 +21,7 @@ from audit.store import AuditLog, make_audit_engine
 from charter import default_charter_text
 from hub.api_auth import public_jwk
 from hub.demo import GROUP_NAME
-from hub.models import ApiClient, OperationalGroup, Organisation, User
+from hub.models import ApiClient, Case, OperationalGroup, Organisation, User
 from tests.conftest import Account, FakeClock, csrf_token, fresh_code, login, post_form
 from tests.integration.test_api_auth import Client, request_token
 
@@ -57,12 +57,20 @@ def _public_id(app: Flask, model: Any, **where: Any) -> str:
         return str(row.public_id)
 
 
+def _followed_case(app: Flask) -> str:
+    """The demo case whose référent is named (the first one opened)."""
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        return str(session.scalar(select(Case.reference).order_by(Case.id).limit(1)))
+
+
 @pytest.fixture
 def ids(app: Flask, territory: dict[str, Account]) -> dict[str, str]:
     return {
         "user": _public_id(app, User, email=territory["cpip"].email),
         "group": _public_id(app, OperationalGroup, name=GROUP_NAME),
         "org": _public_id(app, Organisation, name="Démoville Habitat"),
+        "case": _followed_case(app),
     }
 
 
@@ -127,6 +135,12 @@ GET_ROUTES: dict[str, tuple[str, str, list[tuple[Action, str, str]]]] = {
         "/charte/{group}/bilan.pdf",
         [(Action.AUDIT_READ, "group", "{group}")],
     ),
+    "cases.index": ("cpip", "/dossiers/", [(Action.CASE_LIST, "page", "cases.index")]),
+    "cases.new": ("cpip", "/dossiers/nouveau", []),
+    "cases.show": ("conseillere", "/dossiers/{case}", [(Action.CASE_VIEW, "case", "{case}")]),
+    # The form offers inputs, never the values held: no read of the case's content.
+    "cases.edit": ("conseillere", "/dossiers/{case}/informations", []),
+    "cases.meetings": ("coordinatrice", "/dossiers/reunions/{group}", []),
 }
 
 
@@ -225,6 +239,8 @@ def _post(
         return lambda: client.get("/api/v1/moi", headers={"Authorization": f"Bearer {token}"})
     if endpoint.startswith("charter."):
         return _charter_post(app, clock, territory, ids["group"], endpoint)
+    if endpoint.startswith("cases.") or endpoint == "api.case_view":
+        return _case_post(app, clock, territory, ids, endpoint)
     client = admin()
     user, group, org = ids["user"], ids["group"], ids["org"]
     forms: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -325,6 +341,61 @@ def _charter_post(
     )
 
 
+def _case_post(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], ids: dict[str, str], endpoint: str
+) -> Any:
+    case, group = ids["case"], ids["group"]
+    if endpoint == "api.case_view":
+        api = _api_client(app)
+        client = app.test_client()
+        token = request_token(client, api.assertion(clock)).get_json()["access_token"]
+        return lambda: client.get(
+            f"/api/v1/dossiers/{case}", headers={"Authorization": f"Bearer {token}"}
+        )
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        referent = session.scalar(
+            select(User.id).where(User.email == territory["conseillere"].email)
+        )
+        pjj = session.scalar(select(Organisation.id).where(Organisation.kind == "pjj"))
+    forms: dict[str, tuple[str, str, str, dict[str, Any]]] = {
+        "cases.new": (
+            "cpip",
+            "/dossiers/nouveau",
+            "/dossiers/nouveau",
+            {"justice.date_sortie": "2030-01-01"},
+        ),
+        "cases.edit": (
+            "conseillere",
+            f"/dossiers/{case}/informations",
+            f"/dossiers/{case}/informations",
+            {"sortie.type": "emploi"},
+        ),
+        "cases.name_referent": (
+            "coordinatrice",
+            f"/dossiers/{case}",
+            f"/dossiers/{case}/referent",
+            {"referent": str(referent)},
+        ),
+        "cases.add_partner": (
+            "conseillere",
+            f"/dossiers/{case}",
+            f"/dossiers/{case}/partenaires",
+            {"organisation": str(pjj)},
+        ),
+        "cases.meetings": (
+            "coordinatrice",
+            f"/dossiers/reunions/{group}",
+            f"/dossiers/reunions/{group}",
+            {"day": "2030-01-07"},
+        ),
+    }
+    who, form_page, action, data = forms[endpoint]
+    client = _client_for(app, clock, territory, who)
+    token = csrf_token(client, form_page)
+    return lambda: client.post(action, data={"csrf_token": token, **data})
+
+
 def _id(app: Flask, model: Any, public_id: str) -> int:
     state = app.extensions["maillon"]
     with state.session_factory() as session:
@@ -352,6 +423,12 @@ POST_ROUTES: dict[str, list[Action]] = {
     "charter.publish": [Action.CHARTER_PUBLISH],
     "charter.sign": [Action.CHARTER_SIGN],
     "charter.decline": [Action.CHARTER_DECLINE],
+    "cases.new": [Action.CASE_CREATE],
+    "cases.edit": [Action.CASE_UPDATE],
+    "cases.name_referent": [Action.CASE_REFERENT],
+    "cases.add_partner": [Action.CASE_PARTNER],
+    "cases.meetings": [Action.GROUP_MEETING],
+    "api.case_view": [Action.CASE_VIEW],
 }
 
 
