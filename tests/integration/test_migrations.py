@@ -92,3 +92,49 @@ def test_constraints_reject_bad_vocabulary(empty_engine: Engine) -> None:
             ),
             {"t": NOW},
         )
+
+
+def test_cases_migration_up_and_down_on_data(empty_engine: Engine) -> None:
+    # Given people at revision 0004
+    upgrade(empty_engine, "0004")
+    _seed_people(empty_engine)
+    # When the cases revision is applied, a case with a sealed value and a meeting can be stored
+    upgrade(empty_engine, "0005")
+    with empty_engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO cases (id, reference, group_id, opened_by_org_id, status, opened_at, wrapped_key) "
+                "VALUES (1, 'C-0000-0001', 1, 1, 'reperage', :t, :k)"
+            ),
+            {"t": NOW, "k": b"\x01key"},
+        )
+        c.execute(
+            text(
+                "INSERT INTO case_partners (case_id, organisation_id, added_at) VALUES (1, 1, :t)"
+            ),
+            {"t": NOW},
+        )
+        c.execute(
+            text(
+                "INSERT INTO case_fields (case_id, field_id, ciphertext, published_by_org_id, published_at, charter_version) "
+                "VALUES (1, 'justice.date_sortie', :b, 1, :t, 1)"
+            ),
+            {"t": NOW, "b": b"\x01sealed"},
+        )
+        c.execute(
+            text("INSERT INTO group_meetings (group_id, meets_on, created_at) VALUES (1, :d, :t)"),
+            {"d": NOW.date(), "t": NOW},
+        )
+    # An unknown step is refused by the database itself
+    with pytest.raises(Exception), empty_engine.begin() as c:  # noqa: B017 - driver-specific
+        c.execute(
+            text(
+                "INSERT INTO cases (reference, group_id, opened_by_org_id, status, opened_at, wrapped_key) "
+                "VALUES ('C-0000-0002', 1, 1, 'archive', :t, :k)"
+            ),
+            {"t": NOW, "k": b"k"},
+        )
+    # Then downgrading removes the case tables and keeps the people
+    downgrade(empty_engine, "0004")
+    assert "cases" not in inspect(empty_engine).get_table_names()
+    assert _count(empty_engine, "users") == 1 and _count(empty_engine, "group_members") == 1
