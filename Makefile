@@ -8,7 +8,7 @@ MO := $(PO:.po=.mo)
 
 .PHONY: run test lint bench env translations extract-messages clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml audit/_fastmerkle.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -303,3 +303,30 @@ def test_node_hash_is_domain_separated_from_leaves() -> None:
 def test_frontier_refuses_wrong_shape() -> None:
     with pytest.raises(ProofError):
         Frontier(3, [EMPTY_ROOT])
+
+
+def test_the_c_helper_is_built_in_this_environment() -> None:
+    # `make test` builds it; if it silently failed to build, the benchmark figures would lie.
+    from audit import merkle
+
+    if merkle._c_root is None:
+        pytest.fail("audit._fastmerkle was not built (needs gcc and OpenSSL headers)")
+
+
+@given(st.lists(st.binary(min_size=32, max_size=32), min_size=0, max_size=300))
+def test_the_c_root_equals_the_python_reference(hashes: list[bytes]) -> None:
+    from audit.merkle import python_root_from_leaf_hashes
+
+    expected = MemoryTree(hashes).root() if hashes else EMPTY_ROOT
+    assert root_from_leaf_hashes(hashes) == python_root_from_leaf_hashes(hashes) == expected
+
+
+def test_the_c_helper_refuses_what_is_not_a_list_of_hashes() -> None:
+    from audit._fastmerkle import root_of_leaf_hashes
+
+    for bad in (b"", b"x" * 31, b"x" * 33):
+        with pytest.raises(ValueError):
+            root_of_leaf_hashes(bad)
+    with pytest.raises(TypeError):
+        root_of_leaf_hashes("not bytes")  # type: ignore[arg-type]
+    assert root_of_leaf_hashes(b"\x07" * 32) == b"\x07" * 32  # one leaf: the root is the leaf
