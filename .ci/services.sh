@@ -12,6 +12,9 @@ maillon_install_missing() {
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
+  # The optional C helper of audit/ (interior Merkle levels) builds against OpenSSL's headers.
+  [ -f /usr/include/openssl/sha.h ] || need+=(libssl-dev)
+  command -v gcc >/dev/null 2>&1 || need+=(gcc)
   # WeasyPrint renders PDFs with Pango.
   ldconfig -p 2>/dev/null | grep -q libpango-1.0 || need+=(libpango-1.0-0 libpangoft2-1.0-0)
   if ((${#need[@]})); then

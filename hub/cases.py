@@ -334,13 +334,18 @@ class Cases:
         return CaseView(ctx, purpose, tuple(shown), tuple(refused))
 
     def default_purpose(self, ctx: CaseContext) -> str:
-        """The first purpose of the charter for which the recipient may see something."""
-        purposes = [p.id for p in ctx.charter.purposes]
-        for purpose in purposes:
-            reasons, _stored = self.decide_view(ctx, purpose)
-            if any(r.allowed for r in reasons.values()):
-                return purpose
-        return purposes[0]
+        """The purpose under which the recipient sees the most (first in the charter on a tie).
+
+        Only a default for the page: the person states the purpose they consult for, and it is
+        recorded with every read.
+        """
+        best, best_count = ctx.charter.purposes[0].id, 0
+        for purpose in ctx.charter.purposes:
+            reasons, _stored = self.decide_view(ctx, purpose.id)
+            count = sum(r.allowed for r in reasons.values())
+            if count > best_count:
+                best, best_count = purpose.id, count
+        return best
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -306,11 +306,16 @@ def test_frontier_refuses_wrong_shape() -> None:
 
 
 def test_the_c_helper_is_built_in_this_environment() -> None:
-    # `make test` builds it; if it silently failed to build, the benchmark figures would lie.
+    # `make test` builds it (optional: pure Python otherwise). CI installs gcc and OpenSSL's
+    # headers, so there a missing helper is a failure: the benchmark figures rely on it.
     from audit import merkle
+    from tests.conftest import IN_CI
 
     if merkle._c_root is None:
-        pytest.fail("audit._fastmerkle was not built (needs gcc and OpenSSL headers)")
+        message = "audit._fastmerkle was not built (needs gcc and OpenSSL headers: libssl-dev)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @given(st.lists(st.binary(min_size=32, max_size=32), min_size=0, max_size=300))
@@ -322,7 +327,8 @@ def test_the_c_root_equals_the_python_reference(hashes: list[bytes]) -> None:
 
 
 def test_the_c_helper_refuses_what_is_not_a_list_of_hashes() -> None:
-    from audit._fastmerkle import root_of_leaf_hashes
+    fastmerkle = pytest.importorskip("audit._fastmerkle")
+    root_of_leaf_hashes = fastmerkle.root_of_leaf_hashes
 
     for bad in (b"", b"x" * 31, b"x" * 33):
         with pytest.raises(ValueError):
