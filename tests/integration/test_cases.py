@@ -367,11 +367,21 @@ def test_a_partner_updates_what_it_may_publish(
 def test_a_person_without_a_part_cannot_write(
     app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
 ) -> None:
+    # Given the landlord's agent with a valid session and CSRF token
     client = _as(app, clock, territory["logement"])
+    token = csrf_token(client, "/dossiers/")
+    stored_before = {k: v.ciphertext for k, v in _stored(app, refs["followed"]).items()}
     before = _size(app)
-    response = client.post(f"/dossiers/{refs['followed']}/informations", data={})
-    assert response.status_code in (400, 403)  # CSRF or need-to-know: never a write
-    assert [e.decision.value for e in _events(app, before)] == ["deny"]
+    # When they post values to a case they take no part in
+    response = client.post(
+        f"/dossiers/{refs['followed']}/informations",
+        data={"csrf_token": token, "logement.situation": "x", "sortie.type": "emploi"},
+    )
+    # Then it is refused, recorded, and nothing changed
+    assert response.status_code == 403
+    (event,) = _events(app, before)
+    assert (event.action, event.decision.value) == (Action.ACCESS_REFUSED, "deny")
+    assert {k: v.ciphertext for k, v in _stored(app, refs["followed"]).items()} == stored_before
 
 
 def test_the_coordinator_names_the_referent_whose_organisation_then_follows_the_case(
