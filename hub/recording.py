@@ -78,3 +78,24 @@ def record(
         )
     except AuditError as error:
         raise AuditUnavailable() from error
+
+
+def record_case(
+    action: Action,
+    reference: str,
+    *,
+    allowed: bool = True,
+    purpose: str = "",
+    rule: str = "",
+    charter_version: str = "",
+) -> Event:
+    """Record an act on a case (page or API): the charter's decision, its articles and version."""
+    return record(
+        action,
+        object_type="case",
+        object_id=reference,
+        purpose=purpose,
+        decision=Decision.ALLOW if allowed else Decision.DENY,
+        rule=rule,
+        charter_version=charter_version,
+    )

@@ -17,7 +17,7 @@ from hub.errors import ApiError
 from hub.extensions import csrf, limiter
 from hub.i18n import N_
 from hub.models import ApiClient, OperationalGroup
-from hub.recording import record
+from hub.recording import record, record_case
 from hub.state import cases, db, state
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -213,11 +213,10 @@ def case_view(reference: str) -> Any:
     try:
         ctx = service.context_for_organisation(case, client.organisation)
     except CaseAccessDeniedError as error:
-        record(
+        record_case(
             Action.CASE_VIEW,
-            object_type="case",
-            object_id=case.reference,
-            decision=Decision.DENY,
+            case.reference,
+            allowed=False,
             rule=error.article,
         )
         raise ApiError(403, error.code, _(error.message)) from error
@@ -225,12 +224,11 @@ def case_view(reference: str) -> Any:
     if purpose not in ctx.charter.purpose_ids:
         raise ApiError(400, "unknown_purpose", _("Finalité inconnue de la charte."))
     view = service.view(ctx, purpose)
-    record(
+    record_case(
         Action.CASE_VIEW,
-        object_type="case",
-        object_id=case.reference,
+        case.reference,
         purpose=purpose,
-        decision=Decision.ALLOW if view.allowed else Decision.DENY,
+        allowed=view.allowed,
         rule=view.rule,
         charter_version=charter_ref(ctx.version),
     )

@@ -31,7 +31,7 @@ from hub.forms import MeetingForm, PartnerForm, ReferentForm, choices
 from hub.i18n import N_, page_is_english
 from hub.models import Case, GroupMembership, OperationalGroup, User, UserRole
 from hub.pagination import page_number, paginate
-from hub.recording import record
+from hub.recording import record, record_case
 from hub.state import cases, db
 
 bp = Blueprint("cases", __name__, url_prefix="/dossiers")
@@ -133,10 +133,9 @@ def new() -> Any:
             )
             show_error(error)
             return _new_page(groups, group, fields, values, 400)
-        record(
+        record_case(
             Action.CASE_CREATE,
-            object_type="case",
-            object_id=case.reference,
+            case.reference,
             purpose="reperage",
             rule=articles(decision.reasons),
             charter_version=charter_ref(version),
@@ -174,11 +173,10 @@ def show(reference: str) -> Any:
     try:
         ctx = service.context(case, current_user)
     except CaseAccessDeniedError as error:
-        record(
+        record_case(
             Action.CASE_VIEW,
-            object_type="case",
-            object_id=case.reference,
-            decision=Decision.DENY,
+            case.reference,
+            allowed=False,
             rule=error.article,
         )
         return (
@@ -192,12 +190,11 @@ def show(reference: str) -> Any:
     if purpose not in {p.id for p in purposes}:
         abort(400)
     view = service.view(ctx, purpose)
-    record(
+    record_case(
         Action.CASE_VIEW,
-        object_type="case",
-        object_id=case.reference,
+        case.reference,
         purpose=purpose,
-        decision=Decision.ALLOW if view.allowed else Decision.DENY,
+        allowed=view.allowed,
         rule=view.rule,
         charter_version=charter_ref(ctx.version),
     )
@@ -255,20 +252,18 @@ def edit(reference: str) -> Any:
             decision, version = service.publish(ctx, values)
         except CaseRefusedError as error:
             db().rollback()
-            record(
+            record_case(
                 Action.CASE_UPDATE,
-                object_type="case",
-                object_id=case.reference,
-                decision=Decision.DENY,
+                case.reference,
+                allowed=False,
                 rule=articles(error.reasons),
                 charter_version=charter_ref(ctx.version),
             )
             show_error(error)
             return _edit_page(case, fields, values, 400)
-        record(
+        record_case(
             Action.CASE_UPDATE,
-            object_type="case",
-            object_id=case.reference,
+            case.reference,
             rule=articles(decision.reasons),
             charter_version=charter_ref(version),
         )
@@ -303,10 +298,9 @@ def name_referent(reference: str) -> Any:
         db().rollback()
         show_error(error)
         return redirect(url_for("cases.show", reference=reference))
-    record(
+    record_case(
         Action.CASE_REFERENT,
-        object_type="case",
-        object_id=case.reference,
+        case.reference,
         rule=articles(decision.reasons),
         charter_version=charter_ref(version),
     )
@@ -334,10 +328,9 @@ def add_partner(reference: str) -> Any:
         db().rollback()
         show_error(error)
         return redirect(url_for("cases.show", reference=reference))
-    record(
+    record_case(
         Action.CASE_PARTNER,
-        object_type="case",
-        object_id=case.reference,
+        case.reference,
         purpose="orientation",
         charter_version=charter_ref(ctx.version),
     )
