@@ -270,7 +270,33 @@ class Event:
         }
 
     def canonical(self) -> bytes:
-        """The canonical bytes (see the module docstring); deterministic for equal events."""
+        """The canonical bytes (see the module docstring); deterministic for equal events.
+
+        Every field was validated on the way in (identifiers, hex, enum values, ASCII with no
+        quote or backslash), so no character needs JSON escaping and the fixed template below
+        is exactly ``json.dumps(to_dict(), sort_keys=True, separators=(",", ":"))`` — which
+        the tests check — at a fifth of the cost: this runs on every audited request.
+        """
+        user = "null" if self.actor_user is None else f'"{self.actor_user}"'
+        return _CANONICAL.format(
+            self.action.value,
+            self.actor_org,
+            user,
+            self.charter_version,
+            self.decision.value,
+            self.ip_hash,
+            self.object_id,
+            self.object_type,
+            self.purpose,
+            self.request_id,
+            self.rule,
+            self.seq,
+            format_time(self.time),
+            FORMAT_VERSION,
+        ).encode("ascii")
+
+    def canonical_reference(self) -> bytes:
+        """:meth:`canonical` through the JSON encoder (the specification, for tests)."""
         return json.dumps(
             self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True
         ).encode("ascii")
@@ -308,6 +334,13 @@ class Event:
 
 
 _NEW_FIELD_NAMES = tuple(f.name for f in fields(NewEvent))
+
+# Keys in code-point order, as sort_keys would put them; {2} is the user (quoted, or null).
+_CANONICAL = (
+    '{{"action":"{0}","actor_org":"{1}","actor_user":{2},"charter_version":"{3}",'
+    '"decision":"{4}","ip_hash":"{5}","object_id":"{6}","object_type":"{7}","purpose":"{8}",'
+    '"request_id":"{9}","rule":"{10}","seq":{11},"time":"{12}","v":{13}}}'
+)
 
 _KEYS = frozenset(
     {

@@ -452,3 +452,52 @@ def test_the_coordinator_schedules_meetings(
     again = _post(client, path, day=_day(clock, 60))
     assert "déjà prévue" in again.get_data(as_text=True)
     assert _as(app, clock, territory["cpip"]).get(path).status_code == 403
+
+
+def test_refused_values_are_never_decrypted_for_anyone(
+    app: Flask, territory: dict[str, Account]
+) -> None:
+    """Exhaustively over the demo (every person × case × purpose): the vault opens only the
+    values the charter grants, and what is shown is exactly what the charter grants."""
+    from hub.cases import CaseAccessDeniedError, Cases
+    from hub.charters import parse
+    from hub.models import User
+    from hub.vault import FieldVault
+
+    state = app.extensions["maillon"]
+
+    class SpyVault(FieldVault):
+        def __init__(self, key: bytes) -> None:
+            super().__init__(key)
+            self.opened: list[str] = []
+
+        def open(self, wrapped_key: bytes, case_ref: str, field_id: str, blob: bytes) -> str:
+            self.opened.append(field_id)
+            return super().open(wrapped_key, case_ref, field_id, blob)
+
+    spy = SpyVault(state.config.data_key)
+    checked = 0
+    with state.session_factory() as session:
+        service = Cases(session, clock=state.clock, vault=spy)
+        for account in territory.values():
+            user = session.scalar(select(User).where(User.email == account.email))
+            assert user is not None
+            for case in session.scalars(select(Case)):
+                try:
+                    ctx = service.context(case, user)
+                except CaseAccessDeniedError:
+                    continue
+                for purpose in parse(ctx.version.text).purposes:
+                    spy.opened = []
+                    view = service.view(ctx, purpose.id)
+                    granted = {
+                        r.field
+                        for r in service.decide_view(ctx, purpose.id)[0].values()
+                        if r.allowed
+                    }
+                    assert set(spy.opened) <= granted
+                    assert {v.field.id for v in view.shown} == granted
+                    assert not {r.field for r in view.refused} & set(spy.opened)
+                    checked += 1
+    # Sanity: the walk covered people with a part (not only refusals)
+    assert checked >= 20

@@ -133,3 +133,49 @@ def test_hash_ip_is_keyed_and_normalised() -> None:
 @given(st.datetimes(timezones=st.just(UTC)))
 def test_micros_round_trip(when: datetime) -> None:
     assert from_micros(to_micros(when)) == when
+
+
+_ident = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,40}", fullmatch=True)
+_maybe = st.one_of(st.just(""), _ident)
+
+
+@given(
+    seq=st.integers(min_value=0, max_value=2**62),
+    time=st.datetimes(
+        min_value=datetime(1970, 1, 2), max_value=datetime(9999, 1, 1), timezones=st.just(UTC)
+    ),
+    action=st.sampled_from(list(Action)),
+    decision=st.sampled_from(list(Decision)),
+    actor_user=st.one_of(st.none(), _ident),
+    object_type=st.from_regex(r"[a-z][a-z0-9_.]{0,20}", fullmatch=True),
+    texts=st.tuples(_maybe, _maybe, _maybe, _maybe, _maybe, _maybe),
+    ip_hash=st.one_of(st.just(""), st.from_regex(r"[0-9a-f]{64}", fullmatch=True)),
+)
+def test_the_fast_canonical_encoding_is_exactly_the_json_specification(
+    seq: int,
+    time: datetime,
+    action: Action,
+    decision: Decision,
+    actor_user: str | None,
+    object_type: str,
+    texts: tuple[str, str, str, str, str, str],
+    ip_hash: str,
+) -> None:
+    actor_org, object_id, purpose, rule, charter_version, request_id = texts
+    event = Event(
+        seq=seq,
+        time=time,
+        action=action,
+        actor_user=actor_user,
+        actor_org=actor_org,
+        object_type=object_type,
+        object_id=object_id,
+        purpose=purpose,
+        decision=decision,
+        rule=rule,
+        charter_version=charter_version,
+        request_id=request_id,
+        ip_hash=ip_hash,
+    )
+    assert event.canonical() == event.canonical_reference()
+    assert Event.from_canonical(event.canonical()) == event
