@@ -319,8 +319,11 @@ class Frontier:
         return tuple(self._hashes)
 
     def copy(self) -> Frontier:
-        """An independent copy."""
-        return Frontier(self._size, self._hashes)
+        """An independent copy (no re-validation: this frontier is valid by construction)."""
+        clone = Frontier.__new__(Frontier)
+        clone._size = self._size
+        clone._hashes = list(self._hashes)
+        return clone
 
     def push(self, leaf: bytes) -> None:
         """Append one leaf hash (no bookkeeping: the verifier's hot loop)."""

@@ -35,6 +35,7 @@ with SQLite in WAL mode and ``synchronous=FULL`` that COMMIT is durable across p
 
 from __future__ import annotations
 
+import operator
 import os
 import sqlite3
 import threading
@@ -247,6 +248,7 @@ def event_from_row(row: Any) -> Event:
 
 
 _NEW_FIELDS = tuple(f.name for f in fields(NewEvent))
+_new_values = operator.attrgetter(*_NEW_FIELDS)  # one C call for the row's middle columns
 
 # Built once: the append path runs them on every audited request.
 _SIZE_QUERY = select(func.max(nodes_table.c.idx)).where(nodes_table.c.level == 0)
@@ -497,9 +499,7 @@ class AuditLog:
             ev = Event.from_new(size + offset, self._clock(), new)
             leaf = ev.leaf_hash()
             # Same order as _EVENT_COLUMNS.
-            event_rows.append(
-                (ev.seq, to_micros(ev.time), *(getattr(ev, name) for name in _NEW_FIELDS), leaf)
-            )
+            event_rows.append((ev.seq, to_micros(ev.time), *_new_values(new), leaf))
             node_rows.extend(frontier.append(leaf))
             appended.append(ev)
         return appended, frontier, event_rows, node_rows
