@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from audit.errors import InvalidEvent, LogUnavailable
 from audit.events import Action, Decision, Event, from_micros, to_micros
-from audit.store import AuditLog, event_from_row, events_table
+from audit.store import AuditLog, event_from_row, events_view
 
 MAX_PAGE = 500
 
@@ -35,7 +35,7 @@ class EventFilter:
 
     def clauses(self) -> list[ColumnElement[bool]]:
         """SQL conditions for this filter."""
-        c = events_table.c
+        c = events_view.c
         out: list[ColumnElement[bool]] = []
         if self.object_type is not None:
             out.append(c.object_type == self.object_type)
@@ -76,12 +76,12 @@ def search(
     log grows, and each page costs the same however deep)."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidEvent(f"limit must be between 1 and {MAX_PAGE}")
-    c = events_table.c
+    c = events_view.c
     where = criteria.clauses()
     if cursor is not None:
         where.append(c.seq < cursor if newest_first else c.seq > cursor)
     order = c.seq.desc() if newest_first else c.seq.asc()
-    query = select(events_table).where(*where).order_by(order).limit(limit + 1)
+    query = select(events_view).where(*where).order_by(order).limit(limit + 1)
     try:
         with log.engine.connect() as conn:
             rows = conn.execute(query).all()
@@ -108,7 +108,7 @@ class AccessRow:
 
 
 def _report(log: AuditLog, where: list[ColumnElement[bool]]) -> list[AccessRow]:
-    c = events_table.c
+    c = events_view.c
     keys = (c.actor_user, c.actor_org, c.object_type, c.object_id, c.action, c.decision)
     query = (
         select(*keys, func.count(), func.min(c.time_us), func.max(c.time_us))
@@ -173,7 +173,7 @@ class TallyRow:
 
 def tally(log: AuditLog, criteria: EventFilter) -> list[TallyRow]:
     """Counts per (action, decision, rule) for ``criteria``, largest first (annual review)."""
-    c = events_table.c
+    c = events_view.c
     keys = (c.action, c.decision, c.rule)
     query = (
         select(*keys, func.count())

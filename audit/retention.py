@@ -66,6 +66,8 @@ def prune(
     threshold = to_micros(now - retention)
     try:
         with log.write_transaction() as conn:
+            # Everything into the archive first: the cut deletes from there only.
+            log.flush(conn)
             size = log._size(conn)
             previous = conn.execute(select(func.max(segments_table.c.cut))).scalar() or 0
             first_recent = conn.execute(

@@ -6,7 +6,13 @@ The audit log lives in its own database (DESIGN §8), so it has its own ``MetaDa
 Tables
 ------
 ``audit_events``       one row per event: ``seq`` (= Merkle leaf index, from 0), every field,
-                       the leaf hash. Append-only.
+                       the leaf hash, with the DPO's search indexes. Append-only.
+``audit_tail``         the newest events, same columns, no secondary index: appends land here
+                       and every ``TAIL_FLUSH`` events the tail moves into ``audit_events`` in
+                       the appending transaction (sorted inserts into the indexes, once per
+                       batch, instead of four random index inserts per request). Rows may only
+                       leave it for an identical row of ``audit_events``.
+``audit_all_events``   a view, ``audit_events UNION ALL audit_tail``: what every reader reads.
 ``audit_nodes``        one row per *complete* subtree ``(level, idx, hash)``, leaves included
                        (level 0). Append-only and never pruned (hashes only, no personal data),
                        so the root at any size and any proof need O(log n) row lookups.
@@ -14,21 +20,26 @@ Tables
 ``audit_segments``     signed records of retention cuts (see :mod:`audit.retention`).
                        Append-only; the only thing that lets old events be deleted.
 
-Append-only is enforced by triggers on SQLite and PostgreSQL: UPDATE is always refused and
-DELETE of an event is refused unless a segment record covers its ``seq``. In production the
+Append-only is enforced by triggers on SQLite and PostgreSQL: UPDATE is always refused,
+DELETE of an event is refused unless a segment record covers its ``seq``, and DELETE from the
+tail is refused unless the very same row is already in ``audit_events``. In production the
 application's PostgreSQL role should further be granted only ``INSERT, SELECT`` on these tables
 (and ``DELETE`` on ``audit_events`` only for the role that runs retention), e.g.::
 
-    REVOKE ALL ON audit_events, audit_nodes, audit_checkpoints, audit_segments FROM maillon_app;
-    GRANT INSERT, SELECT ON audit_events, audit_nodes, audit_checkpoints, audit_segments
-        TO maillon_app;
+    REVOKE ALL ON audit_events, audit_tail, audit_nodes, audit_checkpoints, audit_segments
+        FROM maillon_app;
+    GRANT INSERT, SELECT ON audit_events, audit_tail, audit_nodes, audit_checkpoints,
+        audit_segments TO maillon_app;
+    GRANT DELETE ON audit_tail TO maillon_app;  -- moves only, enforced by the trigger
+    GRANT SELECT ON audit_all_events TO maillon_app;
 
 Writers
 -------
 Every append goes through one path that serialises sequence assignment: SQLite
 ``BEGIN IMMEDIATE`` (the database write lock, taken before the size is read) or, on PostgreSQL,
 a transaction-level advisory lock. The size is then read from ``audit_nodes`` and the new rows
-inserted in the same transaction, so concurrent writers in any number of threads or processes
+inserted (into the tail, moved to the archive at each multiple of ``TAIL_FLUSH``) in the same
+transaction, so concurrent writers in any number of threads or processes
 get gap-free, unique sequence numbers. :meth:`AuditLog.append` returns only after COMMIT;
 with SQLite in WAL mode and ``synchronous=FULL`` that COMMIT is durable across power loss.
 """
@@ -79,24 +90,32 @@ metadata = MetaData()
 # INTEGER (not BIGINT) on SQLite makes the primary key an alias of the rowid: no second index.
 _Seq = BigInteger().with_variant(Integer(), "sqlite")
 
-events_table = Table(
-    "audit_events",
-    metadata,
-    Column("seq", _Seq, primary_key=True, autoincrement=False),
-    Column("time_us", BigInteger, nullable=False),
-    Column("action", String(64), nullable=False),
-    Column("actor_user", String(128), nullable=True),
-    Column("actor_org", String(128), nullable=False),
-    Column("object_type", String(32), nullable=False),
-    Column("object_id", String(128), nullable=False),
-    Column("purpose", String(128), nullable=False),
-    Column("decision", String(8), nullable=False),
-    Column("rule", String(128), nullable=False),
-    Column("charter_version", String(128), nullable=False),
-    Column("request_id", String(128), nullable=False),
-    Column("ip_hash", String(64), nullable=False),
-    Column("leaf_hash", LargeBinary(32), nullable=False),
-)
+
+def _event_columns() -> list[Column[Any]]:
+    return [
+        Column("seq", _Seq, primary_key=True, autoincrement=False),
+        Column("time_us", BigInteger, nullable=False),
+        Column("action", String(64), nullable=False),
+        Column("actor_user", String(128), nullable=True),
+        Column("actor_org", String(128), nullable=False),
+        Column("object_type", String(32), nullable=False),
+        Column("object_id", String(128), nullable=False),
+        Column("purpose", String(128), nullable=False),
+        Column("decision", String(8), nullable=False),
+        Column("rule", String(128), nullable=False),
+        Column("charter_version", String(128), nullable=False),
+        Column("request_id", String(128), nullable=False),
+        Column("ip_hash", String(64), nullable=False),
+        Column("leaf_hash", LargeBinary(32), nullable=False),
+    ]
+
+
+events_table = Table("audit_events", metadata, *_event_columns())
+tail_table = Table("audit_tail", metadata, *_event_columns())
+# Every reader reads the view (archive and tail): it is created by create_schema, not by
+# create_all, hence its own MetaData.
+events_view = Table("audit_all_events", MetaData(), *_event_columns())
+TAIL_FLUSH = 256
 # The DPO console searches by object, by actor and by period (DESIGN §8).
 Index("ix_audit_events_object", events_table.c.object_id, events_table.c.seq)
 Index("ix_audit_events_user", events_table.c.actor_user, events_table.c.seq)
@@ -131,7 +150,17 @@ segments_table = Table(
     Column("note", Text, nullable=False),
 )
 
-_APPEND_ONLY = ("audit_events", "audit_nodes", "audit_checkpoints", "audit_segments")
+_APPEND_ONLY = ("audit_events", "audit_tail", "audit_nodes", "audit_checkpoints", "audit_segments")
+# Tables whose DELETE is guarded by a condition rather than always refused.
+_GUARDED_DELETE = ("audit_events", "audit_tail")
+_COLUMN_NAMES = tuple(c.name for c in events_table.columns)
+# A tail row may be deleted only once the very same event is in the archive (a move).
+_MOVED = " AND ".join(f"e.{name} IS OLD.{name}" for name in _COLUMN_NAMES)
+# Column and table names here and in the DDL below are this module's constants, never input.
+_VIEW_SELECT = (
+    f"SELECT {', '.join(_COLUMN_NAMES)} FROM audit_events "  # noqa: S608
+    f"UNION ALL SELECT {', '.join(_COLUMN_NAMES)} FROM audit_tail"
+)
 
 _SQLITE_TRIGGERS = [
     *(
@@ -143,13 +172,27 @@ _SQLITE_TRIGGERS = [
         f"CREATE TRIGGER IF NOT EXISTS {t}_no_delete BEFORE DELETE ON {t} "
         f"BEGIN SELECT RAISE(ABORT, '{t} is append-only'); END"
         for t in _APPEND_ONLY
-        if t != "audit_events"
+        if t not in _GUARDED_DELETE
     ),
     # Events may only be deleted below a signed retention cut (audit.retention).
     "CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events "
     "WHEN OLD.seq >= COALESCE((SELECT MAX(cut) FROM audit_segments), 0) "
     "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only above the retention cut'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_tail_no_delete BEFORE DELETE ON audit_tail "  # noqa: S608
+    f"WHEN NOT EXISTS (SELECT 1 FROM audit_events e WHERE {_MOVED}) "
+    "BEGIN SELECT RAISE(ABORT, 'audit_tail rows only move into audit_events'); END",
+    f"CREATE VIEW IF NOT EXISTS audit_all_events AS {_VIEW_SELECT}",
 ]
+
+_PG_TAIL_GUARD = f"""CREATE OR REPLACE FUNCTION audit_guard_tail_delete() RETURNS trigger
+       LANGUAGE plpgsql AS $$
+       BEGIN
+         IF NOT EXISTS (SELECT 1 FROM audit_events e
+                        WHERE {_MOVED.replace(" IS ", " IS NOT DISTINCT FROM ")}) THEN
+           RAISE EXCEPTION 'audit_tail rows only move into audit_events';
+         END IF;
+         RETURN OLD;
+       END $$"""  # noqa: S608
 
 _PG_TRIGGERS = [
     """CREATE OR REPLACE FUNCTION audit_forbid_change() RETURNS trigger
@@ -163,6 +206,7 @@ _PG_TRIGGERS = [
          END IF;
          RETURN OLD;
        END $$""",
+    _PG_TAIL_GUARD,
     *(
         f"CREATE OR REPLACE TRIGGER {t}_no_update BEFORE UPDATE ON {t} "
         f"FOR EACH ROW EXECUTE FUNCTION audit_forbid_change()"
@@ -172,7 +216,7 @@ _PG_TRIGGERS = [
         f"CREATE OR REPLACE TRIGGER {t}_no_delete BEFORE DELETE ON {t} "
         f"FOR EACH ROW EXECUTE FUNCTION audit_forbid_change()"
         for t in _APPEND_ONLY
-        if t != "audit_events"
+        if t not in _GUARDED_DELETE
     ),
     *(
         f"CREATE OR REPLACE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t} "
@@ -181,6 +225,9 @@ _PG_TRIGGERS = [
     ),
     "CREATE OR REPLACE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events "
     "FOR EACH ROW EXECUTE FUNCTION audit_guard_event_delete()",
+    "CREATE OR REPLACE TRIGGER audit_tail_no_delete BEFORE DELETE ON audit_tail "
+    "FOR EACH ROW EXECUTE FUNCTION audit_guard_tail_delete()",
+    f"CREATE OR REPLACE VIEW audit_all_events AS {_VIEW_SELECT}",
 ]
 
 # Arbitrary constant naming the audit writer lock among the database's advisory locks.
@@ -252,7 +299,7 @@ _new_values = operator.attrgetter(*_NEW_FIELDS)  # one C call for the row's midd
 
 # Built once: the append path runs them on every audited request.
 _SIZE_QUERY = select(func.max(nodes_table.c.idx)).where(nodes_table.c.level == 0)
-_INSERT_EVENTS = insert(events_table)
+_INSERT_EVENTS = insert(tail_table)
 _INSERT_NODES = insert(nodes_table)
 # The embedded store's append path goes straight to the driver (DESIGN §11: hot paths use Core
 # or the driver): per append, SQLAlchemy's execution machinery costs about as much CPU as the
@@ -260,15 +307,29 @@ _INSERT_NODES = insert(nodes_table)
 _EVENT_COLUMNS = tuple(c.name for c in events_table.columns)
 # Table and column names below are this module's constants, never input: no injection vector.
 _SQLITE_INSERT_EVENTS = (
-    f"INSERT INTO {events_table.name} ({', '.join(_EVENT_COLUMNS)}) "  # noqa: S608
+    f"INSERT INTO {tail_table.name} ({', '.join(_EVENT_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)})"
 )
 _SQLITE_SIZE = f"SELECT max(idx) FROM {nodes_table.name} WHERE level = 0"  # noqa: S608
 _SQLITE_INSERT_NODES = f"INSERT INTO {nodes_table.name} (level, idx, hash) VALUES (?, ?, ?)"  # noqa: S608
+# Moving the tail: sorted inserts into the archive's indexes, then the tail is emptied (the
+# trigger checks each deleted row arrived). Same statements on both databases.
+_FLUSH_TAIL = (
+    f"INSERT INTO audit_events ({', '.join(_EVENT_COLUMNS)}) "  # noqa: S608
+    f"SELECT {', '.join(_EVENT_COLUMNS)} FROM audit_tail ORDER BY seq"
+)
+_EMPTY_TAIL = "DELETE FROM audit_tail"
 _SQLITE_NODE = f"SELECT hash FROM {nodes_table.name} WHERE level = ? AND idx = ?"  # noqa: S608
 _NODE_COLUMNS = ("level", "idx", "hash")
 # Event rows are built as tuples in this column order: seq, time, the NewEvent fields, leaf.
 assert ("seq", "time_us", *_NEW_FIELDS, "leaf_hash") == _EVENT_COLUMNS
+
+
+def _crosses_flush(size: int, count: int) -> bool:
+    """Whether appending ``count`` events to a log of ``size`` reaches a multiple of
+    ``TAIL_FLUSH``: the size is read under the writer lock, so whichever process or thread
+    makes that append moves the tail, and a flush is never skipped for long."""
+    return (size + count) // TAIL_FLUSH != size // TAIL_FLUSH
 
 
 class _Ticket:
@@ -461,6 +522,9 @@ class AuditLog:
                 )
                 conn.executemany(_SQLITE_INSERT_EVENTS, event_rows)
                 conn.executemany(_SQLITE_INSERT_NODES, node_rows)
+                if _crosses_flush(size, len(news)):
+                    conn.execute(_FLUSH_TAIL)
+                    conn.execute(_EMPTY_TAIL)
                 conn.execute("COMMIT")  # durable on return: WAL with synchronous=FULL
             except BaseException:
                 if conn.in_transaction:
@@ -470,6 +534,16 @@ class AuditLog:
             writer.reset()
             raise LogUnavailable(f"audit event not written: {exc}") from exc
         return appended, frontier
+
+    @staticmethod
+    def flush(conn: Connection) -> None:
+        """Move the tail into the indexed archive, inside the caller's write transaction.
+
+        Appends do it every ``TAIL_FLUSH`` events; retention does it before cutting. Readers
+        never need it: they read the union of both.
+        """
+        conn.exec_driver_sql(_FLUSH_TAIL)
+        conn.exec_driver_sql(_EMPTY_TAIL)
 
     def _sqlite_frontier(self, conn: sqlite3.Connection, size: int) -> list[bytes]:
         keys = merkle.frontier_keys(size)
@@ -514,6 +588,8 @@ class AuditLog:
         conn.execute(
             _INSERT_EVENTS, [dict(zip(_EVENT_COLUMNS, r, strict=True)) for r in event_rows]
         )
+        if _crosses_flush(size, len(news)):
+            self.flush(conn)
         conn.execute(_INSERT_NODES, [dict(zip(_NODE_COLUMNS, r, strict=True)) for r in node_rows])
         return appended, frontier
 
@@ -608,7 +684,7 @@ class AuditLog:
     def event(self, seq: int) -> Event:
         """The event at ``seq``; :class:`AuditError` if it does not exist or was pruned."""
         with self._read() as conn:
-            row = conn.execute(select(events_table).where(events_table.c.seq == seq)).first()
+            row = conn.execute(select(events_view).where(events_view.c.seq == seq)).first()
         if row is None:
             raise AuditError(f"no event {seq}")
         return event_from_row(row)
@@ -626,11 +702,11 @@ class AuditLog:
         """Raw rows of :meth:`events` (with the stored ``leaf_hash``), for exports."""
         cursor = start
         while True:
-            query = select(events_table).where(events_table.c.seq >= cursor)
+            query = select(events_view).where(events_view.c.seq >= cursor)
             if stop is not None:
-                query = query.where(events_table.c.seq < stop)
+                query = query.where(events_view.c.seq < stop)
             with self._read() as conn:
-                rows = conn.execute(query.order_by(events_table.c.seq).limit(batch)).all()
+                rows = conn.execute(query.order_by(events_view.c.seq).limit(batch)).all()
             yield from rows
             if len(rows) < batch:
                 return

@@ -29,7 +29,7 @@ from audit.events import Event, format_time
 from audit.queries import MAX_PAGE, AccessRow, EventFilter, actor_access_report
 from audit.queries import object_access_report as _object_access_rows
 from audit.queries import search as _search
-from audit.store import AuditLog, events_table
+from audit.store import AuditLog, events_view
 from hub.models import ApiClient, Organisation, User
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -230,7 +230,7 @@ def check_integrity(log: AuditLog, verifier: NoteVerifier) -> Integrity:
 
 def count(log: AuditLog, criteria: EventFilter) -> int:
     """How many events match ``criteria``."""
-    query = select(func.count()).select_from(events_table).where(*criteria.clauses())
+    query = select(func.count()).select_from(events_view).where(*criteria.clauses())
     try:
         with log.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())

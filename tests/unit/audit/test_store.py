@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from audit.checkpoint import NoteSigner
@@ -173,9 +173,18 @@ def test_concurrent_processes_on_sqlite(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "sql",
     [
+        # The archive (events moved out of the tail)
         "UPDATE audit_events SET actor_user = 'someone' WHERE seq = 1",
         "DELETE FROM audit_events WHERE seq = 1",
         "DELETE FROM audit_events",
+        # The tail (the newest events)
+        "UPDATE audit_tail SET actor_user = 'someone' WHERE seq = 5",
+        "DELETE FROM audit_tail WHERE seq = 5",
+        "DELETE FROM audit_tail",
+        # A forged "move": a different row put in the archive does not let the tail row go
+        "INSERT INTO audit_events SELECT seq, time_us, action, 'someone', actor_org, object_type,"
+        " object_id, purpose, decision, rule, charter_version, request_id, ip_hash, leaf_hash"
+        " FROM audit_tail WHERE seq = 5; DELETE FROM audit_tail WHERE seq = 5",
         "UPDATE audit_nodes SET hash = hash WHERE level = 0",
         "DELETE FROM audit_nodes WHERE level = 0 AND idx = 2",
         "UPDATE audit_checkpoints SET size = 0",
@@ -183,13 +192,45 @@ def test_concurrent_processes_on_sqlite(tmp_path: Path) -> None:
     ],
 )
 def test_append_only_triggers_refuse_changes(log: AuditLog, signer: NoteSigner, sql: str) -> None:
+    # Given events 0-3 moved into the archive and 4-5 still in the tail
     log.append_many([view(i) for i in range(4)])
+    with log.write_transaction() as conn:
+        log.flush(conn)
+    log.append_many([view(i) for i in range(4, 6)])
     log.checkpoint(signer)
     root = log.root()
+    # When any change is attempted, it is refused and nothing changed
     with pytest.raises(DBAPIError), log.engine.begin() as conn:
-        conn.execute(text(sql))
-    assert log.size() == 4 and log.root() == root
-    assert [e.seq for e in log.events()] == [0, 1, 2, 3]
+        for statement in sql.split("; "):
+            conn.execute(text(statement))
+    assert log.size() == 6 and log.root() == root
+    assert [e.seq for e in log.events()] == [0, 1, 2, 3, 4, 5]
+    assert [e.actor_user for e in log.events()] == ["u-0001"] * 6
+
+
+def test_the_tail_moves_into_the_archive_every_flush_and_readers_see_both(
+    log: AuditLog,
+) -> None:
+    from audit.store import TAIL_FLUSH, events_table, tail_table
+
+    def counts() -> tuple[int, int]:
+        with log.engine.connect() as conn:
+            archive = conn.execute(select(func.count()).select_from(events_table)).scalar()
+            tail = conn.execute(select(func.count()).select_from(tail_table)).scalar()
+        return int(archive or 0), int(tail or 0)
+
+    log.append_many([view(i) for i in range(TAIL_FLUSH - 1)])
+    assert counts() == (0, TAIL_FLUSH - 1)
+    assert [e.seq for e in log.events()] == list(range(TAIL_FLUSH - 1))
+    log.append(view(TAIL_FLUSH))  # reaches the multiple: the whole tail moves
+    assert counts() == (TAIL_FLUSH, 0)
+    log.append_many([view(i) for i in range(3)])
+    assert counts() == (TAIL_FLUSH, 3)
+    events = list(log.events())
+    assert [e.seq for e in events] == list(range(TAIL_FLUSH + 3))
+    assert log.event(TAIL_FLUSH + 1) == events[TAIL_FLUSH + 1]  # a tail event, by number
+    assert log.event(5) == events[5]  # an archived one
+    assert log.root() == MemoryTree(e.leaf_hash() for e in events).root()
 
 
 def test_postgres_refuses_truncate(log: AuditLog) -> None:
