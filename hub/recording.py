@@ -16,6 +16,7 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from audit.errors import AuditError
 from audit.events import Action, Decision, Event, NewEvent, hash_ip
+from hub.cases import CaseContext, Cases, CaseView, charter_ref
 from hub.state import state
 
 Actor = tuple[str | None, str]
@@ -99,3 +100,22 @@ def record_case(
         rule=rule,
         charter_version=charter_version,
     )
+
+
+def audited_case_view(service: Cases, ctx: CaseContext, purpose: str | None) -> CaseView | None:
+    """What ``ctx`` may see of its case for ``purpose`` (default: the purpose that shows the
+    most), recorded with the decision's articles before it is returned; ``None`` when the
+    purpose is not one of the charter's (nothing read, nothing recorded)."""
+    chosen = purpose or service.default_purpose(ctx)
+    if chosen not in ctx.charter.purpose_ids:
+        return None
+    view = service.view(ctx, chosen)
+    record_case(
+        Action.CASE_VIEW,
+        ctx.case.reference,
+        purpose=chosen,
+        allowed=view.allowed,
+        rule=view.rule,
+        charter_version=charter_ref(ctx.version),
+    )
+    return view

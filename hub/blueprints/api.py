@@ -11,13 +11,13 @@ from sqlalchemy import select
 from audit.events import Action, Decision
 from charter.vocabulary import OrgKind, Role
 from hub.api_auth import ApiAuth, ApiAuthError
-from hub.cases import CaseAccessDeniedError, charter_ref
+from hub.cases import CaseAccessDeniedError
 from hub.charters import Charters, parse
 from hub.errors import ApiError
 from hub.extensions import csrf, limiter
 from hub.i18n import N_
 from hub.models import ApiClient, OperationalGroup
-from hub.recording import record, record_case
+from hub.recording import audited_case_view, record, record_case
 from hub.state import cases, db, state
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -220,23 +220,14 @@ def case_view(reference: str) -> Any:
             rule=error.article,
         )
         raise ApiError(403, error.code, _(error.message)) from error
-    purpose = request.args.get("finalite") or service.default_purpose(ctx)
-    if purpose not in ctx.charter.purpose_ids:
+    view = audited_case_view(service, ctx, request.args.get("finalite"))
+    if view is None:
         raise ApiError(400, "unknown_purpose", _("Finalité inconnue de la charte."))
-    view = service.view(ctx, purpose)
-    record_case(
-        Action.CASE_VIEW,
-        case.reference,
-        purpose=purpose,
-        allowed=view.allowed,
-        rule=view.rule,
-        charter_version=charter_ref(ctx.version),
-    )
     return jsonify(
         {
             "reference": case.reference,
             "status": case.status,
-            "purpose": purpose,
+            "purpose": view.purpose,
             "charter": {"id": ctx.version.charter_id, "version": ctx.version.version},
             "fields": [
                 {"field": v.field.id, "value": v.value, "article": v.reason.article}

@@ -31,7 +31,7 @@ from hub.forms import MeetingForm, PartnerForm, ReferentForm, choices
 from hub.i18n import N_, page_is_english
 from hub.models import Case, GroupMembership, OperationalGroup, User, UserRole
 from hub.pagination import page_number, paginate
-from hub.recording import record, record_case
+from hub.recording import audited_case_view, record, record_case
 from hub.state import cases, db
 
 bp = Blueprint("cases", __name__, url_prefix="/dossiers")
@@ -185,26 +185,16 @@ def show(reference: str) -> Any:
             ),
             403,
         )
-    purposes = ctx.charter.purposes
-    purpose = request.args.get("finalite") or service.default_purpose(ctx)
-    if purpose not in {p.id for p in purposes}:
+    view = audited_case_view(service, ctx, request.args.get("finalite"))
+    if view is None:
         abort(400)
-    view = service.view(ctx, purpose)
-    record_case(
-        Action.CASE_VIEW,
-        case.reference,
-        purpose=purpose,
-        allowed=view.allowed,
-        rule=view.rule,
-        charter_version=charter_ref(ctx.version),
-    )
     manages = bool(ctx.roles & {Role.REFERENT, Role.COORDINATOR})
     return render_template(
         "cases/case.html",
         case=case,
         ctx=ctx,
         view=view,
-        purposes=purposes,
+        purposes=ctx.charter.purposes,
         may_publish=bool(service.publishable(ctx.organisation, case.group)),
         manages=manages,
         referent_form=_referent_form(case) if Role.COORDINATOR in ctx.roles else None,
