@@ -58,11 +58,15 @@ class CaseRefusedError(MessageError):
 
 
 class CaseAccessDeniedError(MessageError):
-    """The person takes no part in this case (need-to-know); ``article`` says which rule."""
+    """The person takes no part in this case (need-to-know).
 
-    def __init__(self, message: str, *, article: str, code: str) -> None:
+    ``rule`` is what the audit event records: the charter's article when a charter applies to
+    the person's organisation, else the code ``no_charter_signed`` (no charter to cite).
+    """
+
+    def __init__(self, message: str, *, rule: str, code: str) -> None:
         super().__init__(message)
-        self.article = article
+        self.rule = rule
         self.code = code
 
 
@@ -242,7 +246,7 @@ class Cases:
                     "Votre organisation n'a signé aucune version de la charte de ce groupe : "
                     "elle ne prend pas part à ses échanges."
                 ),
-                article="art-4",
+                rule="no_charter_signed",
                 code="no_charter_signed",
             )
         if not roles:
@@ -251,7 +255,7 @@ class Cases:
                     "Vous ne suivez pas ce dossier : seuls le référent, les membres du groupe "
                     "opérationnel et les partenaires qui suivent le jeune y ont accès."
                 ),
-                article=parse(version.text).refusal_articles.default,
+                rule=parse(version.text).refusal_articles.default,
                 code="not_involved",
             )
         recipient = Recipient(roles, org.kind, member)

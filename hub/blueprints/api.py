@@ -217,7 +217,7 @@ def case_view(reference: str) -> Any:
             Action.CASE_VIEW,
             case.reference,
             allowed=False,
-            rule=error.article,
+            rule=error.rule,
         )
         raise ApiError(403, error.code, _(error.message)) from error
     view = audited_case_view(service, ctx, request.args.get("finalite"))

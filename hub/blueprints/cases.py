@@ -177,7 +177,7 @@ def show(reference: str) -> Any:
             Action.CASE_VIEW,
             case.reference,
             allowed=False,
-            rule=error.article,
+            rule=error.rule,
         )
         return (
             render_template(

@@ -207,8 +207,9 @@ def test_the_api_view_lists_granted_values_and_refusals_without_values(
     [
         ("dpo", "art-3"),  # the DPO never reads content
         ("admin", "art-3"),  # nor does the administrator
-        ("logement", "art-4"),  # the landlord's organisation signed no charter of this group
-        ("educatrice-rue", "art-4"),
+        # Their organisations signed no charter of this group: there is no article to cite
+        ("logement", "no_charter_signed"),
+        ("educatrice-rue", "no_charter_signed"),
     ],
 )
 def test_people_without_a_part_in_the_case_are_refused_and_it_is_recorded(
