@@ -8,6 +8,7 @@ keys come only from our own registry — header ``jwk``/``jku``/``x5u``/``x5c`` 
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from collections.abc import Callable
@@ -61,7 +62,10 @@ def public_jwk(key: Ed25519PrivateKey) -> dict[str, Any]:
     return dict(OKPKey.import_key(pem).as_dict(private=False))
 
 
+@functools.lru_cache(maxsize=4)
 def _okp_private(key: Ed25519PrivateKey) -> OKPKey:
+    # Cached by key object: the server key lives as long as the app, and an ApiAuth is built
+    # per request (re-importing the key cost ~80 µs a call).
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

@@ -273,11 +273,17 @@ class Cases:
             )
         )
 
-    def _declinations(self, group: OperationalGroup, org: Organisation) -> list[Declination]:
-        return [
-            Declination(str(d.organisation_id), d.field_glob, d.reason, d.recorded_at)
-            for d in self.charters.declinations(group, org)
-        ]
+    def _declinations(
+        self, group: OperationalGroup, org: Organisation | None = None
+    ) -> dict[int, list[Declination]]:
+        """Declinations in force in ``group`` (of ``org`` only when given), by organisation id:
+        one query for every publisher of a case."""
+        by_org: dict[int, list[Declination]] = {}
+        for d in self.charters.declinations(group, org):
+            by_org.setdefault(d.organisation_id, []).append(
+                Declination(str(d.organisation_id), d.field_glob, d.reason, d.recorded_at)
+            )
+        return by_org
 
     def decide_view(
         self, ctx: CaseContext, purpose: str
@@ -301,6 +307,7 @@ class Cases:
         for field_id in catalogue:
             row = stored.get(field_id)
             by_publisher.setdefault(row.published_by_org_id if row else None, []).append(field_id)
+        declined = self._declinations(case.group) if stored else {}
         reasons: dict[str, Reason] = {}
         for org_id, field_ids in by_publisher.items():
             publisher = self.session.get(Organisation, org_id) if org_id is not None else None
@@ -311,7 +318,7 @@ class Cases:
                 sender_org_kind=publisher.kind if publisher else None,
                 at=now,
                 meeting_dates=meetings,
-                declinations=self._declinations(case.group, publisher) if publisher else (),
+                declinations=declined.get(org_id, []) if org_id is not None else (),
             )
             reasons.update((r.field, r) for r in decision.reasons)
         return {f: reasons[f] for f in catalogue}, stored
@@ -353,17 +360,24 @@ class Cases:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def publishable(self, ctx_org: Organisation, group: OperationalGroup) -> list[FieldDef]:
-        """Hub-tier fields ``ctx_org`` may publish in ``group`` (for forms), catalogue order."""
-        version = self.charters.applicable(group, ctx_org)
+    def publishable(
+        self,
+        org: Organisation,
+        group: OperationalGroup,
+        version: CharterVersion | None = None,
+    ) -> list[FieldDef]:
+        """Hub-tier fields ``org`` may publish in ``group`` (for forms), catalogue order.
+
+        ``version``: the version that applies to ``org`` when the caller already has it.
+        """
+        version = version or self.charters.applicable(group, org)
         if version is None:
             return []
-        charter = parse(version.text)
-        fields = hub_fields(charter)
+        fields = hub_fields(parse(version.text))
         decision = compiled(version).publish(
-            ctx_org.kind,
+            org.kind,
             [f.id for f in fields],
-            declinations=self._declinations(group, ctx_org),
+            declinations=self._declinations(group, org).get(org.id, []),
         )
         return [f for f in fields if f.id in decision.allowed_fields]
 
@@ -385,7 +399,7 @@ class Cases:
             if value is not None:
                 cleaned[field_id] = value
         decision = compiled(version).publish(
-            org.kind, list(cleaned), declinations=self._declinations(group, org)
+            org.kind, list(cleaned), declinations=self._declinations(group, org).get(org.id, [])
         )
         if decision.refusals:
             raise CaseRefusedError(

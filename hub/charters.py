@@ -152,15 +152,27 @@ class Charters:
         return sorted(orgs, key=lambda o: o.name)
 
     def applicable(self, group: OperationalGroup, org: Organisation) -> CharterVersion | None:
-        """The version that applies to ``org``: the newest it signed, or ``None`` (no part)."""
-        versions = self.versions(group)
+        """The version that applies to ``org``: the newest it signed, or ``None`` (no part).
+
+        Every read of a case asks this, so only the organisation's own signatures are read
+        (one small query), then the one version that applies.
+        """
+        rows = self.session.execute(
+            select(
+                CharterVersion.version,
+                CharterSignature.signatory,
+                CharterSignature.signed_at,
+                CharterSignature.digest,
+            )
+            .join(CharterSignature, CharterSignature.version_id == CharterVersion.id)
+            .where(CharterVersion.group_id == group.id, CharterSignature.organisation_id == org.id)
+        ).all()
         signatures = [
-            Signature(str(s.organisation_id), v.version, s.signatory, s.signed_at, s.digest)
-            for v in versions
-            for s in v.signatures
+            Signature(str(org.id), r.version, r.signatory, r.signed_at, r.digest) for r in rows
         ]
-        number = applicable_version(str(org.id), [v.version for v in versions], signatures)
-        return next((v for v in versions if v.version == number), None)
+        # Signatures exist only for published versions (foreign key), so these are published.
+        number = applicable_version(str(org.id), [r.version for r in rows], signatures)
+        return None if number is None else self.version(group, number)
 
     def signature_of(self, version: CharterVersion, org: Organisation) -> CharterSignature | None:
         """The organisation's signature of ``version``, if any."""

@@ -195,7 +195,7 @@ def show(reference: str) -> Any:
         ctx=ctx,
         view=view,
         purposes=ctx.charter.purposes,
-        may_publish=bool(service.publishable(ctx.organisation, case.group)),
+        may_publish=bool(service.publishable(ctx.organisation, case.group, ctx.version)),
         manages=manages,
         referent_form=_referent_form(case) if Role.COORDINATOR in ctx.roles else None,
         partner_form=_partner_form(case) if manages else None,
@@ -235,7 +235,7 @@ def edit(reference: str) -> Any:
     case = _case_or_404(reference)
     ctx = _context_or_403(case)
     service = cases()
-    fields = service.publishable(ctx.organisation, case.group)
+    fields = service.publishable(ctx.organisation, case.group, ctx.version)
     values = _posted_values() if request.method == "POST" else {}
     if request.method == "POST":
         try:
