@@ -21,7 +21,7 @@ the rule's own text (counts and limits).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,12 +38,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from audit.anomalies import Finding, WorkingHours, detect
+from audit.anomalies import Finding, WorkingHours, detect, unexpected_access
 from audit.errors import AuditError
+from audit.events import Event
 from audit.queries import EventFilter, search
 from audit.store import AuditLog
 from hub.db import Base, rowcount
-from hub.models import User
+from hub.models import Case, CasePartner, GroupMembership, Organisation, User
 
 # Longer than the widest rule window (a local day for off-hours reads) plus the beat interval,
 # so a burst or a day is always seen whole by at least one scan.
@@ -153,7 +154,8 @@ def scan(
     events = list(log.events(_lookback_start(log, mark), stop))
     times = {e.seq: e.time for e in events}
     # Findings entirely before the watermark were already handled by an earlier scan.
-    findings = [f for f in detect(events, hours=hours) if max(f.seqs) >= mark]
+    found = detect(events, hours=hours) + unexpected_access(events, expected_readers(session))
+    findings = sorted((f for f in found if max(f.seqs) >= mark), key=lambda f: (f.seqs[0], f.rule))
     created = extended = 0
     for finding in findings:
         outcome = _store(session, finding, times, now)
@@ -164,6 +166,56 @@ def scan(
     )
     session.flush()
     return ScanResult(mark, stop, created, extended)
+
+
+def expected_readers(session: Session) -> Callable[[Event], bool]:
+    """Whether a read is one the DPO expects (DESIGN §8): a case read by its référent, by a
+    member or the coordinator of its group, or by the system of an organisation following it.
+
+    Anything else that the charter allowed — a partner's agent who does not sit in the group,
+    for instance — is listed for review. Reads of what is not a case, and of cases the hub no
+    longer holds, are not judged here.
+    """
+    known: dict[str, tuple[frozenset[str], frozenset[str]] | None] = {}
+
+    def readers(reference: str) -> tuple[frozenset[str], frozenset[str]] | None:
+        if reference not in known:
+            case = session.scalar(select(Case).where(Case.reference == reference))
+            if case is None:
+                known[reference] = None
+            else:
+                people = set(
+                    session.scalars(
+                        select(User.public_id)
+                        .join(GroupMembership, GroupMembership.user_id == User.id)
+                        .where(GroupMembership.group_id == case.group_id)
+                    )
+                )
+                for user_id in (case.referent_id, case.group.coordinator_id):
+                    if user_id is not None and (user := session.get(User, user_id)) is not None:
+                        people.add(user.public_id)
+                orgs = set(
+                    session.scalars(
+                        select(Organisation.public_id)
+                        .join(CasePartner, CasePartner.organisation_id == Organisation.id)
+                        .where(CasePartner.case_id == case.id)
+                    )
+                )
+                known[reference] = (frozenset(people), frozenset(orgs))
+        return known[reference]
+
+    def is_expected(event: Event) -> bool:
+        if event.object_type != "case" or not event.object_id:
+            return True
+        found = readers(event.object_id)
+        if found is None:
+            return True
+        people, orgs = found
+        if (event.actor_user or "").startswith("client:"):
+            return event.actor_org in orgs
+        return event.actor_user in people
+
+    return is_expected
 
 
 def _store(session: Session, finding: Finding, times: dict[int, datetime], now: datetime) -> str:

@@ -502,3 +502,49 @@ def test_refused_values_are_never_decrypted_for_anyone(
                     checked += 1
     # Sanity: the walk covered people with a part (not only refusals)
     assert checked >= 20
+
+
+def test_reads_by_someone_outside_the_group_are_listed_for_the_dpo(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    """DESIGN §8: a read the charter allowed, by someone who is neither the référent nor in the
+    case's group, becomes an anomaly for the DPO to review; the référent's reads do not."""
+    from charter.vocabulary import Role
+    from hub import totp
+    from hub.anomaly_review import AnomalyFinding, scan_all
+    from hub.models import User
+
+    state = app.extensions["maillon"]
+    # Given a second SPIP agent who does not sit in the group (the SPIP follows the case)
+    with state.session_factory() as session:
+        accounts = state.accounts(session)
+        spip = session.scalar(select(Organisation).where(Organisation.kind == "spip"))
+        assert spip is not None
+        agent = accounts.create_user(
+            name="Agathe Remplaçante",
+            email="remplacante@demoville.example",
+            organisation=spip,
+            roles={Role.AGENT},
+        )
+        secret = totp.new_secret()
+        agent.password_hash = accounts.passwords.hash("un mot de passe solide")
+        agent.totp_secret = secret
+        session.commit()
+        agent_id = agent.public_id
+    outsider = Account(agent.email, "un mot de passe solide", secret, ["agent"], spip.name)
+    # When she and the référent read the case
+    page = f"/dossiers/{refs['followed']}?finalite=suivi_parcours"
+    assert _as(app, clock, outsider).get(page).status_code == 200
+    assert _as(app, clock, territory["conseillere"]).get(page).status_code == 200
+    with state.session_factory() as session:
+        scan_all(session, state.audit_log, now=clock())
+        findings = session.scalars(
+            select(AnomalyFinding).where(AnomalyFinding.rule == "unexpected_access")
+        ).all()
+        referent = session.scalar(
+            select(User.public_id).where(User.email == territory["conseillere"].email)
+        )
+    # Then only her read is listed, without any name
+    assert [f.actor_user for f in findings] == [agent_id]
+    assert refs["followed"] in findings[0].detail and "Agathe" not in findings[0].detail
+    assert referent not in {f.actor_user for f in findings}
