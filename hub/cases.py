@@ -44,6 +44,7 @@ from hub.models import (
 from hub.vault import FieldVault
 
 MAX_VALUE_LENGTH = 200
+EXIT_CATEGORY = "sortie"  # catalogue fields sortie.* record the exit from the programme
 MAX_VALUES = 50  # more than a catalogue holds: a forged form, refused before any decision
 # Crockford's base 32 without the look-alikes I, L, O, U: references are read out on the phone.
 _REF_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -445,6 +446,9 @@ class Cases:
             row.published_by_id = user.id if user else None
             row.published_at = now
             row.charter_version = version.version
+        if any(f.split(".", 1)[0] == EXIT_CATEGORY for f in cleaned):
+            # The exit (job, qualifying training…) is recorded: the path moves to its last step.
+            case.status = "sortie"
         self.session.flush()
 
     def open_case(

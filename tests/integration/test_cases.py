@@ -363,6 +363,7 @@ def test_a_partner_updates_what_it_may_publish(
         as_text=True
     )
     assert "emploi" in html
+    assert "— sortie du dispositif —" in html  # recording the exit: the path reaches its last step
 
 
 def test_a_person_without_a_part_cannot_write(
