@@ -19,7 +19,6 @@ import http.client
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,15 +36,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hub import totp
 from hub.api_auth import ASSERTION_TYPE, public_jwk
 from tests.benchmarks.common import Result, percentile
+from tests.http_helpers import Browser, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -86,29 +80,11 @@ def _get(port: int, path: str, headers: dict[str, str]) -> int:
 
 def _login(port: int, account: dict[str, str]) -> dict[str, str]:
     """The headers of a session of ``account``, opened through the real login form."""
-    cookies: dict[str, str] = {}
-
-    def call(method: str, path: str, form: dict[str, str] | None = None) -> str:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
-        body = None
-        if form is not None:
-            body = urlencode(form)
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        for name, value in response.getheaders():
-            if name.lower() == "set-cookie":
-                key, _sep, rest = value.partition("=")
-                cookies[key] = rest.split(";", 1)[0]
-        text = response.read().decode()
-        connection.close()
-        return text
-
-    page = call("GET", "/connexion")
+    browser = Browser(port)
+    _status, _headers, page = browser.request("GET", "/connexion")
     match = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', page)
     assert match, "no CSRF token on the login page"
-    call(
+    browser.request(
         "POST",
         "/connexion",
         {
@@ -118,7 +94,7 @@ def _login(port: int, account: dict[str, str]) -> dict[str, str]:
             "code": totp.code_at(account["totp_secret"], datetime.now(UTC)),
         },
     )
-    return {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
+    return browser.cookie_header()
 
 
 def _b64(data: bytes) -> str:
@@ -203,7 +179,7 @@ def run(quick: bool) -> list[Result]:
     seconds = 0.5 if quick else 5.0
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         var = Path(tmp)
-        hub_port, hello_port = _free_port(), _free_port()
+        hub_port, hello_port = free_port(), free_port()
         env = {
             **os.environ,
             "MAILLON_VAR_DIR": str(var),

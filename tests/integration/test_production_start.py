@@ -6,11 +6,9 @@ user invite, then gunicorn with deploy/gunicorn.conf.py.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +16,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
 
@@ -30,50 +27,20 @@ from tests.conftest import (
     _drop_database,
     require_service,
 )
+from tests.http_helpers import Browser as _Browser
+from tests.http_helpers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7", "Host": "maillon.test"}
 
 
-class Browser:
-    """Just enough of a browser: keeps cookies, sends the headers nginx would add."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.cookies: dict[str, str] = {}
-
-    def request(
-        self, method: str, path: str, form: dict[str, str] | None = None
-    ) -> tuple[int, dict[str, str], str]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        headers = {
-            "X-Forwarded-Proto": "https",
-            "X-Forwarded-For": "203.0.113.7",
-            "Host": "maillon.test",
-        }
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        body = None
-        if form is not None:
-            body = urlencode(form)
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        for header, value in response.getheaders():
-            if header.lower() == "set-cookie":
-                name, _, rest = value.partition("=")
-                self.cookies[name] = rest.split(";", 1)[0]
-        text = response.read().decode("utf-8", errors="replace")
-        result = (response.status, {k.lower(): v for k, v in response.getheaders()}, text)
-        connection.close()
-        return result
+def Browser(port: int) -> _Browser:
+    """A browser behind the nginx of the production setup."""
+    return _Browser(port, FORWARDED)
 
 
 def _csrf(page: str) -> str:
@@ -104,7 +71,7 @@ def production(tmp_path: Path) -> Iterator[tuple[dict[str, str], int]]:
         MAILLON_TRUSTED_PROXIES="1",
         MAILLON_MAIL_SERVER="127.0.0.1",
     )
-    port = _free_port()
+    port = free_port()
     env["MAILLON_BIND"] = f"127.0.0.1:{port}"
     env["MAILLON_WEB_WORKERS"] = "2"
     gunicorn = None
