@@ -115,7 +115,7 @@ def test_concurrent_threads_get_gap_free_sequence_and_a_correct_tree(
 
     logs = [AuditLog(engine_factory(), clock=shared_clock) for _ in range(3)] + [log]
     errors: list[BaseException] = []
-    per_thread = 15
+    per_thread = 30  # 8 × 36 events: past TAIL_FLUSH, so a tail move happens under contention
 
     def writer(worker: int) -> None:
         target = logs[worker % len(logs)]
@@ -142,6 +142,7 @@ def test_concurrent_threads_get_gap_free_sequence_and_a_correct_tree(
     assert log.size() == expected
     tree = MemoryTree(e.leaf_hash() for e in events)
     assert log.root() == tree.root()
+    _assert_tail_moved(log, expected)
     assert log.inclusion_proof(expected // 2) == tree.inclusion_proof(expected // 2)
 
 
@@ -151,23 +152,38 @@ def _process_writer(url: str, worker: int, count: int) -> None:
         audit_log.append(view(i, user=f"p-{worker}"))
 
 
+def _assert_tail_moved(log: AuditLog, size: int) -> None:
+    """The archive holds a prefix of the log covering every whole TAIL_FLUSH (a batch that
+    crosses the boundary moves with it), the tail holds the rest, and no event is in both."""
+    from audit.store import TAIL_FLUSH, events_table, tail_table
+
+    with log.engine.connect() as conn:
+        archived = list(conn.execute(select(events_table.c.seq)).scalars())
+        tail = list(conn.execute(select(tail_table.c.seq)).scalars())
+    assert sorted(archived + tail) == list(range(size))
+    assert len(archived) >= size // TAIL_FLUSH * TAIL_FLUSH
+    assert not tail or max(archived) < min(tail)
+
+
 def test_concurrent_processes_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'multi.db'}"
     log = AuditLog(make_audit_engine(url), clock=lambda: datetime.now(UTC))
     log.create_schema()
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_process_writer, args=(url, w, 20)) for w in range(4)]
+    # 4 × 70 events: past TAIL_FLUSH, so one process moves the tail while others append
+    procs = [ctx.Process(target=_process_writer, args=(url, w, 70)) for w in range(4)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=120)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     events = list(log.events())
-    assert [e.seq for e in events] == list(range(80))
+    assert [e.seq for e in events] == list(range(280))
     assert sorted(e.actor_user or "" for e in events) == sorted(
-        f"p-{w}" for w in range(4) for _ in range(20)
+        f"p-{w}" for w in range(4) for _ in range(70)
     )
     assert log.root() == MemoryTree(e.leaf_hash() for e in events).root()
+    _assert_tail_moved(log, 280)
 
 
 @pytest.mark.parametrize(
