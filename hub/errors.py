@@ -43,13 +43,25 @@ TITLES: dict[int, str] = {
 
 
 class ApiError(Exception):
-    """An API refusal with a stable code and a French message."""
+    """An API refusal with a stable code and a French message.
 
-    def __init__(self, status: int, code: str, message: str, **headers: str) -> None:
+    ``details``: more JSON for the caller to act on (e.g. each refused field with its article).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        **headers: str,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.details = details or {}
         self.headers = headers
 
 
@@ -58,9 +70,12 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path == "/healthz"
 
 
-def api_error_response(status: int, code: str, message: str, **headers: str) -> Response:
-    """The one JSON error shape of the API: ``{"error": code, "message": French text}``."""
-    response = jsonify({"error": code, "message": message})
+def api_error_response(
+    status: int, code: str, message: str, *, details: dict[str, Any] | None = None, **headers: str
+) -> Response:
+    """The one JSON error shape of the API: ``{"error": code, "message": French text}``, plus
+    the ``details`` of the refusal when there are any."""
+    response = jsonify({"error": code, "message": message, **(details or {})})
     response.status_code = status
     for name, value in headers.items():
         response.headers[name.replace("_", "-")] = value
@@ -117,7 +132,9 @@ def _handle_csrf(error: CSRFError) -> Any:
 
 
 def _handle_api(error: ApiError) -> Response:
-    return api_error_response(error.status, error.code, error.message, **error.headers)
+    return api_error_response(
+        error.status, error.code, error.message, details=error.details, **error.headers
+    )
 
 
 def _handle_unexpected(error: Exception) -> Any:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from audit.events import Action, Decision
 from charter.vocabulary import OrgKind, Role
 from hub.api_auth import ApiAuth, ApiAuthError
-from hub.cases import CaseAccessDeniedError
+from hub.cases import CaseAccessDeniedError, CaseRefusedError, articles, charter_ref
 from hub.charters import Charters, parse
 from hub.errors import ApiError
 from hub.extensions import csrf, limiter
@@ -48,8 +48,14 @@ def _refuse(error: ApiAuthError, action: Action = Action.ACCESS_REFUSED) -> ApiE
         decision=Decision.DENY,
         rule=error.code,
     )
-    headers = {"WWW_Authenticate": f'Bearer error="{error.code}"'} if error.status == 401 else {}
-    return ApiError(error.status, error.code, _(error.message), **headers)
+    if error.status == 401:
+        return ApiError(
+            error.status,
+            error.code,
+            _(error.message),
+            WWW_Authenticate=f'Bearer error="{error.code}"',
+        )
+    return ApiError(error.status, error.code, _(error.message))
 
 
 @bp.before_request
@@ -236,5 +242,71 @@ def case_view(reference: str) -> Any:
             "refused": [
                 {"field": r.field, "code": r.code.value, "article": r.article} for r in view.refused
             ],
+        }
+    )
+
+
+@bp.route("/dossiers/<reference>/informations", methods=["POST"])
+def case_publish(reference: str) -> Any:
+    """An organisation's system records what the hub may hold on a case it follows.
+
+    Body: ``{"fields": {"justice.date_sortie": "2027-03-04", ...}}``. Every field goes through
+    the charter's publish decision for the organisation; if one is refused nothing is stored and
+    the answer (422 ``charter_refused``) lists each refused field with its code and article.
+    """
+    client: ApiClient = g.api_client
+    body = request.get_json(silent=True)
+    values = body.get("fields") if isinstance(body, dict) else None
+    if not isinstance(values, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+    ):
+        raise ApiError(
+            400,
+            "invalid_request",
+            _('Le corps attendu est {"fields": {"identifiant du champ": "valeur"}}.'),
+        )
+    service = cases()
+    case = service.by_reference(reference)
+    if case is None:
+        raise ApiError(404, "not_found", _("Dossier inconnu."))
+    try:
+        ctx = service.context_for_organisation(case, client.organisation)
+    except CaseAccessDeniedError as error:
+        record_case(Action.CASE_UPDATE, case.reference, allowed=False, rule=error.rule)
+        raise ApiError(403, error.code, _(error.message)) from error
+    try:
+        decision, version = service.publish(ctx, values)
+    except CaseRefusedError as error:
+        db().rollback()
+        record_case(
+            Action.CASE_UPDATE,
+            case.reference,
+            allowed=False,
+            rule=articles(error.reasons),
+            charter_version=charter_ref(ctx.version),
+        )
+        raise ApiError(
+            422,
+            "charter_refused",
+            _(error.message, **error.params),
+            details={
+                "refused": [
+                    {"field": r.field, "code": r.code.value, "article": r.article}
+                    for r in error.reasons
+                ]
+            },
+        ) from error
+    record_case(
+        Action.CASE_UPDATE,
+        case.reference,
+        rule=articles(decision.reasons),
+        charter_version=charter_ref(version),
+    )
+    db().commit()
+    return jsonify(
+        {
+            "reference": case.reference,
+            "stored": sorted(decision.allowed_fields),
+            "charter": {"id": version.charter_id, "version": version.version},
         }
     )

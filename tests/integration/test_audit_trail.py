@@ -239,7 +239,7 @@ def _post(
         return lambda: client.get("/api/v1/moi", headers={"Authorization": f"Bearer {token}"})
     if endpoint.startswith("charter."):
         return _charter_post(app, clock, territory, ids["group"], endpoint)
-    if endpoint.startswith("cases.") or endpoint == "api.case_view":
+    if endpoint.startswith("cases.") or endpoint in ("api.case_view", "api.case_publish"):
         return _case_post(app, clock, territory, ids, endpoint)
     client = admin()
     user, group, org = ids["user"], ids["group"], ids["org"]
@@ -345,13 +345,18 @@ def _case_post(
     app: Flask, clock: FakeClock, territory: dict[str, Account], ids: dict[str, str], endpoint: str
 ) -> Any:
     case, group = ids["case"], ids["group"]
-    if endpoint == "api.case_view":
+    if endpoint in ("api.case_view", "api.case_publish"):
         api = _api_client(app)
         client = app.test_client()
         token = request_token(client, api.assertion(clock)).get_json()["access_token"]
-        return lambda: client.get(
-            f"/api/v1/dossiers/{case}", headers={"Authorization": f"Bearer {token}"}
-        )
+        headers = {"Authorization": f"Bearer {token}"}
+        if endpoint == "api.case_publish":
+            return lambda: client.post(
+                f"/api/v1/dossiers/{case}/informations",
+                json={"fields": {"justice.date_sortie": "2030-01-01"}},
+                headers=headers,
+            )
+        return lambda: client.get(f"/api/v1/dossiers/{case}", headers=headers)
     state = app.extensions["maillon"]
     with state.session_factory() as session:
         referent = session.scalar(
@@ -429,6 +434,7 @@ POST_ROUTES: dict[str, list[Action]] = {
     "cases.add_partner": [Action.CASE_PARTNER],
     "cases.meetings": [Action.GROUP_MEETING],
     "api.case_view": [Action.CASE_VIEW],
+    "api.case_publish": [Action.CASE_UPDATE],
 }
 
 

@@ -549,3 +549,56 @@ def test_reads_by_someone_outside_the_group_are_listed_for_the_dpo(
     assert [f.actor_user for f in findings] == [agent_id]
     assert refs["followed"] in findings[0].detail and "Agathe" not in findings[0].detail
     assert referent not in {f.actor_user for f in findings}
+
+
+def test_an_organisation_system_records_what_the_charter_lets_it_publish(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    """The SPIP's software pushes a release date (the hub's answer to « dry » releases): the
+    publish decision applies as for a person, and a refusal names each field and article."""
+    from tests.integration.test_api_auth import request_token
+    from tests.integration.test_audit_trail import _api_client
+
+    api = _api_client(app)  # the SPIP's system: its organisation follows the case
+    http = app.test_client()
+    token = request_token(http, api.assertion(clock)).get_json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    path = f"/api/v1/dossiers/{refs['followed']}/informations"
+    # Accepted: stored sealed, recorded
+    before = _size(app)
+    ok = http.post(path, json={"fields": {"justice.date_sortie": "2027-06-30"}}, headers=headers)
+    assert ok.status_code == 200, ok.get_json()
+    assert ok.get_json()["stored"] == ["justice.date_sortie"]
+    (event,) = _events(app, before)
+    assert (event.action, event.decision.value, event.actor_user) == (
+        Action.CASE_UPDATE,
+        "allow",
+        f"client:{api.client_id}",
+    )
+    assert b"2027-06-30" not in _stored(app, refs["followed"])["justice.date_sortie"].ciphertext
+    # Refused: one forbidden field refuses the whole request, which names it with its article
+    stored_before = {k: v.ciphertext for k, v in _stored(app, refs["followed"]).items()}
+    before = _size(app)
+    refused = http.post(
+        path,
+        json={"fields": {"justice.date_sortie": "2027-07-01", "identite.convictions": "x"}},
+        headers=headers,
+    )
+    assert refused.status_code == 422
+    body = refused.get_json()
+    assert body["error"] == "charter_refused" and "identite.convictions" in body["message"]
+    assert body["refused"] == [
+        {"field": "identite.convictions", "code": "interdit", "article": "art-10"}
+    ]
+    assert {k: v.ciphertext for k, v in _stored(app, refs["followed"]).items()} == stored_before
+    (event,) = _events(app, before)
+    assert (event.decision.value, event.rule) == ("deny", "art-10")
+    # Malformed bodies and cases the organisation does not follow
+    assert http.post(path, json={"fields": ["x"]}, headers=headers).status_code == 400
+    assert http.post(path, data="pas du JSON", headers=headers).status_code == 400
+    other = http.post(
+        f"/api/v1/dossiers/{refs['minor']}/informations",
+        json={"fields": {"justice.date_sortie": "2027-01-01"}},
+        headers=headers,
+    )
+    assert other.status_code == 403 and other.get_json()["error"] == "not_involved"
