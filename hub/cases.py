@@ -493,19 +493,18 @@ class Cases:
         self._store(case, org, user, version, cleaned)
         return case, decision, version
 
-    def publish(
-        self, ctx: CaseContext, values: Mapping[str, str]
-    ) -> tuple[Decision, CharterVersion]:
-        """Record hub-tier values on the case for the context's organisation (all or nothing)."""
+    def publish(self, ctx: CaseContext, values: Mapping[str, str]) -> Decision:
+        """Record hub-tier values on the case for the context's organisation (all or nothing),
+        under the charter version of the context."""
         decision, cleaned = self._check_publish(
             ctx.case.group, ctx.organisation, ctx.version, values
         )
         if not cleaned:
             raise CaseRefusedError(N_("Aucune information n'a été saisie."))
         self._store(ctx.case, ctx.organisation, ctx.user, ctx.version, cleaned)
-        return decision, ctx.version
+        return decision
 
-    def name_referent(self, ctx: CaseContext, referent: User) -> tuple[Decision, CharterVersion]:
+    def name_referent(self, ctx: CaseContext, referent: User) -> Decision:
         """The group names the référent de parcours (its coordinator records the decision).
 
         The référent's organisation starts following the case; the référent's name is a
@@ -531,7 +530,7 @@ class Cases:
         case.status = "suivi" if case.status == "reperage" else case.status
         self._follow(case, referent.organisation)
         self._store(case, ctx.organisation, ctx.user, ctx.version, cleaned)
-        return decision, ctx.version
+        return decision
 
     def add_partner(self, ctx: CaseContext, org: Organisation) -> None:
         """The référent or the coordinator orients the young person to another partner."""

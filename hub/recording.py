@@ -9,6 +9,7 @@ commit their own changes or render data.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 
 from flask import g, has_request_context, request
 from flask_login import current_user
@@ -16,7 +17,8 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from audit.errors import AuditError
 from audit.events import Action, Decision, Event, NewEvent, hash_ip
-from hub.cases import CaseContext, Cases, CaseView, charter_ref
+from charter import Decision as CharterDecision
+from hub.cases import CaseContext, CaseRefusedError, Cases, CaseView, articles, charter_ref
 from hub.state import state
 
 Actor = tuple[str | None, str]
@@ -119,3 +121,28 @@ def audited_case_view(service: Cases, ctx: CaseContext, purpose: str | None) -> 
         charter_version=charter_ref(ctx.version),
     )
     return view
+
+
+def audited_publish(service: Cases, ctx: CaseContext, values: Mapping[str, str]) -> CharterDecision:
+    """Record hub-tier values on ``ctx``'s case (pages and API alike): the charter's decision is
+    recorded, then the values committed; a refusal is rolled back, recorded and re-raised."""
+    try:
+        decision = service.publish(ctx, values)
+    except CaseRefusedError as error:
+        service.session.rollback()
+        record_case(
+            Action.CASE_UPDATE,
+            ctx.case.reference,
+            allowed=False,
+            rule=articles(error.reasons),
+            charter_version=charter_ref(ctx.version),
+        )
+        raise
+    record_case(
+        Action.CASE_UPDATE,
+        ctx.case.reference,
+        rule=articles(decision.reasons),
+        charter_version=charter_ref(ctx.version),
+    )
+    service.session.commit()
+    return decision

@@ -11,13 +11,13 @@ from sqlalchemy import select
 from audit.events import Action, Decision
 from charter.vocabulary import OrgKind, Role
 from hub.api_auth import ApiAuth, ApiAuthError
-from hub.cases import CaseAccessDeniedError, CaseRefusedError, articles, charter_ref
+from hub.cases import CaseAccessDeniedError, CaseContext, CaseRefusedError, Cases
 from hub.charters import Charters, parse
 from hub.errors import ApiError
 from hub.extensions import csrf, limiter
 from hub.i18n import N_
 from hub.models import ApiClient, OperationalGroup
-from hub.recording import audited_case_view, record, record_case
+from hub.recording import audited_case_view, audited_publish, record, record_case
 from hub.state import cases, db, state
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -203,6 +203,20 @@ def charter_what_if() -> Any:
     )
 
 
+def _case_context(service: Cases, reference: str, action: Action) -> CaseContext:
+    """The calling system's part in a case (as an agent of its organisation); a refusal is
+    recorded as ``action`` denied, with the rule, and answered 403 with its stable code."""
+    client: ApiClient = g.api_client
+    case = service.by_reference(reference)
+    if case is None:
+        raise ApiError(404, "not_found", _("Dossier inconnu."))
+    try:
+        return service.context_for_organisation(case, client.organisation)
+    except CaseAccessDeniedError as error:
+        record_case(action, case.reference, allowed=False, rule=error.rule)
+        raise ApiError(403, error.code, _(error.message)) from error
+
+
 @bp.route("/dossiers/<reference>")
 def case_view(reference: str) -> Any:
     """A case as the charter lets the calling organisation's system see it.
@@ -211,21 +225,9 @@ def case_view(reference: str) -> Any:
     follows it, only for the stated purpose (``?finalite=``), and only the fields the charter
     grants; the others are listed with the article that refuses them, never with a value.
     """
-    client: ApiClient = g.api_client
     service = cases()
-    case = service.by_reference(reference)
-    if case is None:
-        raise ApiError(404, "not_found", _("Dossier inconnu."))
-    try:
-        ctx = service.context_for_organisation(case, client.organisation)
-    except CaseAccessDeniedError as error:
-        record_case(
-            Action.CASE_VIEW,
-            case.reference,
-            allowed=False,
-            rule=error.rule,
-        )
-        raise ApiError(403, error.code, _(error.message)) from error
+    ctx = _case_context(service, reference, Action.CASE_VIEW)
+    case = ctx.case
     view = audited_case_view(service, ctx, request.args.get("finalite"))
     if view is None:
         raise ApiError(400, "unknown_purpose", _("Finalité inconnue de la charte."))
@@ -254,7 +256,6 @@ def case_publish(reference: str) -> Any:
     the charter's publish decision for the organisation; if one is refused nothing is stored and
     the answer (422 ``charter_refused``) lists each refused field with its code and article.
     """
-    client: ApiClient = g.api_client
     body = request.get_json(silent=True)
     values = body.get("fields") if isinstance(body, dict) else None
     if not isinstance(values, dict) or not all(
@@ -266,25 +267,10 @@ def case_publish(reference: str) -> Any:
             _('Le corps attendu est {"fields": {"identifiant du champ": "valeur"}}.'),
         )
     service = cases()
-    case = service.by_reference(reference)
-    if case is None:
-        raise ApiError(404, "not_found", _("Dossier inconnu."))
+    ctx = _case_context(service, reference, Action.CASE_UPDATE)
     try:
-        ctx = service.context_for_organisation(case, client.organisation)
-    except CaseAccessDeniedError as error:
-        record_case(Action.CASE_UPDATE, case.reference, allowed=False, rule=error.rule)
-        raise ApiError(403, error.code, _(error.message)) from error
-    try:
-        decision, version = service.publish(ctx, values)
+        decision = audited_publish(service, ctx, values)
     except CaseRefusedError as error:
-        db().rollback()
-        record_case(
-            Action.CASE_UPDATE,
-            case.reference,
-            allowed=False,
-            rule=articles(error.reasons),
-            charter_version=charter_ref(ctx.version),
-        )
         raise ApiError(
             422,
             "charter_refused",
@@ -296,17 +282,10 @@ def case_publish(reference: str) -> Any:
                 ]
             },
         ) from error
-    record_case(
-        Action.CASE_UPDATE,
-        case.reference,
-        rule=articles(decision.reasons),
-        charter_version=charter_ref(version),
-    )
-    db().commit()
     return jsonify(
         {
-            "reference": case.reference,
+            "reference": ctx.case.reference,
             "stored": sorted(decision.allowed_fields),
-            "charter": {"id": version.charter_id, "version": version.version},
+            "charter": {"id": ctx.version.charter_id, "version": ctx.version.version},
         }
     )

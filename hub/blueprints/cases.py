@@ -31,7 +31,7 @@ from hub.forms import MeetingForm, PartnerForm, ReferentForm, choices
 from hub.i18n import N_, page_is_english
 from hub.models import Case, GroupMembership, OperationalGroup, User, UserRole
 from hub.pagination import page_number, paginate
-from hub.recording import audited_case_view, record, record_case
+from hub.recording import audited_case_view, audited_publish, record, record_case
 from hub.state import cases, db
 
 bp = Blueprint("cases", __name__, url_prefix="/dossiers")
@@ -239,25 +239,10 @@ def edit(reference: str) -> Any:
     values = _posted_values() if request.method == "POST" else {}
     if request.method == "POST":
         try:
-            decision, version = service.publish(ctx, values)
+            audited_publish(service, ctx, values)
         except CaseRefusedError as error:
-            db().rollback()
-            record_case(
-                Action.CASE_UPDATE,
-                case.reference,
-                allowed=False,
-                rule=articles(error.reasons),
-                charter_version=charter_ref(ctx.version),
-            )
             show_error(error)
             return _edit_page(case, fields, values, 400)
-        record_case(
-            Action.CASE_UPDATE,
-            case.reference,
-            rule=articles(decision.reasons),
-            charter_version=charter_ref(version),
-        )
-        db().commit()
         flash(_("Les informations sont enregistrées."), "success")
         return redirect(url_for("cases.show", reference=case.reference))
     return _edit_page(case, fields, values, 200)
@@ -283,7 +268,7 @@ def name_referent(reference: str) -> Any:
         flash(_("Choisissez un référent parmi les membres du groupe."), "error")
         return redirect(url_for("cases.show", reference=reference))
     try:
-        decision, version = cases().name_referent(ctx, referent)
+        decision = cases().name_referent(ctx, referent)
     except CaseRefusedError as error:
         db().rollback()
         show_error(error)
@@ -292,7 +277,7 @@ def name_referent(reference: str) -> Any:
         Action.CASE_REFERENT,
         case.reference,
         rule=articles(decision.reasons),
-        charter_version=charter_ref(version),
+        charter_version=charter_ref(ctx.version),
     )
     db().commit()
     flash(_("Le référent de parcours est désigné."), "success")
