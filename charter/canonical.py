@@ -11,17 +11,69 @@ import hashlib
 import json
 from typing import Any
 
-from charter.model import Charter
+from charter.model import FORMAT_1, Charter, FieldDef
 
-FORMAT_VERSION = 1
+# The canonical form already carried "format": 1 before format 2 existed; it now states the
+# charter's format, so a format-1 charter keeps exactly the bytes (and the digest) it had.
+FORMAT_VERSION = FORMAT_1
 
 
 def _sorted(values: frozenset[Any] | None) -> list[str] | None:
     return None if values is None else sorted(str(v) for v in values)
 
 
+def _field(f: FieldDef, format2: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": f.id,
+        "label_fr": f.label_fr,
+        "label_en": f.label_en,
+        "category": f.category.value,
+        "tier": f.tier.value,
+        "secrecy": f.secrecy.value,
+        "basis": f.basis,
+    }
+    if format2:
+        entry["accord"] = f.accord
+        entry["offence"] = f.offence
+    entry["article"] = f.article
+    return entry
+
+
 def canonical_dict(charter: Charter) -> dict[str, Any]:
-    """The charter as JSON-ready values; sets are sorted, rule order is kept (it names reasons)."""
+    """The charter as JSON-ready values; sets are sorted, rule order is kept (it names reasons).
+
+    Format 1: exactly the form (hence the digests) of charters signed before format 2 existed;
+    what format 1 cannot say (accord, offence, consent, grace) is left out, not written empty.
+    Format 2 adds ``consent_categories``, ``consent``, each field's ``accord`` and ``offence``
+    and the membership's ``grace``.
+    """
+    data = _canonical_v1(charter)
+    if charter.format == FORMAT_1:
+        return data
+    c = charter
+    data["format"] = c.format
+    data["fields"] = [_field(f, True) for f in c.fields]
+    data["consent_categories"] = [
+        {"id": k.id, "label_fr": k.label_fr, "label_en": k.label_en, "article": k.article}
+        for k in c.consent_categories
+    ]
+    data["consent"] = (
+        None
+        if c.consent is None
+        else {
+            "birth_date_field": c.consent.birth_date_field,
+            "minor_age": c.consent.minor_age,
+            "parents_for_minors": c.consent.parents_for_minors,
+            "notice_version": c.consent.notice_version,
+        }
+    )
+    grace = c.membership.grace
+    data["membership"]["grace"] = None if grace is None else str(grace)
+    return data
+
+
+def _canonical_v1(charter: Charter) -> dict[str, Any]:
+    # Frozen: any change here changes the digest of every signed format-1 charter.
     c = charter
     arts = c.refusal_articles
     return {
@@ -37,19 +89,7 @@ def canonical_dict(charter: Charter) -> dict[str, Any]:
             "declined_article": arts.declined,
         },
         "articles": [{"id": a.id, "title": a.title, "text": a.text} for a in c.articles],
-        "fields": [
-            {
-                "id": f.id,
-                "label_fr": f.label_fr,
-                "label_en": f.label_en,
-                "category": f.category.value,
-                "tier": f.tier.value,
-                "secrecy": f.secrecy.value,
-                "basis": f.basis,
-                "article": f.article,
-            }
-            for f in c.fields
-        ],
+        "fields": [_field(f, False) for f in c.fields],
         "purposes": [
             {"id": p.id, "label_fr": p.label_fr, "label_en": p.label_en, "article": p.article}
             for p in c.purposes
@@ -141,14 +181,17 @@ def to_toml(charter: Charter) -> str:
     lines.append("[charter]")
     for key, value in header.items():
         lines.append(f"{key} = {_toml_value(value)}")
+        if key == "id" and data["format"] != FORMAT_1:
+            lines.append(f"format = {data['format']}")
         if key == "title":
             lines.append(f"effective = {effective}")  # a TOML date, unquoted
     lines.append("")
-    for section in ("articles", "fields", "purposes", "publish", "view", "secret_bound"):
-        for entry in data[section]:
+    sections = ("articles", "consent_categories", "fields", "purposes", "publish", "view")
+    for section in (*sections, "secret_bound", "retention"):
+        for entry in data.get(section, ()):
             _table(lines, f"[[{section}]]", entry)
-    for entry in data["retention"]:
-        _table(lines, "[[retention]]", entry)
+    if data.get("consent") is not None:
+        _table(lines, "[consent]", data["consent"])
     membership = dict(data["membership"])
     members = membership.pop("members")
     _table(lines, "[membership]", membership)

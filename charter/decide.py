@@ -54,7 +54,7 @@ _CODE_MESSAGES_FR: dict[ReasonCode, str] = {
     ReasonCode.OUTSIDE_WINDOW: "refusé : consultation permise seulement autour d'une réunion",
     ReasonCode.SENDER_NOT_ALLOWED: "refusé : l'émetteur n'est pas autorisé à publier ce champ",
     ReasonCode.DECLINED: "refusé : le partenaire a choisi de ne pas partager ce champ",
-    ReasonCode.NO_CONSENT: "refusé : pas de consentement de la personne pour ce champ",
+    ReasonCode.NO_CONSENT: "refusé : aucun accord de la personne en vigueur ne couvre ce champ",
 }
 
 
@@ -149,14 +149,18 @@ class Declination:
 
 
 def _consented(
-    field: FieldDef,
+    field_id: str,
+    accord: str | None,
     categories: Collection[str] | None,
     fields: Collection[str] | None,
 ) -> bool:
+    """Whether the young person's accord lets ``field_id`` (needing ``accord``) pass."""
     if categories is None and fields is None:
         return True  # no consent restriction requested: the consent package did not apply one
-    return (categories is not None and field.category in categories) or (
-        fields is not None and field.id in fields
+    if accord is None:
+        return True  # the lawful basis alone suffices (the group's own decisions)
+    return (categories is not None and accord in categories) or (
+        fields is not None and field_id in fields
     )
 
 
@@ -217,6 +221,18 @@ class CompiledCharter:
     def __init__(self, charter: Charter) -> None:
         self.charter = charter
         self._fields = {f.id: f for f in charter.fields}
+        # Per field: the consent category its sharing needs (None: no accord needed) and the
+        # refusals the per-request restrictions may give, built once rather than per request.
+        arts = charter.refusal_articles
+        self._accord: dict[str, str | None] = {f.id: f.accord for f in charter.fields}
+        self._declined = {
+            f.id: self._reason(f.id, False, None, arts.declined, ReasonCode.DECLINED)
+            for f in charter.fields
+        }
+        self._no_consent = {
+            f.id: self._reason(f.id, False, None, arts.consent, ReasonCode.NO_CONSENT)
+            for f in charter.fields
+        }
         self._purposes = charter.purpose_ids
         field_ids = charter.field_ids
         self._publish_sets = [expand(r.fields, field_ids) for r in charter.publish]
@@ -351,19 +367,33 @@ class CompiledCharter:
 
     def _restrict(
         self,
-        reason: Reason,
+        reasons: list[Reason],
         declinations: Collection[Declination],
         consented_categories: Collection[str] | None,
         consented_fields: Collection[str] | None,
-    ) -> Reason:
-        """Apply the per-request restrictions (partner's declinations, person's consent)."""
-        arts = self.charter.refusal_articles
-        field_id = reason.field
-        if declinations and any(d.covers(field_id) for d in declinations):
-            return self._reason(field_id, False, None, arts.declined, ReasonCode.DECLINED)
-        if not _consented(self._fields[field_id], consented_categories, consented_fields):
-            return self._reason(field_id, False, None, arts.consent, ReasonCode.NO_CONSENT)
-        return reason
+    ) -> list[Reason]:
+        """Apply the per-request restrictions (partner's declinations, person's consent).
+
+        Same rule as ``_consented``, over the whole request in one pass: this runs on every
+        exchange once consent is enforced, so it stays free of per-field calls.
+        """
+        consent = consented_categories is not None or consented_fields is not None
+        # frozenset() of a frozenset is the same object: free for callers passing sets.
+        categories = frozenset(consented_categories or ())
+        ids = frozenset(consented_fields or ())
+        accords = self._accord
+        out: list[Reason] = []
+        for given in reasons:
+            reason, field_id = given, given.field
+            if reason.allowed:
+                if declinations and any(d.covers(field_id) for d in declinations):
+                    reason = self._declined[field_id]
+                elif consent:
+                    accord = accords[field_id]
+                    if accord is not None and accord not in categories and field_id not in ids:
+                        reason = self._no_consent[field_id]
+            out.append(reason)
+        return out
 
     def publish(
         self,
@@ -377,27 +407,19 @@ class CompiledCharter:
         """May an organisation of ``org_kind`` publish these fields?
 
         ``declinations``: the publishing partner's declinations. ``consented_categories`` /
-        ``consented_fields``: when either is given, only fields whose category or id it names
-        pass (consent of the young person, computed by the consent package).
+        ``consented_fields`` (computed by the consent package from the accords in force): when
+        either is given, a field that needs an accord (``FieldDef.accord``) passes only if its
+        consent category or its id is named; a field needing none passes on its lawful basis.
+        ``None`` for both: no consent restriction is applied.
         """
         table = self._publish[org_kind]
-        restrict = bool(declinations) or (
-            consented_categories is not None or consented_fields is not None
-        )
         out: list[Reason] = []
-        allowed: list[str] = []
-        refused: list[str] = []
         for field_id in dict.fromkeys(field_ids):
             reason = table.get(field_id)
-            if reason is None:
-                reason = self._unknown(field_id)
-            elif restrict and reason.allowed:
-                reason = self._restrict(
-                    reason, declinations, consented_categories, consented_fields
-                )
-            out.append(reason)
-            (allowed if reason.allowed else refused).append(field_id)
-        return self._decision(out, allowed, refused)
+            out.append(self._unknown(field_id) if reason is None else reason)
+        if declinations or consented_categories is not None or consented_fields is not None:
+            out = self._restrict(out, declinations, consented_categories, consented_fields)
+        return self._decision(out)
 
     def view(
         self,
@@ -433,12 +455,7 @@ class CompiledCharter:
             active = frozenset(
                 i for i in table.window_rules if _window_open(view_rules[i], at, meetings)
             )
-        restrict = bool(declinations) or (
-            consented_categories is not None or consented_fields is not None
-        )
         out: list[Reason] = []
-        allowed: list[str] = []
-        refused: list[str] = []
         reasons = table.reasons
         for field_id in requested:
             reason = reasons.get(field_id)
@@ -449,15 +466,16 @@ class CompiledCharter:
                     if i in active:
                         reason = grant
                         break
-            if restrict and reason.allowed:
-                reason = self._restrict(
-                    reason, declinations, consented_categories, consented_fields
-                )
             out.append(reason)
-            (allowed if reason.allowed else refused).append(field_id)
-        return self._decision(out, allowed, refused)
+        if declinations or consented_categories is not None or consented_fields is not None:
+            out = self._restrict(out, declinations, consented_categories, consented_fields)
+        return self._decision(out)
 
-    def _decision(self, out: list[Reason], allowed: list[str], refused: list[str]) -> Decision:
+    def _decision(self, out: list[Reason]) -> Decision:
+        allowed: list[str] = []
+        refused: list[str] = []
+        for reason in out:
+            (allowed if reason.allowed else refused).append(reason.field)
         return Decision(
             frozenset(allowed),
             frozenset(refused),
@@ -521,7 +539,7 @@ class Interpreter:
         arts = self.charter.refusal_articles
         if any(d.covers(f.id) for d in declinations):
             return self._r(f.id, False, None, arts.declined, ReasonCode.DECLINED)
-        if not _consented(f, consented_categories, consented_fields):
+        if not _consented(f.id, f.accord, consented_categories, consented_fields):
             return self._r(f.id, False, None, arts.consent, ReasonCode.NO_CONSENT)
         return reason
 

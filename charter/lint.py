@@ -13,7 +13,7 @@ from enum import StrEnum
 from itertools import combinations
 
 from charter.globs import expand, is_pattern
-from charter.model import Charter, PublishRule, ViewRule
+from charter.model import FORMAT_2, Charter, PublishRule, ViewRule
 from charter.vocabulary import CATEGORY_LABELS_FR, Role, Secrecy, Tier
 
 
@@ -61,6 +61,7 @@ class _Linter:
         self.publish_sets = [expand(r.fields, ids) for r in charter.publish]
         self.view_sets = [expand(r.fields, ids) for r in charter.view]
         self.secret = {f.id for f in charter.fields if f.secrecy is Secrecy.SECRET}
+        self.offence = {f.id for f in charter.fields if f.offence}
         self.interdit = {f.id for f in charter.fields if f.secrecy is Secrecy.INTERDIT}
         self.published = set().union(*self.publish_sets) - self.interdit
 
@@ -69,6 +70,7 @@ class _Linter:
             self.globs,
             self.interdit_named,
             self.secret_reachable,
+            self.offence_reachable,
             self.content_blind_roles,
             self.view_without_publish,
             self.overlaps,
@@ -76,6 +78,8 @@ class _Linter:
             self.retention,
             self.catalogue,
             self.purposes,
+            self.consent_categories,
+            self.grace,
             self.articles,
         )
         found = [finding for check in checks for finding in check()]
@@ -107,25 +111,56 @@ class _Linter:
                     rule.line,
                 )
 
+    def _unbound(self, rule: ViewRule) -> str | None:
+        """The role/kind pairs of ``rule`` not bound by professional secrecy, shown, or None.
+
+        A pair is bound when a ``[[secret_bound]]`` entry matches the kind and the role alone:
+        a recipient holding several roles may be bound where a single role is not, but a rule
+        granting to a role must hold for everyone holding it.
+        """
+        unbound = sorted(
+            f"{role.value}/{kind.value}"
+            for role in rule.roles
+            for kind in rule.kinds
+            if not self.c.is_secret_bound(frozenset({role}), kind)
+        )
+        if not unbound:
+            return None
+        return ", ".join(unbound[:6]) + (" …" if len(unbound) > 6 else "")
+
     def secret_reachable(self) -> Iterator[Finding]:
         for rule, covered in zip(self.c.view, self.view_sets, strict=True):
             secret = covered & self.secret
             if not secret:
                 continue
-            unbound = sorted(
-                f"{role.value}/{kind.value}"
-                for role in rule.roles
-                for kind in rule.kinds
-                if not self.c.is_secret_bound(frozenset({role}), kind)
-            )
-            if unbound:
-                shown = ", ".join(unbound[:6]) + (" …" if len(unbound) > 6 else "")
+            shown = self._unbound(rule)
+            if shown:
                 yield Finding(
                     Severity.ERROR,
                     "secret_to_unbound",
                     f"la règle « {rule.id} » ouvre des champs couverts par le secret "
                     f"professionnel ({_ids(secret)}) à des destinataires qui n'y sont pas "
                     f"astreints ({shown}) ; la décision les refusera : restreignez la règle",
+                    rule.line,
+                )
+
+    def offence_reachable(self) -> Iterator[Finding]:
+        # Secret offence fields never reach unbound recipients (the decision refuses them and
+        # secret_to_unbound already reports the rule): only the others can be seen.
+        for rule, covered in zip(self.c.view, self.view_sets, strict=True):
+            offence = (covered & self.offence) - self.secret - self.interdit
+            if not offence:
+                continue
+            shown = self._unbound(rule)
+            if shown:
+                yield Finding(
+                    Severity.WARNING,
+                    "offence_to_unbound",
+                    f"la règle « {rule.id} » donne à voir des données relatives aux infractions "
+                    f"et condamnations pénales ({_ids(offence)}) à des destinataires qui ne sont "
+                    f"pas astreints au secret professionnel ({shown}) : au sens de l'article 10 "
+                    "du RGPD, réservez-les aux professionnels astreints, ou justifiez cette "
+                    "ouverture dans la charte",
                     rule.line,
                 )
 
@@ -194,6 +229,9 @@ class _Linter:
                 )
 
     def unseen_or_unpublished(self) -> Iterator[Finding]:
+        # The date of birth of a format-2 charter serves the hub itself (minority at each
+        # exchange): nobody needs to see it for it to be useful.
+        birth = self.c.consent.birth_date_field if self.c.consent is not None else None
         for f in self.c.fields:
             if f.secrecy is Secrecy.INTERDIT:
                 continue
@@ -204,7 +242,7 @@ class _Linter:
                     f"aucune organisation ne peut publier le champ « {f.id} »",
                     f.line,
                 )
-            if not any(
+            if f.id != birth and not any(
                 self._visible(f.id, rule, s)
                 for rule, s in zip(self.c.view, self.view_sets, strict=True)
             ):
@@ -286,9 +324,33 @@ class _Linter:
                     purpose.line,
                 )
 
+    def consent_categories(self) -> Iterator[Finding]:
+        used = {f.accord for f in self.c.fields}
+        for category in self.c.consent_categories:
+            if category.id not in used:
+                yield Finding(
+                    Severity.WARNING,
+                    "unused_consent_category",
+                    f"la catégorie de consentement « {category.id} » n'est demandée par aucun "
+                    "champ (« accord ») : elle figurerait sur les récépissés sans rien couvrir",
+                    category.line,
+                )
+
+    def grace(self) -> Iterator[Finding]:
+        if self.c.format == FORMAT_2 and self.c.membership.grace is None:
+            yield Finding(
+                Severity.WARNING,
+                "no_grace",
+                "[membership] ne fixe pas de délai « grace » : un partenaire qui ne signe pas "
+                "une nouvelle version continuera indéfiniment d'appliquer l'ancienne "
+                '(ex. grace = "P30D")',
+                self.c.membership.line or None,
+            )
+
     def articles(self) -> Iterator[Finding]:
         c = self.c
         cited = {f.article for f in c.fields} | {p.article for p in c.purposes}
+        cited |= {k.article for k in c.consent_categories}
         cited |= {r.article for r in c.publish} | {r.article for r in c.view}
         cited |= {r.article for r in c.retention}
         arts = c.refusal_articles

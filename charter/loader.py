@@ -19,9 +19,14 @@ from charter.errors import CharterError, Problem
 from charter.globs import is_pattern, is_valid_field_id, is_valid_glob
 from charter.lines import LineIndex
 from charter.model import (
+    CHARTER_FORMATS,
     CONSENT_BASIS,
+    FORMAT_1,
+    FORMAT_2,
     Article,
     Charter,
+    ConsentCategory,
+    ConsentSettings,
     FieldDef,
     IsoDuration,
     MeetingWindow,
@@ -33,6 +38,7 @@ from charter.model import (
     RetentionRule,
     SecretBound,
     ViewRule,
+    format1_accord,
 )
 from charter.vocabulary import Category, OrgKind, RetentionEvent, Role, Secrecy, Tier
 
@@ -42,6 +48,9 @@ ANY = "*"  # in ``kinds``/``roles`` lists: every organisation kind / every role
 MAX_WINDOW_DAYS = 366
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_CONSENT_ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+DEFAULT_MINOR_AGE = 18
+MIN_MINOR_AGE, MAX_MINOR_AGE = 10, 21
 _ARTICLE_ID_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 # A legal basis is "<code> <article>": e.g. "CSI L.132-5", "CASF L.121-6-2", "RGPD art. 6-1-e".
 _LEGAL_CODES = ("CSI", "CASF", "CPP", "CJPM", "CSP", "CGCT", "CCH", "CSS", "CT", "CP", "RGPD")
@@ -75,6 +84,10 @@ _TOP_KEYS = {
     "retention",
     "membership",
 }
+_FORMAT2_SECTIONS = {"consent_categories", "consent"}
+# Keys format 2 added: in a format-1 file they are unknown, and the message says why.
+_FORMAT2_KEYS = _FORMAT2_SECTIONS | {"accord", "offence", "grace"}
+_FORMAT2_HINT = " (réservée au format 2 : ajoutez « format = 2 » dans [charter])"
 
 _ENUM_NAMES_FR: dict[type[StrEnum], str] = {
     OrgKind: "type d'organisation inconnu",
@@ -132,6 +145,7 @@ class _Loader:
         self.data = data
         self.index = index
         self.problems: list[Problem] = []
+        self.format = FORMAT_1  # read first, in build(): the other sections depend on it
 
     # -- reporting ----------------------------------------------------------------------------
 
@@ -151,7 +165,8 @@ class _Loader:
         for key in sorted(required - table.keys()):
             self.fail(ctx, None, f"clé « {key} » manquante dans {ctx.label}")
         for key in sorted(table.keys() - required - optional):
-            self.fail(ctx, key, f"clé inconnue « {key} » dans {ctx.label}")
+            hint = _FORMAT2_HINT if self.format == FORMAT_1 and key in _FORMAT2_KEYS else ""
+            self.fail(ctx, key, f"clé inconnue « {key} » dans {ctx.label}{hint}")
 
     def text(self, table: dict[str, Any], ctx: _Ctx, key: str) -> str | None:
         value = table.get(key)
@@ -279,16 +294,24 @@ class _Loader:
 
     def build(self, source: str) -> Charter:
         root = _Ctx("", None, "la charte")
-        for key in sorted(self.data.keys() - _TOP_KEYS):
-            self.fail(root, key, f"section inconnue « {key} »")
+        self.format = self.charter_format()
+        known = _TOP_KEYS | _FORMAT2_SECTIONS if self.format == FORMAT_2 else _TOP_KEYS
+        for key in sorted(self.data.keys() - known):
+            hint = _FORMAT2_HINT if key in _FORMAT2_SECTIONS else ""
+            self.fail(root, key, f"section inconnue « {key} »{hint}")
         header = self.header()
         # References are checked against every *declared* id, valid or not, so that one bad
         # entry yields one problem rather than a cascade through every rule naming it.
         article_ids: set[str] = set()
         articles = self.articles(article_ids)
         refusals = self.refusals(article_ids)
+        accord_ids: set[str] = set()
+        consent_categories = (
+            self.consent_categories(article_ids, accord_ids) if self.format == FORMAT_2 else []
+        )
         field_ids: set[str] = set()
-        fields = self.fields(article_ids, field_ids)
+        fields = self.fields(article_ids, field_ids, accord_ids)
+        consent = self.consent(field_ids, fields) if self.format == FORMAT_2 else None
         purpose_ids: set[str] = set()
         purposes = self.purposes(article_ids, purpose_ids)
         rule_ids: dict[str, int | None] = {}
@@ -298,6 +321,8 @@ class _Loader:
         retention = self.retention(article_ids)
         membership = self.membership()
         if self.problems or header is None or refusals is None or membership is None:
+            raise CharterError(self.problems)
+        if self.format == FORMAT_2 and consent is None:  # pragma: no cover - reported above
             raise CharterError(self.problems)
         charter_id, version, title, effective = header
         return Charter(
@@ -314,8 +339,30 @@ class _Loader:
             retention=tuple(retention),
             membership=membership,
             refusal_articles=refusals,
+            format=self.format,
+            consent_categories=tuple(consent_categories),
+            consent=consent,
             source=source,
         )
+
+    def charter_format(self) -> int:
+        """The file's format (``[charter] format``, absent: 1)."""
+        table = self.data.get("charter")
+        if not isinstance(table, dict) or "format" not in table:
+            return FORMAT_1
+        value = table["format"]
+        if not isinstance(value, bool) and isinstance(value, int) and value in CHARTER_FORMATS:
+            return value
+        allowed = " ou ".join(str(f) for f in CHARTER_FORMATS)
+        self.fail(
+            _Ctx("charter", None, "[charter]"),
+            "format",
+            f"format de charte inconnu « {value} » : « format » vaut {allowed} "
+            "(absent : 1) ([charter])",
+        )
+        # Check the rest against the format the content looks like, so that one wrong value
+        # yields one problem rather than a cascade of « section inconnue ».
+        return FORMAT_2 if _FORMAT2_SECTIONS & self.data.keys() else FORMAT_1
 
     def section(self, key: str) -> tuple[dict[str, Any], _Ctx] | None:
         ctx = _Ctx(key, None, f"[{key}]")
@@ -337,7 +384,7 @@ class _Loader:
             table,
             ctx,
             {"id", "version", "title", "effective", "default_article"},
-            {"secret_article", "consent_article", "declined_article"},
+            {"format", "secret_article", "consent_article", "declined_article"},
         )
         charter_id = self.ident(
             table, ctx, "id", _ID_RE, "lettres minuscules, chiffres, « - » ou « _ »"
@@ -399,10 +446,42 @@ class _Loader:
             self.problems.append(Problem(1, "la charte doit contenir au moins un article"))
         return out
 
-    def fields(self, articles: set[str], declared: set[str]) -> list[FieldDef]:
+    def consent_categories(self, articles: set[str], declared: set[str]) -> list[ConsentCategory]:
+        out: list[ConsentCategory] = []
+        seen: dict[str, int | None] = {}
+        for table, entry_ctx in self.tables(
+            "consent_categories", "la catégorie de consentement [[consent_categories]]"
+        ):
+            ctx = entry_ctx
+            self.check_keys(table, ctx, {"id", "label_fr", "label_en", "article"}, set())
+            category_id = self.ident(
+                table, ctx, "id", _CONSENT_ID_RE, "lettres minuscules, chiffres ou « _ »"
+            )
+            if category_id is not None:
+                declared.add(category_id)
+                ctx = _Ctx(ctx.path, ctx.n, f"la catégorie de consentement « {category_id} »")
+                if not self.unique(ctx, seen, category_id, "la catégorie de consentement"):
+                    category_id = None
+            label_fr = self.text(table, ctx, "label_fr")
+            label_en = self.text(table, ctx, "label_en")
+            article = self.article_ref(table, ctx, "article", articles)
+            if category_id and label_fr and label_en and article:
+                out.append(
+                    ConsentCategory(category_id, label_fr, label_en, article, self.line(ctx) or 0)
+                )
+        return out
+
+    def fields(
+        self, articles: set[str], declared: set[str], accord_ids: set[str]
+    ) -> list[FieldDef]:
         out: list[FieldDef] = []
         seen: dict[str, int | None] = {}
-        required = {"id", "label_fr", "label_en", "category", "tier", "secrecy", "basis", "article"}
+        common = {"id", "label_fr", "label_en", "category", "tier", "secrecy", "article"}
+        if self.format == FORMAT_1:
+            required, optional = common | {"basis"}, set()
+        else:
+            # Whether « basis » is required depends on the secrecy: checked in lawful_basis.
+            required, optional = common, {"basis", "accord", "offence"}
         for table, entry_ctx in self.tables("fields", "le champ [[fields]]"):
             ctx = entry_ctx
             field_id = self.text(table, ctx, "id")
@@ -419,22 +498,17 @@ class _Loader:
                     field_id = None
                 elif not self.unique(ctx, seen, field_id, "le champ"):
                     field_id = None
-            self.check_keys(table, ctx, required, set())
+            self.check_keys(table, ctx, required, optional)
             label_fr = self.text(table, ctx, "label_fr")
             label_en = self.text(table, ctx, "label_en")
             category = self.enum(table, ctx, "category", Category)
             tier = self.enum(table, ctx, "tier", Tier)
             secrecy = self.enum(table, ctx, "secrecy", Secrecy)
-            basis = self.text(table, ctx, "basis")
-            if basis is not None and basis != CONSENT_BASIS and _BASIS_RE.match(basis) is None:
-                self.fail(
-                    ctx,
-                    "basis",
-                    f"base légale « {basis} » invalide ({ctx.label}) : « consentement » ou "
-                    f"« CODE article » avec CODE parmi {', '.join(_LEGAL_CODES)} "
-                    "(ex. « CSI L.132-5 »)",
-                )
-                basis = None
+            lawful: tuple[str | None, str | None, bool] | None
+            if self.format == FORMAT_1:
+                lawful = self.basis_v1(table, ctx, category)
+            else:
+                lawful = self.lawful_basis(table, ctx, secrecy, accord_ids)
             article = self.article_ref(table, ctx, "article", articles)
             if (
                 field_id is not None
@@ -443,9 +517,10 @@ class _Loader:
                 and category is not None
                 and tier is not None
                 and secrecy is not None
-                and basis is not None
+                and lawful is not None
                 and article is not None
             ):
+                basis, accord, offence = lawful
                 out.append(
                     FieldDef(
                         field_id,
@@ -456,12 +531,163 @@ class _Loader:
                         secrecy,
                         basis,
                         article,
+                        accord=accord,
+                        offence=offence,
                         line=self.line(ctx) or 0,
                     )
                 )
         if not self.data.get("fields"):
             self.problems.append(Problem(1, "la charte doit déclarer au moins un champ [[fields]]"))
         return out
+
+    def basis_v1(
+        self, table: dict[str, Any], ctx: _Ctx, category: Category | None
+    ) -> tuple[str, str | None, bool] | None:
+        """Format 1: « consentement » or a legal basis; the accord is derived from it."""
+        basis = self.text(table, ctx, "basis")
+        if basis is not None and basis != CONSENT_BASIS and _BASIS_RE.match(basis) is None:
+            self.fail(
+                ctx,
+                "basis",
+                f"base légale « {basis} » invalide ({ctx.label}) : « consentement » ou "
+                f"« CODE article » avec CODE parmi {', '.join(_LEGAL_CODES)} "
+                "(ex. « CSI L.132-5 »)",
+            )
+            return None
+        if basis is None or category is None:
+            return None
+        return basis, format1_accord(category, basis), False
+
+    def lawful_basis(
+        self, table: dict[str, Any], ctx: _Ctx, secrecy: Secrecy | None, accord_ids: set[str]
+    ) -> tuple[str | None, str | None, bool] | None:
+        """Format 2: the lawful basis, the consent category of the accord, the offence flag."""
+        ok = True
+        offence = self.boolean(table, ctx, "offence")
+        if "offence" in table and offence is None:
+            ok = False
+        if secrecy is Secrecy.INTERDIT:
+            # Nothing is ever exchanged, so there is no processing to found and no accord to ask.
+            for key, what in (("basis", "de base légale"), ("accord", "d'accord")):
+                if key in table:
+                    self.fail(
+                        ctx,
+                        key,
+                        f"un champ « interdit » n'est jamais échangé : il ne porte pas {what} "
+                        f"(retirez « {key} » du {ctx.label.removeprefix('le ')})",
+                    )
+                    ok = False
+            return (None, None, bool(offence)) if ok else None
+        basis: str | None = None
+        if "basis" not in table:
+            if secrecy is not None:
+                self.fail(
+                    ctx,
+                    None,
+                    f"clé « basis » manquante dans {ctx.label} : indiquez la base légale du "
+                    "traitement (ex. « CSI L.132-5 »)",
+                )
+            ok = False
+        else:
+            basis = self.text(table, ctx, "basis")
+            if basis == CONSENT_BASIS:
+                self.fail(
+                    ctx,
+                    "basis",
+                    f"« consentement » n'est pas une base légale au format 2 ({ctx.label}) : "
+                    "« basis » indique la base légale du traitement (ex. « CSI L.132-5 ») ; "
+                    'l\'accord du jeune se déclare à part, avec accord = "<catégorie>" '
+                    "(une catégorie de [[consent_categories]])",
+                )
+                basis = None
+            elif basis is not None and _BASIS_RE.match(basis) is None:
+                self.fail(
+                    ctx,
+                    "basis",
+                    f"base légale « {basis} » invalide ({ctx.label}) : « CODE article » avec "
+                    f"CODE parmi {', '.join(_LEGAL_CODES)} (ex. « CSI L.132-5 »)",
+                )
+                basis = None
+            ok = ok and basis is not None
+        accord: str | None = None
+        if "accord" in table:
+            accord = self.text(table, ctx, "accord")
+            if accord is not None and accord not in accord_ids:
+                self.fail(
+                    ctx,
+                    "accord",
+                    f"catégorie de consentement inconnue « {accord} » ({ctx.label}) : "
+                    "déclarez-la dans [[consent_categories]]",
+                )
+                accord = None
+            ok = ok and accord is not None
+        return (basis, accord, bool(offence)) if ok else None
+
+    def consent(self, declared: set[str], fields: list[FieldDef]) -> ConsentSettings | None:
+        found = self.section("consent")
+        if found is None:
+            return None
+        table, ctx = found
+        self.check_keys(
+            table,
+            ctx,
+            {"birth_date_field", "parents_for_minors", "notice_version"},
+            {"minor_age"},
+        )
+        birth = self.text(table, ctx, "birth_date_field")
+        if birth is not None:
+            birth = self.birth_date_field(ctx, birth, declared, {f.id: f for f in fields})
+        minor_age = self.integer(table, ctx, "minor_age", MIN_MINOR_AGE, MAX_MINOR_AGE)
+        if "minor_age" not in table:
+            minor_age = DEFAULT_MINOR_AGE
+        parents = self.boolean(table, ctx, "parents_for_minors")
+        notice = self.text(table, ctx, "notice_version")
+        if birth is None or minor_age is None or parents is None or notice is None:
+            return None
+        return ConsentSettings(birth, minor_age, parents, notice, self.line(ctx) or 0)
+
+    def birth_date_field(
+        self, ctx: _Ctx, field_id: str, declared: set[str], valid: dict[str, FieldDef]
+    ) -> str | None:
+        """The hub computes minority from this field at each exchange: it must hold a date the
+        hub processes (tier hub) and receives (not interdit)."""
+        if field_id not in declared:
+            self.fail(
+                ctx,
+                "birth_date_field",
+                f"le champ de la date de naissance « {field_id} » n'est pas déclaré dans le "
+                "catalogue [[fields]] ([consent])",
+            )
+            return None
+        field = valid.get(field_id)
+        if field is None:
+            return None  # the field has its own problem, reported at its line
+        ok = True
+        if not field_id.rsplit(".", 1)[-1].startswith("date"):
+            self.fail(
+                ctx,
+                "birth_date_field",
+                f"« birth_date_field » doit désigner une date : le nom du champ « {field_id} » "
+                "doit commencer par « date » (ex. identite.date_naissance) ([consent])",
+            )
+            ok = False
+        if field.tier is not Tier.HUB:
+            self.fail(
+                ctx,
+                "birth_date_field",
+                f"le champ de la date de naissance « {field_id} » doit être traité par le hub "
+                '(tier = "hub") : le hub calcule la minorité à chaque échange ([consent])',
+            )
+            ok = False
+        if field.secrecy is Secrecy.INTERDIT:
+            self.fail(
+                ctx,
+                "birth_date_field",
+                f"le champ de la date de naissance « {field_id} » est « interdit » : le hub ne "
+                "le recevrait jamais et ne pourrait pas calculer la minorité ([consent])",
+            )
+            ok = False
+        return field_id if ok else None
 
     def purposes(self, articles: set[str], declared: set[str]) -> list[Purpose]:
         out: list[Purpose] = []
@@ -685,8 +911,10 @@ class _Loader:
                 out.append(RetentionRule(category, duration, event, article, self.line(ctx) or 0))
         return out
 
-    def duration(self, table: dict[str, Any], ctx: _Ctx) -> IsoDuration | None:
-        text = self.text(table, ctx, "duration")
+    def duration(
+        self, table: dict[str, Any], ctx: _Ctx, key: str = "duration"
+    ) -> IsoDuration | None:
+        text = self.text(table, ctx, key)
         if text is None:
             return None
         try:
@@ -694,7 +922,7 @@ class _Loader:
         except ValueError:
             self.fail(
                 ctx,
-                "duration",
+                key,
                 f"durée ISO 8601 invalide « {text} » ({ctx.label}) : attendu par exemple "
                 "« P6M » (6 mois), « P1Y » (1 an), « P90D » (90 jours), sans heures",
             )
@@ -705,10 +933,18 @@ class _Loader:
         if found is None:
             return None
         table, ctx = found
-        self.check_keys(table, ctx, {"coordinator_kind"}, {"coordinator", "members"})
+        optional = {"coordinator", "members"}
+        if self.format == FORMAT_2:
+            optional.add("grace")
+        self.check_keys(table, ctx, {"coordinator_kind"}, optional)
         coordinator_kind = self.enum(table, ctx, "coordinator_kind", OrgKind)
         coordinator = self.text(table, ctx, "coordinator") if "coordinator" in table else None
         members = self.members(table)
+        grace: IsoDuration | None = None
+        if self.format == FORMAT_2 and "grace" in table:
+            grace = self.duration(table, ctx, "grace")
+            if grace is None:
+                return None
         if members is None or coordinator_kind is None:
             return None
         if coordinator is not None:
@@ -728,7 +964,7 @@ class _Loader:
                     f"le coordinateur « {coordinator} » n'est pas de type « {coordinator_kind} »",
                 )
                 return None
-        return Membership(coordinator_kind, coordinator, tuple(members), self.line(ctx) or 0)
+        return Membership(coordinator_kind, coordinator, tuple(members), grace, self.line(ctx) or 0)
 
     def members(self, membership: dict[str, Any]) -> list[Member] | None:
         raw = membership.get("members", [])

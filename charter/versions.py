@@ -2,7 +2,8 @@
 
 Pure logic: the hub stores versions, signatures and declinations in its database and calls
 these functions. A new version applies to a partner only once that partner signed it; until
-then the partner keeps the newest version it did sign (DESIGN §5).
+then the partner keeps the newest version it did sign (DESIGN §5) — for the charter's grace
+period only, when the charter sets one (format 2, ``[membership] grace``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from charter.canonical import canonical_dict, digest
 from charter.decide import Declination
-from charter.model import Charter
+from charter.model import FORMAT_1, Charter, IsoDuration
 
 __all__ = [
     "Change",
@@ -55,7 +56,11 @@ _SECTION_FR = {
     "secret_bound": ("liste des destinataires astreints au secret", "e"),
     "retention": ("durée de conservation de la catégorie", "e"),
     "membership": ("liste des membres", "e"),
+    "consent_categories": ("catégorie de consentement", "e"),
+    "consent": ("réglages du consentement", "s"),
 }
+# Sections reported as one whole, without a key in the French line.
+_WHOLE = {"secret_bound", "membership", "consent"}
 
 _ATTRIBUTE_FR = {
     "title": "titre",
@@ -87,6 +92,14 @@ _ATTRIBUTE_FR = {
     "members": "membres",
     "entries": "entrées",
     "id": "identifiant",
+    "format": "format de la charte",
+    "accord": "accord du jeune requis (catégorie)",
+    "offence": "donnée relative aux infractions (art. 10 RGPD)",
+    "grace": "délai pour signer une nouvelle version",
+    "birth_date_field": "champ de la date de naissance",
+    "minor_age": "âge de la majorité",
+    "parents_for_minors": "accord des titulaires de l'autorité parentale pour un mineur",
+    "notice_version": "version de la notice d'information",
 }
 
 # Long texts are reported as changed, not quoted: the diff page shows them side by side.
@@ -117,7 +130,7 @@ class Change:
     def render_fr(self) -> str:
         """One French line."""
         name, agreement = _SECTION_FR[self.section]
-        label = name if self.section in {"secret_bound", "membership"} else f"{name} « {self.key} »"
+        label = name if self.section in _WHOLE else f"{name} « {self.key} »"
         head = f"{label} {_ACTION_FR[self.action]}{agreement}"
         return head + (" : " + " ; ".join(self.details) if self.details else "")
 
@@ -172,9 +185,29 @@ def _keyed(section: str, entries: list[dict[str, Any]]) -> dict[str, dict[str, A
     return {str(e[key]): e for e in entries}
 
 
+def _comparable(charter: Charter) -> dict[str, Any]:
+    """The canonical form, with format 1 read under the format-2 model.
+
+    A format-1 field with basis « consentement » needs the accord of its category: comparing
+    that with a format-2 ``accord`` reports what really changed, not an artefact of formats.
+    """
+    data = canonical_dict(charter)
+    if charter.format == FORMAT_1:
+        data["fields"] = [
+            {**entry, "accord": f.accord, "offence": f.offence}
+            for entry, f in zip(data["fields"], charter.fields, strict=True)
+        ]
+        data["consent_categories"] = []
+        data["consent"] = None
+        data["membership"] = {**data["membership"], "grace": None}
+    data["charter"] = {**data["charter"], "format": data["format"]}
+    return data
+
+
 def diff(old: Charter, new: Charter) -> CharterDiff:
-    """What changed from ``old`` to ``new`` (articles, fields, purposes, rules, retention…)."""
-    a, b = canonical_dict(old), canonical_dict(new)
+    """What changed from ``old`` to ``new`` (articles, fields, purposes, rules, retention,
+    consent categories and settings…); a format-1 charter compares as read under format 2."""
+    a, b = _comparable(old), _comparable(new)
     changes: list[Change] = []
     header_old = {k: v for k, v in a["charter"].items() if k != "version"}
     header_new = {k: v for k, v in b["charter"].items() if k != "version"}
@@ -182,7 +215,8 @@ def diff(old: Charter, new: Charter) -> CharterDiff:
         changes.append(
             Change("charter", new.id, ChangeAction.CHANGED, _details(header_old, header_new))
         )
-    for section in ("articles", "fields", "purposes", "publish", "view", "retention"):
+    sections = ("articles", "consent_categories", "fields", "purposes", "publish", "view")
+    for section in (*sections, "retention"):
         before, after = _keyed(section, a[section]), _keyed(section, b[section])
         for key, entry in after.items():
             if key not in before:
@@ -202,16 +236,22 @@ def diff(old: Charter, new: Charter) -> CharterDiff:
                 _details({"entries": a["secret_bound"]}, {"entries": b["secret_bound"]}),
             )
         )
-    if a["membership"] != b["membership"]:
-        changes.append(
-            Change(
-                "membership",
-                "membership",
-                ChangeAction.CHANGED,
-                _details(a["membership"], b["membership"]),
+    for whole in ("membership", "consent"):
+        if a[whole] != b[whole]:
+            changes.append(
+                Change(whole, whole, _whole_action(a[whole], b[whole]), _details_of(a, b, whole))
             )
-        )
     return CharterDiff(old.version, new.version, digest(old), digest(new), tuple(changes))
+
+
+def _whole_action(before: Any, after: Any) -> ChangeAction:
+    if before is None:
+        return ChangeAction.ADDED
+    return ChangeAction.REMOVED if after is None else ChangeAction.CHANGED
+
+
+def _details_of(a: dict[str, Any], b: dict[str, Any], section: str) -> tuple[str, ...]:
+    return _details(a[section] or {}, b[section] or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,10 +275,18 @@ def applicable_version(
     signatures: Iterable[Signature],
     *,
     at: datetime | None = None,
+    newest_published_at: datetime | None = None,
+    grace: IsoDuration | None = None,
 ) -> int | None:
-    """The newest published version ``org_id`` signed (by ``at`` when given).
+    """The version of the charter that applies to ``org_id`` (at ``at`` when given).
 
-    ``None``: the partner signed no published version and takes no part in exchanges.
+    Without ``grace``: the newest published version the partner signed (by ``at``).
+    With ``grace`` (the ``[membership] grace`` of the newest published version): when the
+    partner has not signed the newest version, the version it signed before still applies
+    only while ``at`` falls within ``grace`` of ``newest_published_at`` — calendar days, the
+    last one included, each instant read in ``newest_published_at``'s time zone. Afterwards,
+    or when ``at`` or ``newest_published_at`` is unknown (fail closed), the partner takes no
+    part until it signs. ``None``: the partner takes no part in exchanges.
     """
     published = set(published_versions)
     signed = {
@@ -246,7 +294,17 @@ def applicable_version(
         for s in signatures
         if s.org_id == org_id and s.version in published and (at is None or s.signed_at <= at)
     }
-    return max(signed) if signed else None
+    if not signed:
+        return None
+    best = max(signed)
+    if grace is None or best == max(published):
+        return best
+    if at is None or newest_published_at is None:
+        return None
+    if at.tzinfo is not None and newest_published_at.tzinfo is not None:
+        at = at.astimezone(newest_published_at.tzinfo)
+    last_day = grace.add_to(newest_published_at.date())
+    return best if at.date() <= last_day else None
 
 
 def signatories(version: int, signatures: Iterable[Signature]) -> frozenset[str]:

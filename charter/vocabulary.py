@@ -102,6 +102,20 @@ CATEGORY_LABELS_FR: dict[Category, str] = {
     Category.SORTIE: "Sortie du dispositif",
 }
 
+CATEGORY_LABELS_EN: dict[Category, str] = {
+    Category.IDENTITE: "Identity",
+    Category.CONTACT: "Contact details",
+    Category.JUSTICE: "Judicial situation",
+    Category.FORMATION_EMPLOI: "Training and employment",
+    Category.LOGEMENT: "Housing and accommodation",
+    Category.SANTE: "Health (referral, never a diagnosis)",
+    Category.FAMILLE: "Family",
+    Category.RESSOURCES: "Income",
+    Category.MOBILITE: "Mobility",
+    Category.PARCOURS: "Path",
+    Category.SORTIE: "Exit from the programme",
+}
+
 
 class Tier(StrEnum):
     """Where a field may live."""

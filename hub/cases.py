@@ -28,11 +28,21 @@ from sqlalchemy.orm import Session
 from charter import Charter, Decision, Declination, Reason, Recipient
 from charter.model import FieldDef
 from charter.vocabulary import Role, Secrecy, Tier
+from consent import (
+    MAX_EVIDENCE_BYTES,
+    ConsentRecords,
+    ConsentRules,
+    ConsentState,
+    RecipientOrg,
+    may_record,
+    may_view,
+)
 from hub.charters import Charters, compiled, parse
 from hub.i18n import N_, MessageError
 from hub.models import (
     Case,
     CaseField,
+    CaseMember,
     CasePartner,
     CharterVersion,
     GroupMeeting,
@@ -41,7 +51,7 @@ from hub.models import (
     Organisation,
     User,
 )
-from hub.vault import FieldVault
+from hub.vault import FieldVault, VaultError
 
 MAX_VALUE_LENGTH = 200
 EXIT_CATEGORY = "sortie"  # catalogue fields sortie.* record the exit from the programme
@@ -117,6 +127,16 @@ class CaseContext:
         """The roles the person holds in this case."""
         return self.recipient.roles
 
+    @property
+    def consent_rules(self) -> ConsentRules:
+        """What the applicable charter says about consent (minors, notice version…)."""
+        return ConsentRules.of(self.charter)
+
+    @property
+    def recipient_org(self) -> RecipientOrg:
+        """The person's organisation as consent scopes name it."""
+        return RecipientOrg(self.organisation.id, self.organisation.kind)
+
 
 @dataclass(frozen=True)
 class FieldView:
@@ -128,6 +148,16 @@ class FieldView:
 
 
 @dataclass(frozen=True)
+class Decided:
+    """A view decision over the catalogue and what it was taken with."""
+
+    reasons: dict[str, Reason]
+    stored: dict[str, CaseField]
+    state: ConsentState
+    birth: date | None
+
+
+@dataclass(frozen=True)
 class CaseView:
     """What a recipient sees of a case for one purpose, and why."""
 
@@ -135,6 +165,15 @@ class CaseView:
     purpose: str
     shown: tuple[FieldView, ...]
     refused: tuple[Reason, ...]
+    # The consent the decision was taken with: the caller checks its generation again once the
+    # read is recorded, and decides again if a consent changed meanwhile.
+    consent: ConsentState
+    birth: date | None = None
+
+    @property
+    def consent_generation(self) -> int:
+        """The consent generation the decision was taken at."""
+        return self.consent.generation
 
     @property
     def allowed(self) -> bool:
@@ -151,12 +190,18 @@ class Cases:
     """Cases of operational groups and the need-to-know views of their hub-tier fields."""
 
     def __init__(
-        self, session: Session, *, clock: Callable[[], datetime], vault: FieldVault
+        self,
+        session: Session,
+        *,
+        clock: Callable[[], datetime],
+        vault: FieldVault,
+        max_evidence_bytes: int = MAX_EVIDENCE_BYTES,
     ) -> None:
         self.session = session
         self.clock = clock
         self.vault = vault
         self.charters = Charters(session, clock=clock)
+        self.consents = ConsentRecords(session, clock=clock, max_evidence_bytes=max_evidence_bytes)
 
     # -- finding cases ---------------------------------------------------------------------
 
@@ -173,7 +218,7 @@ class Cases:
         """Cases in which ``user`` takes part, newest first (the list page's query).
 
         Mirrors :meth:`context`: référent of the case, member or coordinator of its group, or
-        agent of a partner organisation; only in groups whose charter the organisation signed.
+        agent named on its team; only in groups whose charter the organisation signed.
         """
         groups = [g.id for g in self.signed_groups(user.organisation)]
         clauses = [Case.referent_id == user.id]
@@ -192,10 +237,7 @@ class Cases:
             )
         if user.has_role(Role.AGENT):
             clauses.append(
-                exists().where(
-                    CasePartner.case_id == Case.id,
-                    CasePartner.organisation_id == user.organisation_id,
-                )
+                exists().where(CaseMember.case_id == Case.id, CaseMember.user_id == user.id)
             )
         statement = select(Case).where(Case.group_id.in_(groups), or_(*clauses))
         search = search.strip().upper()
@@ -212,8 +254,9 @@ class Cases:
         """The person's part in ``case``; :class:`CaseAccessDeniedError` when they have none.
 
         Roles count only where they apply: *référent* of this case, *member* or *coordinator*
-        of its group, *agent* of an organisation following it. Administrators and the DPO hold
-        none of these, so they never see case content.
+        of its group, *agent* named on the case's team (need-to-know is per person: a colleague
+        of the same organisation who is not on the team takes no part). Administrators and the
+        DPO hold none of these, so they never see case content.
         """
         member = self._is_member(case.group, user)
         roles: set[Role] = set()
@@ -223,7 +266,11 @@ class Cases:
             roles.add(Role.GROUP_MEMBER)
         if case.group.coordinator_id == user.id and user.has_role(Role.COORDINATOR):
             roles.add(Role.COORDINATOR)
-        if user.has_role(Role.AGENT) and user.organisation_id in case.partner_org_ids:
+        if (
+            user.has_role(Role.AGENT)
+            and user.id in case.member_ids
+            and user.organisation_id in case.partner_org_ids
+        ):
             roles.add(Role.AGENT)
         return self._context(case, user.organisation, frozenset(roles), member, user)
 
@@ -254,7 +301,8 @@ class Cases:
             raise CaseAccessDeniedError(
                 N_(
                     "Vous ne suivez pas ce dossier : seuls le référent, les membres du groupe "
-                    "opérationnel et les partenaires qui suivent le jeune y ont accès."
+                    "opérationnel et les professionnels nommés dans l'équipe du dossier y ont "
+                    "accès."
                 ),
                 rule=parse(version.text).refusal_articles.default,
                 code="not_involved",
@@ -286,23 +334,57 @@ class Cases:
             )
         return by_org
 
+    def consent_state(self, case: Case) -> ConsentState:
+        """The case's consent records that can matter to a decision (one read per decision)."""
+        return self.consents.state(case.id)
+
+    def birth_date(
+        self, case: Case, rules: ConsentRules, stored: Mapping[str, CaseField] | None = None
+    ) -> date | None:
+        """The young person's date of birth, opened for the hub's own use (minority for
+        consent); ``None`` when not recorded or unreadable (then treated as a minor)."""
+        field_id = rules.birth_date_field
+        if field_id is None:
+            return None
+        if stored is None:
+            row = self.session.scalar(
+                select(CaseField).where(
+                    CaseField.case_id == case.id, CaseField.field_id == field_id
+                )
+            )
+        else:
+            row = stored.get(field_id)
+        if row is None:
+            return None
+        try:
+            return date.fromisoformat(
+                self.vault.open(case.wrapped_key, case.reference, field_id, row.ciphertext)
+            )
+        except (VaultError, ValueError):
+            return None
+
     def decide_view(
-        self, ctx: CaseContext, purpose: str
-    ) -> tuple[dict[str, Reason], dict[str, CaseField]]:
-        """The view decision for every hub-tier field of the catalogue, and the stored rows.
+        self, ctx: CaseContext, purpose: str, state: ConsentState | None = None
+    ) -> Decided:
+        """The view decision for every hub-tier field of the catalogue, with the stored rows,
+        the consent state and the date of birth it used.
 
         Fields are decided over the whole catalogue, whether a value exists or not, so what is
         refused says nothing about what the case holds. A stored value is decided with its
-        publisher's organisation kind and that publisher's declinations.
+        publisher's organisation kind and that publisher's declinations, and — through
+        :func:`consent.may_view` — with the young person's consent in force for this purpose
+        and this recipient organisation.
         """
         case = ctx.case
         decider = compiled(ctx.version)
         now = self.clock()
         meetings = self.meetings(case.group)
+        state = state if state is not None else self.consent_state(case)
         stored = {
             row.field_id: row
             for row in self.session.scalars(select(CaseField).where(CaseField.case_id == case.id))
         }
+        birth = self.birth_date(case, ctx.consent_rules, stored)
         catalogue = [f.id for f in hub_fields(ctx.charter)]
         by_publisher: dict[int | None, list[str]] = {}
         for field_id in catalogue:
@@ -312,21 +394,26 @@ class Cases:
         reasons: dict[str, Reason] = {}
         for org_id, field_ids in by_publisher.items():
             publisher = self.session.get(Organisation, org_id) if org_id is not None else None
-            decision = decider.view(
+            decision = may_view(
+                decider,
+                state,
                 ctx.recipient,
                 purpose,
                 field_ids,
-                sender_org_kind=publisher.kind if publisher else None,
+                recipient_org=ctx.recipient_org,
                 at=now,
+                birth_date=birth,
+                sender_org_kind=publisher.kind if publisher else None,
                 meeting_dates=meetings,
                 declinations=declined.get(org_id, []) if org_id is not None else (),
             )
             reasons.update((r.field, r) for r in decision.reasons)
-        return {f: reasons[f] for f in catalogue}, stored
+        return Decided({f: reasons[f] for f in catalogue}, stored, state, birth)
 
-    def view(self, ctx: CaseContext, purpose: str) -> CaseView:
+    def view(self, ctx: CaseContext, purpose: str, state: ConsentState | None = None) -> CaseView:
         """What ``ctx``'s recipient sees of the case for ``purpose``: allowed values only."""
-        reasons, stored = self.decide_view(ctx, purpose)
+        decided = self.decide_view(ctx, purpose, state)
+        reasons, stored = decided.reasons, decided.stored
         charter = ctx.charter
         shown: list[FieldView] = []
         refused: list[Reason] = []
@@ -343,17 +430,18 @@ class Cases:
                 else None
             )
             shown.append(FieldView(definition, value, reason))
-        return CaseView(ctx, purpose, tuple(shown), tuple(refused))
+        return CaseView(ctx, purpose, tuple(shown), tuple(refused), decided.state, decided.birth)
 
-    def default_purpose(self, ctx: CaseContext) -> str:
+    def default_purpose(self, ctx: CaseContext, state: ConsentState | None = None) -> str:
         """The purpose under which the recipient sees the most (first in the charter on a tie).
 
         Only a default for the page: the person states the purpose they consult for, and it is
         recorded with every read.
         """
+        state = state if state is not None else self.consent_state(ctx.case)
         best, best_count = ctx.charter.purposes[0].id, 0
         for purpose in ctx.charter.purposes:
-            reasons, _stored = self.decide_view(ctx, purpose.id)
+            reasons = self.decide_view(ctx, purpose.id, state).reasons
             count = sum(r.allowed for r in reasons.values())
             if count > best_count:
                 best, best_count = purpose.id, count
@@ -366,8 +454,11 @@ class Cases:
         org: Organisation,
         group: OperationalGroup,
         version: CharterVersion | None = None,
+        case: Case | None = None,
     ) -> list[FieldDef]:
-        """Hub-tier fields ``org`` may publish in ``group`` (for forms), catalogue order.
+        """Hub-tier fields ``org`` may record now (for forms), catalogue order: those the
+        charter lets it publish and, for ``case`` (a new case when ``None``), that the young
+        person's consent in force lets enter the exchange.
 
         ``version``: the version that applies to ``org`` when the caller already has it.
         """
@@ -375,12 +466,40 @@ class Cases:
         if version is None:
             return []
         fields = hub_fields(parse(version.text))
-        decision = compiled(version).publish(
+        decision = self._publish_decision(group, org, version, [f.id for f in fields], case=case)
+        return [f for f in fields if f.id in decision.allowed_fields]
+
+    def _publish_decision(
+        self,
+        group: OperationalGroup,
+        org: Organisation,
+        version: CharterVersion,
+        field_ids: list[str],
+        *,
+        case: Case | None,
+        values: Mapping[str, str] | None = None,
+    ) -> Decision:
+        """The charter × consent decision on recording ``field_ids`` on ``case``."""
+        rules = ConsentRules.of(parse(version.text))
+        if case is None:
+            state = ConsentState(case_id=0, generation=0)  # a new case: no consent yet
+            birth = None
+        else:
+            state = self.consent_state(case)
+            birth = self.birth_date(case, rules)
+        posted_birth = (values or {}).get(rules.birth_date_field or "")
+        if posted_birth:
+            # The date being recorded is what will hold: minority is judged on it.
+            birth = date.fromisoformat(posted_birth)
+        return may_record(
+            compiled(version),
+            state,
             org.kind,
-            [f.id for f in fields],
+            field_ids,
+            at=self.clock(),
+            birth_date=birth,
             declinations=self._declinations(group, org).get(org.id, []),
         )
-        return [f for f in fields if f.id in decision.allowed_fields]
 
     def _check_publish(
         self,
@@ -388,8 +507,10 @@ class Cases:
         org: Organisation,
         version: CharterVersion,
         values: Mapping[str, str],
+        case: Case | None,
     ) -> tuple[Decision, dict[str, str]]:
-        """Clean the values and ask the charter; refuse everything if one field is refused."""
+        """Clean the values and ask the charter and the consent; refuse everything if one field
+        is refused."""
         if len(values) > MAX_VALUES:
             raise CaseRefusedError(N_("Rien n'est enregistré : trop de champs envoyés."))
         charter = parse(version.text)
@@ -399,8 +520,8 @@ class Cases:
             value = _clean(definition, field_id, raw)
             if value is not None:
                 cleaned[field_id] = value
-        decision = compiled(version).publish(
-            org.kind, list(cleaned), declinations=self._declinations(group, org).get(org.id, [])
+        decision = self._publish_decision(
+            group, org, version, list(cleaned), case=case, values=cleaned
         )
         if decision.refusals:
             raise CaseRefusedError(
@@ -455,7 +576,9 @@ class Cases:
         self, group: OperationalGroup, user: User, values: Mapping[str, str]
     ) -> tuple[Case, Decision, CharterVersion]:
         """Open a case in ``group`` (repérage) with the hub-tier values the charter lets the
-        person's organisation publish; nothing is stored when one value is refused."""
+        person's organisation publish before any consent (the date of birth, which decides
+        whose accord is needed, and what rests on the group's mission alone); nothing is stored
+        when one value is refused. The person joins the case's team."""
         org = user.organisation
         version = self.charters.applicable(group, org)
         if version is None:
@@ -473,7 +596,7 @@ class Cases:
             raise CaseRefusedError(
                 N_("Seuls les agents partenaires et les membres du groupe signalent un jeune.")
             )
-        decision, cleaned = self._check_publish(group, org, version, values)
+        decision, cleaned = self._check_publish(group, org, version, values, None)
         reference = new_reference()
         while self.by_reference(reference) is not None:
             reference = new_reference()
@@ -488,6 +611,9 @@ class Cases:
             wrapped_key=self.vault.new_case_key(reference),
         )
         case.partners.append(CasePartner(organisation_id=org.id, added_at=now))
+        case.members.append(
+            CaseMember(user_id=user.id, organisation_id=org.id, added_at=now, added_by_id=user.id)
+        )
         self.session.add(case)
         self.session.flush()
         self._store(case, org, user, version, cleaned)
@@ -495,9 +621,9 @@ class Cases:
 
     def publish(self, ctx: CaseContext, values: Mapping[str, str]) -> Decision:
         """Record hub-tier values on the case for the context's organisation (all or nothing),
-        under the charter version of the context."""
+        under the charter version of the context and the consent in force."""
         decision, cleaned = self._check_publish(
-            ctx.case.group, ctx.organisation, ctx.version, values
+            ctx.case.group, ctx.organisation, ctx.version, values, ctx.case
         )
         if not cleaned:
             raise CaseRefusedError(N_("Aucune information n'a été saisie."))
@@ -525,15 +651,90 @@ class Cases:
                 )
             )
         values = {"parcours.referent": f"{referent.name} ({referent.organisation.name})"}
-        decision, cleaned = self._check_publish(case.group, ctx.organisation, ctx.version, values)
+        decision, cleaned = self._check_publish(
+            case.group, ctx.organisation, ctx.version, values, case
+        )
         case.referent_id = referent.id
         case.status = "suivi" if case.status == "reperage" else case.status
         self._follow(case, referent.organisation)
         self._store(case, ctx.organisation, ctx.user, ctx.version, cleaned)
         return decision
 
-    def add_partner(self, ctx: CaseContext, org: Organisation) -> None:
-        """The référent or the coordinator orients the young person to another partner."""
+    # -- the case team ---------------------------------------------------------------------
+
+    def team(self, case: Case) -> list[tuple[Organisation, list[User]]]:
+        """The organisations following the case with their named professionals, by name."""
+        by_org: dict[int, list[User]] = {}
+        for member in case.members:
+            by_org.setdefault(member.organisation_id, []).append(member.user)
+        return sorted(
+            (
+                (p.organisation, sorted(by_org.get(p.organisation_id, []), key=lambda u: u.name))
+                for p in case.partners
+            ),
+            key=lambda pair: pair[0].name,
+        )
+
+    def assignable(self, ctx: CaseContext) -> list[User]:
+        """Agents the person may add to the team now: of the organisations following the case
+        (all of them for the référent and the coordinator, their own for a team member)."""
+        case = ctx.case
+        orgs = self._team_orgs(ctx)
+        if not orgs:
+            return []
+        people = self.session.scalars(
+            select(User)
+            .where(User.organisation_id.in_(orgs), User.active.is_(True))
+            .order_by(User.name)
+        )
+        return [u for u in people if u.has_role(Role.AGENT) and u.id not in case.member_ids]
+
+    def _team_orgs(self, ctx: CaseContext) -> set[int]:
+        if ctx.roles & {Role.REFERENT, Role.COORDINATOR}:
+            return set(ctx.case.partner_org_ids)
+        if ctx.user is not None and ctx.user.id in ctx.case.member_ids:
+            return {ctx.user.organisation_id}
+        return set()
+
+    def assign(self, ctx: CaseContext, agent: User) -> None:
+        """Name ``agent`` on the case's team: by the référent, the group's coordinator, or a
+        team member handing over to a colleague of the same organisation."""
+        if agent.organisation_id not in self._team_orgs(ctx):
+            raise CaseRefusedError(
+                N_(
+                    "Seuls le référent, le coordinateur et, pour leur organisation, les "
+                    "professionnels de l'équipe nomment un agent sur le dossier."
+                )
+            )
+        if not (agent.is_active and agent.has_role(Role.AGENT)):
+            raise CaseRefusedError(N_("Cette personne n'est pas un agent actif du partenaire."))
+        if agent.id in ctx.case.member_ids:
+            raise CaseRefusedError(N_("Cette personne fait déjà partie de l'équipe du dossier."))
+        ctx.case.members.append(
+            CaseMember(
+                user_id=agent.id,
+                organisation_id=agent.organisation_id,
+                added_at=self.clock(),
+                added_by_id=ctx.user.id if ctx.user else None,
+            )
+        )
+        self.session.flush()
+
+    def unassign(self, ctx: CaseContext, agent: User) -> None:
+        """Take ``agent`` off the case's team (same people as :meth:`assign`)."""
+        member = next((m for m in ctx.case.members if m.user_id == agent.id), None)
+        if member is None or member.organisation_id not in self._team_orgs(ctx):
+            raise CaseRefusedError(
+                N_("Cette personne ne fait pas partie de l'équipe que vous pouvez modifier.")
+            )
+        ctx.case.members.remove(member)
+        self.session.flush()
+
+    def add_partner(
+        self, ctx: CaseContext, org: Organisation, agents: Iterable[User] = ()
+    ) -> list[User]:
+        """The référent or the coordinator orients the young person to another partner and
+        names who, there, follows the case; returns the agents named."""
         if not ctx.roles & {Role.REFERENT, Role.COORDINATOR}:
             raise CaseRefusedError(
                 N_("Seuls le référent et le coordinateur associent un partenaire au dossier.")
@@ -545,8 +746,14 @@ class Cases:
                     "elle ne peut pas suivre le dossier."
                 )
             )
+        chosen = list(agents)
+        if any(a.organisation_id != org.id for a in chosen):
+            raise CaseRefusedError(N_("Les agents nommés doivent appartenir à ce partenaire."))
         self._follow(ctx.case, org)
         self.session.flush()
+        for agent in chosen:
+            self.assign(ctx, agent)
+        return chosen
 
     def _follow(self, case: Case, org: Organisation) -> None:
         if org.id not in case.partner_org_ids:

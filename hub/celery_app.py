@@ -57,6 +57,14 @@ def celery_init_app(app: Flask) -> Celery[Any]:
                 "task": "hub.tasks.prune_audit_log",
                 "schedule": timedelta(days=1),
             },
+            "flush-audit-outbox": {
+                "task": "hub.tasks.flush_audit_outbox",
+                "schedule": timedelta(minutes=1),
+            },
+            "consent-sweep": {
+                "task": "hub.tasks.consent_sweep",
+                "schedule": timedelta(hours=6),
+            },
             "detect-anomalies": {
                 "task": "hub.dpo_tasks.detect_anomalies",
                 "schedule": timedelta(hours=1),

@@ -137,8 +137,12 @@ class Charters:
 
     def latest(self, group: OperationalGroup) -> CharterVersion | None:
         """The newest published version."""
-        versions = self.versions(group)
-        return versions[0] if versions else None
+        return self.session.scalar(
+            select(CharterVersion)
+            .where(CharterVersion.group_id == group.id)
+            .order_by(CharterVersion.version.desc())
+            .limit(1)
+        )
 
     def partners(self, group: OperationalGroup) -> list[Organisation]:
         """The organisations sitting in the group (through their members), by name."""
@@ -152,10 +156,13 @@ class Charters:
         return sorted(orgs, key=lambda o: o.name)
 
     def applicable(self, group: OperationalGroup, org: Organisation) -> CharterVersion | None:
-        """The version that applies to ``org``: the newest it signed, or ``None`` (no part).
+        """The version that applies to ``org`` now, or ``None`` (no part).
 
-        Every read of a case asks this, so only the organisation's own signatures are read
-        (one small query), then the one version that applies.
+        The newest version it signed — while the version in force states a grace period
+        (``[membership] grace``), a partner that has not signed it keeps its previous version
+        only until the grace period after publication ends, then takes no part until it signs.
+        Every read of a case asks this: the organisation's own signatures and the newest
+        version are read (two small queries), then the one version that applies.
         """
         rows = self.session.execute(
             select(
@@ -167,12 +174,24 @@ class Charters:
             .join(CharterSignature, CharterSignature.version_id == CharterVersion.id)
             .where(CharterVersion.group_id == group.id, CharterSignature.organisation_id == org.id)
         ).all()
+        if not rows:
+            return None
+        newest = self.latest(group)
+        assert newest is not None  # a signature exists only for a published version
         signatures = [
             Signature(str(org.id), r.version, r.signatory, r.signed_at, r.digest) for r in rows
         ]
-        # Signatures exist only for published versions (foreign key), so these are published.
-        number = applicable_version(str(org.id), [r.version for r in rows], signatures)
-        return None if number is None else self.version(group, number)
+        number = applicable_version(
+            str(org.id),
+            [r.version for r in rows] + [newest.version],
+            signatures,
+            at=self.clock(),
+            newest_published_at=newest.published_at,
+            grace=parse(newest.text).membership.grace,
+        )
+        if number is None:
+            return None
+        return newest if number == newest.version else self.version(group, number)
 
     def signature_of(self, version: CharterVersion, org: Organisation) -> CharterSignature | None:
         """The organisation's signature of ``version``, if any."""

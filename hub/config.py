@@ -62,6 +62,8 @@ class Config:
     access_token_seconds: int = 300
     assertion_max_seconds: int = 300
     max_content_length: int = 2 * 1024 * 1024
+    # A scanned consent form or contract: the only pages that accept more than the above.
+    consent_evidence_max_bytes: int = 4 * 1024 * 1024
     ratelimit_enabled: bool = True
     audit_retention_days: int = 365
     argon2: Argon2Params = field(default_factory=Argon2Params)
@@ -229,5 +231,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         access_token_seconds=_int(env_map, "MAILLON_ACCESS_TOKEN_SECONDS", 300),
         ratelimit_enabled=_flag(env_map.get("MAILLON_RATELIMIT_ENABLED", "true")),
         audit_retention_days=retention_days,
+        consent_evidence_max_bytes=_int(
+            env_map, "MAILLON_CONSENT_EVIDENCE_MAX_BYTES", Config.consent_evidence_max_bytes
+        ),
         argon2=argon2,
     )

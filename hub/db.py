@@ -10,43 +10,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, Result, create_engine, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy import Engine, Result, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.types import TypeDecorator
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite stores naive values)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+# The migrations import UTCDateTime from here.
+from consent.db import UTCDateTime
+from consent.db import metadata as main_metadata
 
 
 class Base(DeclarativeBase):
     """Declarative base of the main store (the audit log has its own store and metadata)."""
 
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    metadata = main_metadata  # shared with the domain packages' tables (consent.db)
     type_annotation_map = {datetime: UTCDateTime()}  # noqa: RUF012 - SQLAlchemy API
 
 

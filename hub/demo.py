@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from charter import default_charter_text
 from charter.vocabulary import OrgKind, Role
+from consent import Actor, EvidenceKind, Grantor, InformationMethod, Scope, Upload
 from hub import totp
 from hub.accounts import Accounts
 from hub.cases import Cases
@@ -144,30 +145,108 @@ def _demo_cases(cases: Cases, group: OperationalGroup, now: datetime) -> None:
     def day(days: int) -> str:
         return (today + timedelta(days=days)).isoformat()
 
-    # Released in about three months: the Mission Locale référent prepares the exit.
+    # Released in about three months: the Mission Locale référent prepares the exit. The young
+    # man agreed three weeks ago (information, accord, then the tripartite contract), so the
+    # SPIP could share the dates of his measure.
     followed, _decision, _version = cases.open_case(
-        group,
-        cpip,
-        {
-            "identite.date_naissance": "2005-05-12",
-            "justice.date_sortie": day(95),
-            "justice.date_fin_mesure": day(460),
-        },
+        group, cpip, {"identite.date_naissance": "2005-05-12"}
     )
     cases.name_referent(cases.context(followed, coordinator), conseillere)
+    _demo_consent(cases, followed, conseillere, today - timedelta(days=20), 345)
+    cases.publish(
+        cases.context(followed, cpip),
+        {"justice.date_sortie": day(95), "justice.date_fin_mesure": day(460)},
+    )
     cases.publish(cases.context(followed, conseillere), {"parcours.date_entree": day(-20)})
-    # Just signalled by the SPIP: release in four weeks, the group has not decided yet.
-    cases.open_case(
-        group, cpip, {"justice.date_sortie": day(28), "justice.date_fin_mesure": day(200)}
+    cases.consents.record_adhesion(
+        followed.id,
+        Actor(conseillere.id, conseillere.organisation_id),
+        signed_on=today - timedelta(days=19),
+        counsellor_id=cpip.id,
+        referent_id=conseillere.id,
+        evidence=Upload(EvidenceKind.SCAN, DEMO_SCAN),
+        sealer=cases.vault.for_case(followed.wrapped_key, followed.reference),
     )
-    # A minor followed by the PJJ in open custody.
-    cases.open_case(
-        group,
-        educateur,
-        {"identite.date_naissance": "2009-09-01", "justice.date_fin_mesure": day(150)},
+    # Just signalled by the SPIP; the young man has not been asked for his accord yet, so
+    # nothing resting on it is shared (fail closed) and the group has not decided.
+    cases.open_case(group, cpip, {"identite.date_naissance": "2004-03-15"})
+    # A minor followed by the PJJ in open custody: he and one parent agreed (the other parent is
+    # not informed: documented exception, flagged to the DPO); his accord runs out this month.
+    minor, _decision, _version = cases.open_case(
+        group, educateur, {"identite.date_naissance": "2009-09-01"}
     )
+    _demo_consent(cases, minor, educateur, today - timedelta(days=340), 365, parents=True)
+    cases.publish(cases.context(minor, educateur), {"justice.date_fin_mesure": day(150)})
     for offset in (-28, 2, 30):
         cases.add_meeting(group, coordinator, today + timedelta(days=offset))
+
+
+# A stand-in for a scanned signed form (a PDF header is all the demo needs).
+DEMO_SCAN = b"%PDF-1.4\n% Maillon - formulaire de consentement signe (demonstration)\n%%EOF\n"
+
+
+def _demo_consent(
+    cases: Cases,
+    case: Case,
+    professional: User,
+    informed_on: date,
+    valid_days: int,
+    *,
+    parents: bool = False,
+) -> None:
+    """Inform the young person (and, for a minor, the parents), then record their accords over
+    every purpose and category of the charter, towards every partner of the group."""
+    ctx = cases.context(case, professional)
+    charter, rules = ctx.charter, ctx.consent_rules
+    actor = Actor(professional.id, professional.organisation_id)
+    sealer = cases.vault.for_case(case.wrapped_key, case.reference)
+    birth = cases.birth_date(case, rules)
+    scope = Scope(
+        purposes=charter.purpose_ids,
+        categories=frozenset(charter.consent_category_ids),
+        recipient_orgs=frozenset(o.id for o in cases.charters.partners(case.group)),
+    )
+    grantors = [Grantor.YOUNG_PERSON] + ([Grantor.PARENT_1] if parents else [])
+    for grantor in grantors:
+        cases.consents.inform(
+            case.id,
+            actor,
+            subject=grantor,
+            rules=rules,
+            birth=birth,
+            method=InformationMethod.IN_PERSON,
+            informed_on=informed_on,
+        )
+        cases.consents.record_consent(
+            case.id,
+            actor,
+            grantor=grantor,
+            given=True,
+            scope=scope,
+            valid_from=informed_on,
+            valid_until=informed_on + timedelta(days=valid_days),
+            rules=rules,
+            birth=birth,
+            purposes=charter.purpose_ids,
+            categories=charter.consent_category_ids,
+            charter_version=f"{ctx.version.charter_id}:{ctx.version.version}",
+            evidence=Upload(EvidenceKind.SCAN, DEMO_SCAN),
+            sealer=sealer,
+        )
+    if parents:
+        cases.consents.inform(
+            case.id,
+            actor,
+            subject=Grantor.PARENT_2,
+            rules=rules,
+            birth=birth,
+            exception=True,
+            justification=(
+                "Le second parent n'exerce plus de lien avec l'enfant depuis une décision du "
+                "juge des enfants ; l'informer l'exposerait (exemple de démonstration)."
+            ),
+            sealer=sealer,
+        )
 
 
 def _charter_in_force(

@@ -10,6 +10,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from audit.events import Action, Decision
+from consent import ConsentError, ErrorKind
 from hub.i18n import N_
 from hub.recording import AuditUnavailable, record
 
@@ -137,6 +138,28 @@ def _handle_api(error: ApiError) -> Response:
     )
 
 
+# Consent refusals by family: bad input, a state that forbids it, nothing there, no right.
+CONSENT_STATUS: dict[ErrorKind, int] = {
+    ErrorKind.INVALID: 422,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.FORBIDDEN: 403,
+}
+
+
+def consent_error(error: ConsentError) -> ApiError:
+    """The API error of a consent refusal: its family's status, its stable code, French text."""
+    return ApiError(CONSENT_STATUS[error.kind], error.code, _(error.message, **error.params))
+
+
+def _handle_consent(error: ConsentError) -> Any:
+    status = CONSENT_STATUS[error.kind]
+    message = _(error.message, **error.params)
+    if wants_json():
+        return api_error_response(status, error.code, message)
+    return _page(status if status != 422 else 400, message)
+
+
 def _handle_unexpected(error: Exception) -> Any:
     # Logged by Flask with the traceback; the person sees a plain French page.
     if wants_json():
@@ -148,6 +171,7 @@ def init_errors(app: Flask) -> None:
     """Register the handlers on ``app``."""
     app.register_error_handler(CSRFError, _handle_csrf)
     app.register_error_handler(ApiError, _handle_api)
+    app.register_error_handler(ConsentError, _handle_consent)
     app.register_error_handler(HTTPException, _handle_http)
     if not app.testing:
         app.register_error_handler(Exception, _handle_unexpected)

@@ -6,11 +6,15 @@ from collections.abc import Sequence
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
     DateField,
     EmailField,
+    HiddenField,
+    IntegerField,
     PasswordField,
+    RadioField,
     SelectField,
     SelectMultipleField,
     StringField,
@@ -19,7 +23,7 @@ from wtforms import (
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length, Optional
-from wtforms.widgets import CheckboxInput, ListWidget
+from wtforms.widgets import CheckboxInput, HiddenInput, ListWidget
 
 from charter.vocabulary import ORG_KIND_LABELS_FR, ROLE_LABELS_FR, OrgKind, Role
 
@@ -229,9 +233,10 @@ class ReferentForm(FlaskForm):
 
 
 class PartnerForm(FlaskForm):
-    """Orient the young person to another partner, which then follows the case."""
+    """Orient the young person to another partner and name who follows the case there."""
 
     organisation = SelectField(_l("Partenaire"), coerce=int, validators=[DataRequired()])
+    agents = MultiCheckboxField(_l("Agents de ce partenaire qui suivront le jeune"), coerce=int)
     submit = SubmitField(_l("Associer au dossier"))
 
 
@@ -240,3 +245,91 @@ class MeetingForm(FlaskForm):
 
     day = DateField(_l("Date de la réunion"), validators=[DataRequired()])
     submit = SubmitField(_l("Ajouter la réunion"))
+
+
+class InformationForm(FlaskForm):
+    """Prior information of the young person or a holder — or the documented exception."""
+
+    subject = SelectField(_l("Personne informée"), validators=[DataRequired()])
+    method = SelectField(_l("Comment"), validators=[Optional()])
+    informed_on = DateField(_l("Date de l'information"), validators=[Optional()])
+    notice_version = StringField(
+        _l("Version de la note d'information remise"), validators=[Optional(), Length(max=64)]
+    )
+    exception = BooleanField(
+        _l(
+            "Ne pas informer ce titulaire : l'information serait contraire à l'intérêt de "
+            "l'enfant (exception signalée au délégué à la protection des données)"
+        )
+    )
+    justification = TextAreaField(
+        _l("Justification de l'exception"),
+        validators=[Optional(), Length(max=2000)],
+        render_kw={"rows": "4"},
+    )
+    supersedes = IntegerField(validators=[Optional()], widget=HiddenInput())
+    submit = SubmitField(_l("Enregistrer l'information"))
+
+
+class ConsentForm(FlaskForm):
+    """The accord (or refusal) of one grantor over a scope, with its evidence."""
+
+    grantor = SelectField(_l("Qui se prononce"), validators=[DataRequired()])
+    decision = RadioField(
+        _l("Décision"),
+        choices=choices([("given", _l("Accord donné")), ("refused", _l("Accord refusé"))]),
+        default="given",
+        validators=[DataRequired()],
+    )
+    purposes = MultiCheckboxField(_l("Pour quelles finalités"))
+    categories = MultiCheckboxField(_l("Quelles informations"))
+    recipient_kinds = MultiCheckboxField(_l("Avec quels types de partenaires"))
+    recipient_orgs = MultiCheckboxField(_l("Ou avec ces partenaires nommément"), coerce=int)
+    excluded_kinds = MultiCheckboxField(_l("Jamais avec ces types de partenaires"))
+    excluded_orgs = MultiCheckboxField(_l("Jamais avec ces partenaires"), coerce=int)
+    valid_from = DateField(_l("Valable à partir du"), validators=[DataRequired()])
+    valid_until = DateField(_l("Jusqu'au"), validators=[DataRequired()])
+    evidence_kind = RadioField(
+        _l("Preuve de l'accord"),
+        choices=choices(
+            [
+                ("scan", _l("Formulaire signé, numérisé (PDF, JPEG ou PNG)")),
+                ("signature", _l("Signature recueillie ici, en personne")),
+            ]
+        ),
+        default="scan",
+        validators=[Optional()],
+    )
+    scan = FileField(_l("Formulaire signé numérisé"))
+    signature = HiddenField()
+    supersedes = IntegerField(validators=[Optional()], widget=HiddenInput())
+    submit = SubmitField(_l("Enregistrer"))
+
+
+class AdhesionForm(FlaskForm):
+    """The tripartite contract: young person, counsellor, référent."""
+
+    signed_on = DateField(_l("Date de signature du contrat"), validators=[DataRequired()])
+    counsellor = SelectField(_l("Conseiller signataire"), coerce=int, validators=[DataRequired()])
+    evidence_kind = RadioField(
+        _l("Preuve"),
+        choices=choices(
+            [
+                ("scan", _l("Contrat signé, numérisé (PDF, JPEG ou PNG)")),
+                ("signature", _l("Signature du jeune recueillie ici, en personne")),
+            ]
+        ),
+        default="scan",
+        validators=[Optional()],
+    )
+    scan = FileField(_l("Contrat signé numérisé"))
+    signature = HiddenField()
+    supersedes = IntegerField(validators=[Optional()], widget=HiddenInput())
+    submit = SubmitField(_l("Enregistrer le contrat"))
+
+
+class TeamForm(FlaskForm):
+    """Name an agent of a following organisation on the case team."""
+
+    agent = SelectField(_l("Agent"), coerce=int, validators=[DataRequired()])
+    submit = SubmitField(_l("Ajouter à l'équipe"))

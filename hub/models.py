@@ -345,6 +345,14 @@ class Case(Base):
     fields: Mapped[list[CaseField]] = relationship(
         cascade="all, delete-orphan", back_populates="case"
     )
+    members: Mapped[list[CaseMember]] = relationship(
+        cascade="all, delete-orphan", back_populates="case", lazy="selectin"
+    )
+
+    @property
+    def member_ids(self) -> frozenset[int]:
+        """The professionals assigned to the case (the référent aside)."""
+        return frozenset(m.user_id for m in self.members)
 
     @property
     def partner_org_ids(self) -> frozenset[int]:
@@ -365,6 +373,24 @@ class CasePartner(Base):
 
     case: Mapped[Case] = relationship(back_populates="partners")
     organisation: Mapped[Organisation] = relationship(lazy="joined")
+
+
+class CaseMember(Base):
+    """A named professional of a following organisation, assigned to the case (need-to-know is
+    per person: other agents of the same organisation take no part)."""
+
+    __tablename__ = "case_members"
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    added_at: Mapped[datetime] = mapped_column()
+    added_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+
+    case: Mapped[Case] = relationship(back_populates="members")
+    user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined")
 
 
 class CaseField(Base):
@@ -399,3 +425,38 @@ class GroupMeeting(Base):
     meets_on: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column()
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+
+
+class Notification(Base):
+    """Something awaits a person in Maillon. Never personal data: a kind, a pseudonymous case
+    reference and a link are all it holds, in the app as in the e-mail it may trigger."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("user_id", "dedupe_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    case_reference: Mapped[str | None] = mapped_column(String(16), default=None)
+    # Exactly once per recipient and event: a second delivery of the same event is a no-op.
+    dedupe_key: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column()
+    read_at: Mapped[datetime | None] = mapped_column(default=None)
+    mailed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditOutbox(Base):
+    """An audit event staged in the same transaction as the change it records.
+
+    For changes that must take effect *before* they are placed in the log — a consent
+    withdrawal must be in force before any later read can be positioned after it — the event is
+    staged here, committed with the change, then appended and deleted; if the log cannot be
+    written the row stays and the beat appends it (``hub.tasks.flush_audit_outbox``): at least
+    once, never lost.
+    """
+
+    __tablename__ = "audit_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event: Mapped[str] = mapped_column(Text)  # the NewEvent's fields as JSON
+    created_at: Mapped[datetime] = mapped_column(index=True)

@@ -1,4 +1,4 @@
-"""Documents the hub hands out as PDF (DPO access reports; consent receipts later).
+"""Documents the hub hands out as PDF (DPO access reports, consent receipts).
 
 A Jinja template is rendered to HTML and printed by WeasyPrint with ``static/print.css``. The
 renderer fetches nothing: the stylesheet is read from the package and any other URL in the
@@ -19,8 +19,12 @@ PRINT_CSS = Path(__file__).resolve().parent / "static" / "print.css"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def html_to_pdf(html: str) -> bytes:
-    """Print ``html`` to PDF bytes (no network or file access beyond print.css)."""
+def html_to_pdf(html: str, *, variant: str | None = None) -> bytes:
+    """Print ``html`` to PDF bytes (no network or file access beyond print.css).
+
+    ``variant``: a WeasyPrint PDF variant, e.g. ``pdf/ua-1`` (universal accessibility) for
+    documents handed to the people followed.
+    """
     # Imported here: WeasyPrint takes a second to load and only these downloads need it.
     from weasyprint import CSS, HTML  # noqa: PLC0415
     from weasyprint.urls import URLFetcher  # noqa: PLC0415
@@ -30,13 +34,14 @@ def html_to_pdf(html: str) -> bytes:
     pdf: bytes = document.write_pdf(
         stylesheets=[CSS(filename=str(PRINT_CSS), url_fetcher=fetcher)],
         pdf_tags=True,
+        pdf_variant=variant,
     )
     return pdf
 
 
-def render_pdf(template: str, **context: Any) -> bytes:
-    """Render ``template`` with ``context`` and print it to PDF."""
-    return html_to_pdf(render_template(template, **context))
+def render_pdf(template: str, *, variant: str | None = None, **context: Any) -> bytes:
+    """Render ``template`` with ``context`` and print it to PDF (``variant``: see above)."""
+    return html_to_pdf(render_template(template, **context), variant=variant)
 
 
 def ascii_filename(*parts: str, extension: str) -> str:

@@ -60,7 +60,12 @@ class HubState:
 
     def cases(self, session: Session) -> Cases:
         """Case services bound to ``session``."""
-        return Cases(session, clock=self.clock, vault=self.vault)
+        return Cases(
+            session,
+            clock=self.clock,
+            vault=self.vault,
+            max_evidence_bytes=self.config.consent_evidence_max_bytes,
+        )
 
 
 def state() -> HubState:

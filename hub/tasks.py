@@ -8,13 +8,21 @@ from celery import shared_task
 from sqlalchemy import delete, select
 
 from audit.checkpoint import Checkpoint, SignedNote
+from audit.events import Action, Decision
 from audit.retention import prune
+from consent import local_day
+from consent.enforce import EXPIRY_NOTICE_DAYS
 from hub import mail
+from hub.cases import Cases
+from hub.consents import tell
 from hub.db import rowcount
-from hub.models import Invitation, UsedAssertion
+from hub.models import AuditOutbox, Case, Invitation, Notification, UsedAssertion, User
+from hub.notifications import KINDS
+from hub.recording import append_staged, new_event, stage
 from hub.state import state
 
 ACTIVATION_PATH = "/activation/"  # must match the route of auth.activate
+NOTIFICATIONS_PATH = "/notifications"  # must match the route of main.notifications
 
 _SUBJECTS = {
     "invite": "Votre accès à Maillon",
@@ -124,3 +132,107 @@ def prune_audit_log() -> int:
         retention=timedelta(days=hub_state.config.audit_retention_days),
     )
     return 0 if result is None else result.cut
+
+
+_NOTIFICATION_BODY = """Bonjour,
+
+{sentence}
+
+Ouvrez Maillon pour en savoir plus : {link}
+
+--
+Maillon, plateforme d'échange du groupe opérationnel. Ce message ne contient aucune
+information sur les situations suivies : seulement la référence pseudonyme du dossier.
+"""
+
+
+@shared_task(name="hub.tasks.send_notification_mail", ignore_result=True, acks_late=True)
+def send_notification_mail(notification_id: int) -> str:
+    """Mail a notification (kind, pseudonymous reference, link: nothing personal). Idempotent:
+    a notification already mailed is skipped."""
+    hub_state = state()
+    with hub_state.session_factory() as session:
+        notification = session.get(Notification, notification_id)
+        if notification is None or notification.mailed_at is not None:
+            return "skipped"
+        user = session.get(User, notification.user_id)
+        if user is None or not user.is_active:
+            return "skipped"
+        title, sentence = KINDS[notification.kind]
+        reference = notification.case_reference or ""
+        message = mail.build_message(
+            hub_state.config,
+            to=user.email,
+            subject=f"Maillon : {title.lower()}",
+            body=_NOTIFICATION_BODY.format(
+                sentence=sentence % {"ref": reference},
+                link=f"{hub_state.config.base_url}{NOTIFICATIONS_PATH}",
+            ),
+        )
+        mail.deliver(hub_state.config, message)
+        notification.mailed_at = hub_state.clock()
+        session.commit()
+        return "sent"
+
+
+OUTBOX_DELAY = timedelta(seconds=30)
+
+
+@shared_task(name="hub.tasks.flush_audit_outbox", ignore_result=True, acks_late=True)
+def flush_audit_outbox() -> int:
+    """Beat, every minute: append staged audit events the request path could not (the log was
+    down when the change committed). Rows younger than 30 s are left to their request."""
+    hub_state = state()
+    with hub_state.session_factory() as session:
+        rows = list(
+            session.scalars(
+                select(AuditOutbox)
+                .where(AuditOutbox.created_at < hub_state.clock() - OUTBOX_DELAY)
+                .order_by(AuditOutbox.id)
+            )
+        )
+        append_staged(session, rows)
+        return len(rows)
+
+
+@shared_task(name="hub.tasks.consent_sweep", ignore_result=True, acks_late=True)
+def consent_sweep() -> tuple[int, int]:
+    """Beat, daily: note the consents whose validity ended (recorded, partners told) and remind
+    the people concerned of consents ending within thirty days. Idempotent: each consent is
+    noted once and each reminder sent once per person."""
+    hub_state = state()
+    with hub_state.session_factory() as session:
+        return run_consent_sweep(hub_state.cases(session))
+
+
+def run_consent_sweep(service: Cases) -> tuple[int, int]:
+    """The sweep's work on ``service``'s session (also used by tests and the CLI)."""
+    session = service.session
+    records = service.consents
+    noted = 0
+    for consent in records.expire_due():
+        case = session.get(Case, consent.case_id)
+        assert case is not None
+        tell(service, case, "consent_expired", f"consent-expired:{consent.id}")
+        staged = stage(
+            session,
+            new_event(
+                Action.CONSENT_EXPIRE,
+                object_type="case",
+                object_id=case.reference,
+                decision=Decision.NONE,
+                actor=(None, ""),
+            ),
+        )
+        session.commit()
+        append_staged(session, [staged])
+        noted += 1
+    today = local_day(service.clock())
+    reminded = 0
+    for consent in records.ending_between(today, today + timedelta(days=EXPIRY_NOTICE_DAYS)):
+        case = session.get(Case, consent.case_id)
+        assert case is not None
+        tell(service, case, "consent_expiring", f"consent-expiring:{consent.id}")
+        reminded += 1
+    session.commit()
+    return noted, reminded

@@ -17,6 +17,7 @@ One exception, :class:`VaultError`, for every failure; it says nothing about why
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -29,7 +30,10 @@ _KEY = 32
 _KEK_INFO = b"maillon/vault/kek/v1"
 _WRAP_AAD = b"maillon/vault/case-key/v1|"
 _FIELD_AAD = b"maillon/vault/field/v1|"
+_DOCUMENT_AAD = b"maillon/vault/document/v1|"
 MAX_VALUE_BYTES = 4096
+# Consent evidence (a scanned form) is the largest thing sealed; the hub caps uploads below this.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
 
 class VaultError(Exception):
@@ -66,6 +70,23 @@ class FieldVault:
         except UnicodeDecodeError:
             raise VaultError("cannot open") from None
 
+    def seal_document(self, wrapped_key: bytes, case_ref: str, label: str, data: bytes) -> bytes:
+        """The ciphertext of a document (a scan, a justification) of case ``case_ref``, bound
+        to ``label`` — another domain than field values, so neither opens as the other."""
+        if len(data) > MAX_DOCUMENT_BYTES:
+            raise VaultError("document too long")
+        aad = _DOCUMENT_AAD + case_ref.encode() + b"|" + label.encode()
+        return self._seal(self._case_cipher(wrapped_key, case_ref), data, aad)
+
+    def open_document(self, wrapped_key: bytes, case_ref: str, label: str, blob: bytes) -> bytes:
+        """The clear bytes sealed by :meth:`seal_document` for the same case and label."""
+        aad = _DOCUMENT_AAD + case_ref.encode() + b"|" + label.encode()
+        return self._open(self._case_cipher(wrapped_key, case_ref), blob, aad)
+
+    def for_case(self, wrapped_key: bytes, case_ref: str) -> CaseSealer:
+        """A sealer bound to one case (what the consent package asks for)."""
+        return CaseSealer(self, wrapped_key, case_ref)
+
     def _case_cipher(self, wrapped_key: bytes, case_ref: str) -> AESGCM:
         return AESGCM(self._open(self._kek, wrapped_key, _WRAP_AAD + case_ref.encode()))
 
@@ -82,6 +103,23 @@ class FieldVault:
             return cipher.decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], aad)
         except InvalidTag:
             raise VaultError("cannot open") from None
+
+
+@dataclass(frozen=True)
+class CaseSealer:
+    """Seals and opens documents of one case (``consent.services.Sealer``)."""
+
+    vault: FieldVault
+    wrapped_key: bytes
+    case_ref: str
+
+    def seal(self, label: str, data: bytes) -> bytes:
+        """The ciphertext of ``data`` under the case's key, bound to ``label``."""
+        return self.vault.seal_document(self.wrapped_key, self.case_ref, label, data)
+
+    def open(self, label: str, blob: bytes) -> bytes:
+        """The clear bytes of ``blob``."""
+        return self.vault.open_document(self.wrapped_key, self.case_ref, label, blob)
 
 
 def _aad(case_ref: str, field_id: str) -> bytes:

@@ -7,7 +7,16 @@ from flask import Flask
 
 def register(app: Flask) -> None:
     """Register every blueprint on ``app``."""
-    from hub.blueprints import admin, api, auth, cases, charter, dpo, main  # noqa: PLC0415
+    from hub.blueprints import (  # noqa: PLC0415
+        admin,
+        api,
+        auth,
+        cases,
+        charter,
+        consent,
+        dpo,
+        main,
+    )
 
     app.register_blueprint(main.bp)
     app.register_blueprint(auth.bp)
@@ -15,4 +24,5 @@ def register(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(charter.bp)
     app.register_blueprint(cases.bp)
+    app.register_blueprint(consent.bp)
     app.register_blueprint(dpo.bp)

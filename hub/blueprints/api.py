@@ -10,10 +10,12 @@ from sqlalchemy import select
 
 from audit.events import Action, Decision
 from charter.vocabulary import OrgKind, Role
+from consent import Consent, ConsentError, ConsentStatus, Grantor
+from hub import consents
 from hub.api_auth import ApiAuth, ApiAuthError
-from hub.cases import CaseAccessDeniedError, CaseContext, CaseRefusedError, Cases
+from hub.cases import CaseAccessDeniedError, CaseContext, CaseRefusedError, Cases, charter_ref
 from hub.charters import Charters, parse
-from hub.errors import ApiError
+from hub.errors import ApiError, consent_error
 from hub.extensions import csrf, limiter
 from hub.i18n import N_
 from hub.models import ApiClient, OperationalGroup
@@ -289,3 +291,100 @@ def case_publish(reference: str) -> Any:
             "charter": {"id": ctx.version.charter_id, "version": ctx.version.version},
         }
     )
+
+
+def _consent_json(consent: Consent) -> dict[str, Any]:
+    withdrawal = consent.withdrawal
+    return {
+        "id": consent.id,
+        "grantor": consent.grantor.value,
+        "status": consent.status.value,
+        "current": consent.current,
+        "purposes": sorted(consent.scope.purposes),
+        "categories": sorted(consent.scope.categories),
+        "recipients": {
+            "kinds": sorted(k.value for k in consent.scope.recipient_kinds),
+            "organisations": sorted(consent.scope.recipient_orgs),
+            "excluded_kinds": sorted(k.value for k in consent.scope.excluded_kinds),
+            "excluded_organisations": sorted(consent.scope.excluded_orgs),
+        },
+        "valid_from": consent.valid_from.isoformat(),
+        "valid_until": consent.valid_until.isoformat(),
+        "withdrawn_at": withdrawal.at.isoformat() if withdrawal else None,
+    }
+
+
+@bp.route("/dossiers/<reference>/consentement")
+def consent_status(reference: str) -> Any:
+    """The consent situation of a case the calling organisation follows: status, minors' rule
+    (age computed, the date of birth never sent), and each accord with its scope and validity.
+    Recorded as ``consent.read``."""
+    service = cases()
+    ctx = _case_context(service, reference, Action.CONSENT_READ)
+    record_case(Action.CONSENT_READ, ctx.case.reference, charter_version=charter_ref(ctx.version))
+    situation = consents.overview(service, ctx)
+    summary = situation.summary
+    return jsonify(
+        {
+            "reference": ctx.case.reference,
+            "status": summary.status,
+            "minor": summary.minor,
+            "age": summary.age,
+            "parents_required": summary.parents_required,
+            "missing": [g.value for g in summary.missing],
+            "exceptions": [g.value for g in summary.exceptions],
+            "expires_on": summary.expires_on.isoformat() if summary.expires_on else None,
+            "consents": [_consent_json(c) for c in situation.state.consents],
+            "charter": {"id": ctx.version.charter_id, "version": ctx.version.version},
+        }
+    )
+
+
+@bp.route("/dossiers/<reference>/consentement/<int:consent_id>/retrait", methods=["POST"])
+def consent_withdraw(reference: str, consent_id: int) -> Any:
+    """Record a withdrawal the grantor asked for at the partner's desk.
+
+    Body: ``{"requested_by": "jeune"}`` (the grantor: ``jeune``, ``parent_1``, ``parent_2`` or
+    ``tuteur``). Effective at once; 409 ``already_withdrawn`` when it was withdrawn before.
+    """
+    body = request.get_json(silent=True)
+    requested_by = body.get("requested_by") if isinstance(body, dict) else None
+    if requested_by not in {g.value for g in Grantor}:
+        raise ApiError(
+            400,
+            "invalid_request",
+            _(
+                'Le corps attendu est {"requested_by": "jeune" | "parent_1" | "parent_2" | '
+                '"tuteur"}.'
+            ),
+        )
+    service = cases()
+    ctx = _case_context(service, reference, Action.CONSENT_WITHDRAW)
+    try:
+        withdrawn = consents.withdraw(service, ctx, consent_id, str(requested_by))
+    except ConsentError as error:
+        db().rollback()
+        consents.record_refusal(ctx, Action.CONSENT_WITHDRAW, error.code)
+        raise consent_error(error) from error
+    return jsonify({"reference": ctx.case.reference, "consent": _consent_json(withdrawn)})
+
+
+@bp.route("/dossiers/<reference>/consentement/<int:consent_id>/recu", methods=["POST"])
+def consent_receipt(reference: str, consent_id: int) -> Any:
+    """Issue a receipt of an accord as JSON (``?langue=en`` for English): what is shared, with
+    whom, why, for how long, how to withdraw, how to ask who accessed the file. The DPO finds it
+    by its reference. Recorded as ``consent.receipt``."""
+    service = cases()
+    ctx = _case_context(service, reference, Action.CONSENT_RECEIPT)
+    try:
+        consent = service.consents.consent(ctx.case.id, consent_id)
+    except ConsentError as error:
+        raise consent_error(error) from error
+    if consent.status is ConsentStatus.REFUSED:
+        raise ApiError(409, "not_given", _("Ce consentement n'a pas été donné : pas de reçu."))
+    language = "en" if request.args.get("langue") == "en" else "fr"
+    history = service.consents.history(ctx.case.id)
+    receipt = consents.issue_receipt(
+        service, ctx, consent, language=language, evidence=dict(history.evidence)
+    )
+    return jsonify({**receipt.body, "sha256": receipt.sha256}), 201

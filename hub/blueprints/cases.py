@@ -8,6 +8,7 @@ log before anything is shown or stored.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -18,6 +19,8 @@ from sqlalchemy import select
 
 from audit.events import Action, Decision
 from charter.vocabulary import Role
+from consent import summarise
+from hub import consents
 from hub.blueprints.auth import show_error
 from hub.cases import (
     CaseAccessDeniedError,
@@ -27,7 +30,7 @@ from hub.cases import (
     charter_ref,
     is_date_field,
 )
-from hub.forms import MeetingForm, PartnerForm, ReferentForm, choices
+from hub.forms import ConfirmForm, MeetingForm, PartnerForm, ReferentForm, TeamForm, choices
 from hub.i18n import N_, page_is_english
 from hub.models import Case, GroupMembership, OperationalGroup, User, UserRole
 from hub.pagination import page_number, paginate
@@ -189,14 +192,27 @@ def show(reference: str) -> Any:
     if view is None:
         abort(400)
     manages = bool(ctx.roles & {Role.REFERENT, Role.COORDINATOR})
+    team_form = _team_form(ctx)
     return render_template(
         "cases/case.html",
         case=case,
         ctx=ctx,
         view=view,
+        situation=consents.ConsentOverview(
+            view.consent,
+            summarise(view.consent, ctx.consent_rules, birth=view.birth, at=service.clock()),
+            view.birth is not None,
+        ),
+        manages_consent=consents.may_manage(ctx),
         purposes=ctx.charter.purposes,
-        may_publish=bool(service.publishable(ctx.organisation, case.group, ctx.version)),
+        may_publish=bool(service.publishable(ctx.organisation, case.group, ctx.version, case)),
         manages=manages,
+        # The team's names are for those who work with it, not for every group member.
+        shows_team=bool(ctx.roles & {Role.REFERENT, Role.COORDINATOR, Role.AGENT}),
+        team=service.team(case),
+        team_form=team_form,
+        removable=_removable(ctx),
+        remove_form=ConfirmForm(),
         referent_form=_referent_form(case) if Role.COORDINATOR in ctx.roles else None,
         partner_form=_partner_form(case) if manages else None,
     )
@@ -221,11 +237,47 @@ def _referent_form(case: Case) -> ReferentForm:
 
 def _partner_form(case: Case) -> PartnerForm:
     form = PartnerForm()
-    partners = cases().charters.partners(case.group)
-    form.organisation.choices = choices(
-        [(o.id, o.name) for o in partners if o.id not in case.partner_org_ids]
+    partners = [
+        o for o in cases().charters.partners(case.group) if o.id not in case.partner_org_ids
+    ]
+    form.organisation.choices = choices([(o.id, o.name) for o in partners])
+    org_ids = [o.id for o in partners]
+    agents: Iterable[User] = (
+        db().scalars(
+            select(User)
+            .join(UserRole, UserRole.user_id == User.id)
+            .where(
+                User.organisation_id.in_(org_ids),
+                UserRole.role == Role.AGENT,
+                User.active.is_(True),
+            )
+            .order_by(User.name)
+        )
+        if org_ids
+        else []
     )
+    form.agents.choices = choices([(u.id, f"{u.name} ({u.organisation.name})") for u in agents])
     return form
+
+
+def _team_form(ctx: CaseContext) -> TeamForm | None:
+    people = cases().assignable(ctx)
+    if not people:
+        return None
+    form = TeamForm()
+    form.agent.choices = choices([(u.id, f"{u.name} ({u.organisation.name})") for u in people])
+    return form
+
+
+def _removable(ctx: CaseContext) -> frozenset[int]:
+    """Team members this person may take off the case."""
+    if ctx.roles & {Role.REFERENT, Role.COORDINATOR}:
+        return ctx.case.member_ids
+    if ctx.user is not None and ctx.user.id in ctx.case.member_ids:
+        return frozenset(
+            m.user_id for m in ctx.case.members if m.organisation_id == ctx.user.organisation_id
+        )
+    return frozenset()
 
 
 @bp.route("/<reference>/informations", methods=["GET", "POST"])
@@ -297,8 +349,9 @@ def add_partner(reference: str) -> Any:
     if org is None:
         flash(_("Choisissez un partenaire du groupe."), "error")
         return redirect(url_for("cases.show", reference=reference))
+    agents = [u for u in (db().get(User, i) for i in form.agents.data or ()) if u is not None]
     try:
-        cases().add_partner(ctx, org)
+        named = cases().add_partner(ctx, org, agents)
     except CaseRefusedError as error:
         db().rollback()
         show_error(error)
@@ -309,8 +362,58 @@ def add_partner(reference: str) -> Any:
         purpose="orientation",
         charter_version=charter_ref(ctx.version),
     )
+    for agent in named:
+        record_case(
+            Action.CASE_TEAM_ADD, case.reference, rule=agent.public_id, purpose="orientation"
+        )
     db().commit()
     flash(_("Le partenaire suit désormais le dossier."), "success")
+    return redirect(url_for("cases.show", reference=reference))
+
+
+@bp.route("/<reference>/equipe", methods=["POST"])
+def add_to_team(reference: str) -> Any:
+    """Name an agent of a following organisation on the case team."""
+    case = _case_or_404(reference)
+    ctx = _context_or_403(case)
+    form = _team_form(ctx)
+    agent = db().get(User, form.agent.data) if form and form.validate_on_submit() else None
+    if agent is None:
+        record_case(Action.CASE_TEAM_ADD, case.reference, allowed=False, rule="not_allowed")
+        flash(_("Choisissez un agent d'un partenaire qui suit le dossier."), "error")
+        return redirect(url_for("cases.show", reference=reference))
+    try:
+        cases().assign(ctx, agent)
+    except CaseRefusedError as error:
+        db().rollback()
+        record_case(Action.CASE_TEAM_ADD, case.reference, allowed=False, rule="not_allowed")
+        show_error(error)
+        return redirect(url_for("cases.show", reference=reference))
+    # The event names the person added by their opaque id (never a name).
+    record_case(Action.CASE_TEAM_ADD, case.reference, rule=agent.public_id)
+    db().commit()
+    flash(_("%(name)s fait désormais partie de l'équipe du dossier.", name=agent.name), "success")
+    return redirect(url_for("cases.show", reference=reference))
+
+
+@bp.route("/<reference>/equipe/<public_id>/retirer", methods=["POST"])
+def remove_from_team(reference: str, public_id: str) -> Any:
+    """Take an agent off the case team (hand-over, end of a partner's part)."""
+    case = _case_or_404(reference)
+    ctx = _context_or_403(case)
+    agent = db().scalar(select(User).where(User.public_id == public_id))
+    if agent is None or not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        cases().unassign(ctx, agent)
+    except CaseRefusedError as error:
+        db().rollback()
+        record_case(Action.CASE_TEAM_REMOVE, case.reference, allowed=False, rule="not_allowed")
+        show_error(error)
+        return redirect(url_for("cases.show", reference=reference))
+    record_case(Action.CASE_TEAM_REMOVE, case.reference, rule=agent.public_id)
+    db().commit()
+    flash(_("%(name)s ne fait plus partie de l'équipe du dossier.", name=agent.name), "success")
     return redirect(url_for("cases.show", reference=reference))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
+from sqlalchemy import select
 from wtforms import Field, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
@@ -38,12 +40,16 @@ from audit.errors import AuditError
 from audit.events import IDENT, OBJECT_TYPE, Action, Decision
 from audit.queries import EventFilter
 from charter.vocabulary import Role
+from consent import ConsentRules, summarise
 from hub import anomaly_review, dpo_reports
 from hub.anomaly_review import AnomalyFinding
+from hub.cases import Cases
 from hub.celery_app import enqueue
+from hub.charters import parse
 from hub.dpo_tasks import detect_anomalies
 from hub.forms import ConfirmForm
 from hub.i18n import N_, page_is_english
+from hub.models import Case, Organisation
 from hub.pagination import page_number, paginate
 from hub.pdf import ascii_filename, attachment, pdf_response, render_pdf
 from hub.recording import AuditUnavailable, record
@@ -569,3 +575,90 @@ def finding(finding_id: int) -> Any:
     return render_template(
         "dpo/finding.html", finding=item, form=form, names=names, journal_args=journal_args
     )
+
+
+# -- consent ------------------------------------------------------------------------------
+
+CONSENT_STATUSES = ("absent", "incomplet", "en_vigueur", "retire", "expire")
+
+
+@bp.route("/consentements")
+def consents_overview() -> Any:
+    """Consent status of every case, the exceptions « contraire à l'intérêt de l'enfant » to
+    look at, and a receipt looked up by its reference — never a case's content."""
+    wanted = (request.args.get("statut") or "").strip()
+    reference = (request.args.get("recu") or "").strip().upper()[:16]
+    _record_read("page", "dpo.consents_overview", "consent")
+    service = state().cases(db())
+    statuses = dpo_consent_statuses(service)
+    rows = [r for r in statuses if not wanted or r.status == wanted]
+    page = page_number(request.args.get("page"))
+    per_page = 50
+    exceptions = service.consents.exceptions()
+    refs = _case_refs({e.case_id for e in exceptions})
+    receipt = service.consents.receipt(reference) if reference else None
+    receipt_case = _case_refs({receipt.case_id}).get(receipt.case_id) if receipt else None
+    if reference:
+        _record_read("receipt", reference, "consent")
+    return render_template(
+        "dpo/consents.html",
+        rows=rows[(page - 1) * per_page : page * per_page],
+        total=len(rows),
+        pages=max(1, (len(rows) + per_page - 1) // per_page),
+        number=page,
+        counts={s: sum(r.status == s for r in statuses) for s in CONSENT_STATUSES},
+        wanted=wanted,
+        statuses=CONSENT_STATUSES,
+        exceptions=exceptions,
+        exception_refs=refs,
+        orgs={o.id: o.name for o in db().scalars(select(Organisation))},
+        reference=reference,
+        receipt=receipt,
+        receipt_case=receipt_case,
+    )
+
+
+def _case_refs(case_ids: set[int]) -> dict[int, str]:
+    if not case_ids:
+        return {}
+    rows = db().execute(select(Case.id, Case.reference).where(Case.id.in_(case_ids)))
+    return {row.id: row.reference for row in rows}
+
+
+@dataclass(frozen=True)
+class ConsentRow:
+    """One case as the DPO sees its consent: reference, group, status, dates — no content."""
+
+    reference: str
+    group: str
+    status: str
+    minor: bool
+    exceptions: int
+    expires_on: date | None
+
+
+def dpo_consent_statuses(service: Cases) -> list[ConsentRow]:
+    """Every case's consent situation today, oldest case first (the DPO's overview).
+
+    The date of birth is opened for the minors' rule only; the DPO sees « mineur », never it.
+    """
+    rows: list[ConsentRow] = []
+    for case in db().scalars(select(Case).order_by(Case.opened_at, Case.id)):
+        version = service.charters.latest(case.group)
+        if version is None:
+            continue
+        rules = ConsentRules.of(parse(version.text))
+        birth = service.birth_date(case, rules)
+        state_ = service.consent_state(case)
+        summary = summarise(state_, rules, birth=birth, at=service.clock())
+        rows.append(
+            ConsentRow(
+                case.reference,
+                case.group.name,
+                summary.status,
+                summary.minor,
+                len(summary.exceptions),
+                summary.expires_on,
+            )
+        )
+    return rows

@@ -7,11 +7,15 @@ from typing import Any
 from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from kombu import Connection
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from hub.forms import ConfirmForm
 from hub.i18n import LANGUAGES
+from hub.models import Notification
+from hub.notifications import KINDS, mark_read, unread_count
+from hub.pagination import page_number, paginate
 from hub.security import safe_next
-from hub.state import accounts, db, state
+from hub.state import accounts, db, now, state
 
 bp = Blueprint("main", __name__)
 
@@ -27,6 +31,34 @@ def account() -> Any:
     """The person's own account: organisation, roles, recovery codes left."""
     remaining = accounts().remaining_recovery_codes(current_user)
     return render_template("account.html", remaining_codes=remaining)
+
+
+@bp.route("/notifications", methods=["GET", "POST"])
+def notifications() -> Any:
+    """The person's notifications, newest first; marking them read. They hold no personal
+    data (a kind and a pseudonymous case reference), so reading them is not recorded."""
+    form = ConfirmForm()
+    if request.method == "POST":
+        if form.validate_on_submit():
+            mark_read(db(), current_user, None, now())
+            db().commit()
+        return redirect(url_for("main.notifications"))
+    page = paginate(
+        db(),
+        select(Notification)
+        .where(Notification.user_id == current_user.id)
+        .order_by(Notification.created_at.desc(), Notification.id.desc()),
+        page_number(request.args.get("page")),
+    )
+    return render_template("notifications.html", page=page, kinds=KINDS, form=form)
+
+
+@bp.app_context_processor
+def _unread() -> dict[str, Any]:
+    """The header's unread badge (one small count query per page of a logged-in person)."""
+    if not current_user or not current_user.is_authenticated:
+        return {"unread_notifications": 0}
+    return {"unread_notifications": unread_count(db(), current_user)}
 
 
 @bp.route("/langue", methods=["POST"])

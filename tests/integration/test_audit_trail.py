@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from tests.integration.test_api_auth import Client, request_token
 # rulebook every partner signs: reading it or simulating it is not an access to personal data.
 SILENT = {
     "static",
+    # A person's own notifications hold a kind and a pseudonymous reference, nothing more.
+    "main.notifications",
     "main.healthz",
     "main.set_language",
     "main.index",
@@ -64,13 +67,31 @@ def _followed_case(app: Flask) -> str:
         return str(session.scalar(select(Case.reference).order_by(Case.id).limit(1)))
 
 
+def _young_persons_consent(app: Flask, reference: str) -> str:
+    """The id of the accord the young person of the followed case gave (the demo's)."""
+    from consent.tables import consents_table
+
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        case_id = session.scalar(select(Case.id).where(Case.reference == reference))
+        return str(
+            session.execute(
+                select(consents_table.c.id).where(
+                    consents_table.c.case_id == case_id, consents_table.c.grantor == "jeune"
+                )
+            ).scalar_one()
+        )
+
+
 @pytest.fixture
 def ids(app: Flask, territory: dict[str, Account]) -> dict[str, str]:
+    case = _followed_case(app)
     return {
         "user": _public_id(app, User, email=territory["cpip"].email),
         "group": _public_id(app, OperationalGroup, name=GROUP_NAME),
         "org": _public_id(app, Organisation, name="Démoville Habitat"),
-        "case": _followed_case(app),
+        "case": case,
+        "consent": _young_persons_consent(app, case),
     }
 
 
@@ -141,6 +162,21 @@ GET_ROUTES: dict[str, tuple[str, str, list[tuple[Action, str, str]]]] = {
     # The form offers inputs, never the values held: no read of the case's content.
     "cases.edit": ("conseillere", "/dossiers/{case}/informations", []),
     "cases.meetings": ("coordinatrice", "/dossiers/reunions/{group}", []),
+    "consent.show": (
+        "cpip",
+        "/dossiers/{case}/consentement",
+        [(Action.CONSENT_READ, "case", "{case}")],
+    ),
+    # Forms offer inputs and the charter's catalogue, never a record of the case.
+    "consent.information": ("conseillere", "/dossiers/{case}/consentement/information", []),
+    "consent.record_consent": ("conseillere", "/dossiers/{case}/consentement/accord", []),
+    "consent.adhesion": ("conseillere", "/dossiers/{case}/consentement/adhesion", []),
+    "consent.withdraw": ("conseillere", "/dossiers/{case}/consentement/{consent}/retrait", []),
+    "consent.receipt_pdf": (
+        "conseillere",
+        "/dossiers/{case}/consentement/{consent}/recu.pdf",
+        [(Action.CONSENT_RECEIPT, "case", "{case}")],
+    ),
 }
 
 
@@ -241,6 +277,8 @@ def _post(
         return _charter_post(app, clock, territory, ids["group"], endpoint)
     if endpoint.startswith("cases.") or endpoint in ("api.case_view", "api.case_publish"):
         return _case_post(app, clock, territory, ids, endpoint)
+    if endpoint.startswith(("consent.", "api.consent_")):
+        return _consent_post(app, clock, territory, ids, endpoint)
     client = admin()
     user, group, org = ids["user"], ids["group"], ids["org"]
     forms: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -313,7 +351,7 @@ def _post(
 def _charter_post(
     app: Flask, clock: FakeClock, territory: dict[str, Account], group: str, endpoint: str
 ) -> Any:
-    next_version = default_charter_text().replace("version = 1", "version = 2", 1)
+    next_version = default_charter_text().replace("version = 2", "version = 3", 1)
     if endpoint == "charter.publish":
         client = _client_for(app, clock, territory, "coordinatrice")
         token = csrf_token(client, f"/charte/{group}/publier")
@@ -327,7 +365,7 @@ def _charter_post(
         client = _client_for(app, clock, territory, "cpip")
         token = csrf_token(client, f"/charte/{group}/")
         return lambda: client.post(
-            f"/charte/{group}/v2/signer", data={"csrf_token": token, "signatory": "P. Probation"}
+            f"/charte/{group}/v3/signer", data={"csrf_token": token, "signatory": "P. Probation"}
         )
     client = _client_for(app, clock, territory, "cpip")
     token = csrf_token(client, f"/charte/{group}/refus")
@@ -368,7 +406,7 @@ def _case_post(
             "cpip",
             "/dossiers/nouveau",
             "/dossiers/nouveau",
-            {"justice.date_sortie": "2030-01-01"},
+            {"identite.date_naissance": "2006-01-01"},
         ),
         "cases.edit": (
             "conseillere",
@@ -394,11 +432,100 @@ def _case_post(
             f"/dossiers/reunions/{group}",
             {"day": "2030-01-07"},
         ),
+        "cases.add_to_team": (
+            "cpip",
+            f"/dossiers/{case}",
+            f"/dossiers/{case}/equipe",
+            {"agent": str(_second_spip_agent(app))},
+        ),
+        "cases.remove_from_team": (
+            "conseillere",
+            f"/dossiers/{case}",
+            f"/dossiers/{case}/equipe/{ids['user']}/retirer",
+            {"submit": "1"},
+        ),
     }
     who, form_page, action, data = forms[endpoint]
     client = _client_for(app, clock, territory, who)
     token = csrf_token(client, form_page)
     return lambda: client.post(action, data={"csrf_token": token, **data})
+
+
+def _second_spip_agent(app: Flask) -> int:
+    """A SPIP agent who is not on any case team yet."""
+    from charter.vocabulary import Role
+
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        spip = session.scalar(select(Organisation).where(Organisation.kind == "spip"))
+        agent = state.accounts(session).create_user(
+            name="Agathe Relais", email="relais@spip.example", organisation=spip, roles={Role.AGENT}
+        )
+        session.commit()
+        return int(agent.id)
+
+
+SCAN = b"%PDF-1.7\n% signed form\n%%EOF\n"
+
+
+def _consent_post(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], ids: dict[str, str], endpoint: str
+) -> Any:
+    import io
+
+    case, consent = ids["case"], ids["consent"]
+    if endpoint.startswith("api."):
+        api = _api_client(app)
+        client = app.test_client()
+        token = request_token(client, api.assertion(clock)).get_json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        base = f"/api/v1/dossiers/{case}/consentement"
+        if endpoint == "api.consent_status":
+            return lambda: client.get(base, headers=headers)
+        if endpoint == "api.consent_withdraw":
+            return lambda: client.post(
+                f"{base}/{consent}/retrait", json={"requested_by": "jeune"}, headers=headers
+            )
+        return lambda: client.post(f"{base}/{consent}/recu", headers=headers)
+    client = _client_for(app, clock, territory, "conseillere")
+    base = f"/dossiers/{case}/consentement"
+    today = clock().date().isoformat()
+    forms: dict[str, tuple[str, dict[str, Any]]] = {
+        "consent.information": (
+            f"{base}/information",
+            {"subject": "jeune", "method": "courrier", "informed_on": today},
+        ),
+        "consent.record_consent": (
+            f"{base}/accord",
+            {
+                "grantor": "jeune",
+                "decision": "given",
+                "purposes": ["suivi_parcours"],
+                "categories": ["justice"],
+                "recipient_kinds": ["mission_locale"],
+                "valid_from": today,
+                "valid_until": (clock().date() + timedelta(days=200)).isoformat(),
+                "evidence_kind": "scan",
+            },
+        ),
+        "consent.withdraw": (f"{base}/{consent}/retrait", {"submit": "1"}),
+        "consent.adhesion": (
+            f"{base}/adhesion",
+            {
+                "signed_on": today,
+                "counsellor": str(_id(app, User, ids["user"])),
+                "evidence_kind": "scan",
+            },
+        ),
+    }
+    page, data = forms[endpoint]
+    token = csrf_token(client, page)
+
+    def post() -> Any:
+        files = {"scan": (io.BytesIO(SCAN), "formulaire.pdf")} if "evidence_kind" in data else {}
+        return client.post(page, data={"csrf_token": token, **data, **files})
+
+    return post
 
 
 def _id(app: Flask, model: Any, public_id: str) -> int:
@@ -435,6 +562,15 @@ POST_ROUTES: dict[str, list[Action]] = {
     "cases.meetings": [Action.GROUP_MEETING],
     "api.case_view": [Action.CASE_VIEW],
     "api.case_publish": [Action.CASE_UPDATE],
+    "cases.add_to_team": [Action.CASE_TEAM_ADD],
+    "cases.remove_from_team": [Action.CASE_TEAM_REMOVE],
+    "consent.information": [Action.CONSENT_INFORMATION],
+    "consent.record_consent": [Action.CONSENT_RECORD],
+    "consent.withdraw": [Action.CONSENT_WITHDRAW],
+    "consent.adhesion": [Action.CONSENT_ADHESION],
+    "api.consent_status": [Action.CONSENT_READ],
+    "api.consent_withdraw": [Action.CONSENT_WITHDRAW],
+    "api.consent_receipt": [Action.CONSENT_RECEIPT],
 }
 
 
@@ -444,7 +580,7 @@ def test_writes_and_api_calls_record_exactly_what_they_should(
 ) -> None:
     act = _post(app, clock, territory, ids, endpoint)
     response, events = _events_during(app, act)
-    assert response.status_code in (200, 302), (endpoint, response.status_code)
+    assert response.status_code in (200, 201, 302), (endpoint, response.status_code)
     assert [e.action for e in events] == POST_ROUTES[endpoint]
     assert all(e.decision.value in ("allow", "") for e in events)
 

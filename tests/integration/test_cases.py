@@ -16,7 +16,7 @@ from audit.store import AuditLog
 from hub.models import Case, CaseField, CasePartner, Organisation
 from tests.conftest import Account, FakeClock, csrf_token, login
 
-CHARTER = "charte-type-clspd-jeunes-justice:1"
+CHARTER = "charte-type-clspd-jeunes-justice:2"
 
 
 def _cases(app: Flask) -> dict[str, Case]:
@@ -275,23 +275,44 @@ def _post(client: FlaskClient, path: str, **data: Any) -> Any:
 def test_signalling_a_young_person_opens_a_case_with_sealed_values(
     app: Flask, clock: FakeClock, territory: dict[str, Account]
 ) -> None:
+    # Given a SPIP agent signalling a young person: before any accord only the date of birth
+    # may be recorded (it decides whose accord is needed), sealed at rest
     client = _as(app, clock, territory["cpip"])
     before = _size(app)
-    response = _post(client, "/dossiers/nouveau", **{"justice.date_sortie": _day(clock, 40)})
+    response = _post(client, "/dossiers/nouveau", **{"identite.date_naissance": "2007-04-03"})
     assert response.status_code == 302
     reference = response.headers["Location"].rsplit("/", 1)[-1]
     (event,) = _events(app, before)
-    assert (event.action, event.object_id, event.rule, event.charter_version) == (
+    assert (event.action, event.object_id, event.charter_version) == (
         Action.CASE_CREATE,
         reference,
-        "art-8",
         CHARTER,
     )
     stored = _stored(app, reference)
-    assert set(stored) == {"justice.date_sortie"}
-    assert _day(clock, 40).encode() not in stored["justice.date_sortie"].ciphertext
+    assert set(stored) == {"identite.date_naissance"}
+    assert b"2007-04-03" not in stored["identite.date_naissance"].ciphertext
+    # And nobody sees it until the young person agrees (fail closed)
     page = client.get(f"/dossiers/{reference}?finalite=reperage").get_data(as_text=True)
-    assert (clock().date() + timedelta(days=40)).strftime("%d/%m/%Y") in page
+    assert "03/04/2007" not in page
+    assert "aucun accord de la personne en vigueur" in page
+
+
+def test_signalling_with_what_rests_on_accord_is_refused_before_any_consent(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    client = _as(app, clock, territory["cpip"])
+    before = _size(app)
+    response = _post(client, "/dossiers/nouveau", **{"justice.date_sortie": _day(clock, 40)})
+    assert response.status_code == 400
+    assert "art-5" in response.get_data(as_text=True)
+    (event,) = _events(app, before)
+    assert (event.action, event.decision.value, event.rule) == (
+        Action.CASE_CREATE,
+        "deny",
+        "art-5",
+    )
+    with app.extensions["maillon"].session_factory() as session:
+        assert session.scalar(select(Case.id).order_by(Case.id.desc()).limit(1)) == 3
 
 
 @pytest.mark.parametrize(
@@ -333,13 +354,13 @@ def test_a_malformed_date_is_refused_in_french_and_changes_nothing(
     app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
 ) -> None:
     client = _as(app, clock, territory["cpip"])
-    stored_before = _stored(app, refs["signalled"])["justice.date_sortie"].ciphertext
+    stored_before = _stored(app, refs["followed"])["justice.date_sortie"].ciphertext
     response = _post(
-        client, f"/dossiers/{refs['signalled']}/informations", **{"justice.date_sortie": "demain"}
+        client, f"/dossiers/{refs['followed']}/informations", **{"justice.date_sortie": "demain"}
     )
     assert response.status_code == 400
     assert "AAAA-MM-JJ" in response.get_data(as_text=True)
-    assert _stored(app, refs["signalled"])["justice.date_sortie"].ciphertext == stored_before
+    assert _stored(app, refs["followed"])["justice.date_sortie"].ciphertext == stored_before
 
 
 def test_a_partner_updates_what_it_may_publish(
@@ -422,19 +443,23 @@ def test_the_coordinator_names_the_referent_whose_organisation_then_follows_the_
 def test_the_referent_associates_a_partner_of_the_group(
     app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
 ) -> None:
+    from hub.models import User
+
     state = app.extensions["maillon"]
     with state.session_factory() as session:
         pjj = session.scalar(select(Organisation).where(Organisation.kind == "pjj"))
-        assert pjj is not None
-        pjj_id = pjj.id
+        educateur = session.scalar(select(User).where(User.email == territory["educateur"].email))
+        assert pjj is not None and educateur is not None
+        pjj_id, educateur_id = pjj.id, educateur.id
     client = _as(app, clock, territory["conseillere"])
     case_page = f"/dossiers/{refs['followed']}"
     token = csrf_token(client, case_page)
     response = client.post(
-        f"{case_page}/partenaires", data={"csrf_token": token, "organisation": str(pjj_id)}
+        f"{case_page}/partenaires",
+        data={"csrf_token": token, "organisation": str(pjj_id), "agents": str(educateur_id)},
     )
     assert response.status_code == 302
-    # The PJJ educator now follows the case as a partner agent
+    # The PJJ educator named by the référent now follows the case as a partner agent
     html = _as(app, clock, territory["educateur"]).get(f"{case_page}?finalite=suivi_parcours")
     assert "Mina Conseil" in html.get_data(as_text=True)
 
@@ -460,7 +485,8 @@ def test_refused_values_are_never_decrypted_for_anyone(
     app: Flask, territory: dict[str, Account]
 ) -> None:
     """Exhaustively over the demo (every person × case × purpose): the vault opens only the
-    values the charter grants, and what is shown is exactly what the charter grants."""
+    values the charter grants — and the date of birth, which the hub reads for itself to apply
+    the minors' rule of consent — and what is shown is exactly what the charter grants."""
     from hub.cases import CaseAccessDeniedError, Cases
     from hub.charters import parse
     from hub.models import User
@@ -494,12 +520,13 @@ def test_refused_values_are_never_decrypted_for_anyone(
                     view = service.view(ctx, purpose.id)
                     granted = {
                         r.field
-                        for r in service.decide_view(ctx, purpose.id)[0].values()
+                        for r in service.decide_view(ctx, purpose.id).reasons.values()
                         if r.allowed
                     }
-                    assert set(spy.opened) <= granted
+                    own_use = {ctx.consent_rules.birth_date_field}
+                    assert set(spy.opened) - own_use <= granted
                     assert {v.field.id for v in view.shown} == granted
-                    assert not {r.field for r in view.refused} & set(spy.opened)
+                    assert not {r.field for r in view.refused} & (set(spy.opened) - own_use)
                     checked += 1
     # Sanity: the walk covered people with a part (not only refusals)
     assert checked >= 20
@@ -533,8 +560,14 @@ def test_reads_by_someone_outside_the_group_are_listed_for_the_dpo(
         session.commit()
         agent_id = agent.public_id
     outsider = Account(agent.email, "un mot de passe solide", secret, ["agent"], spip.name)
-    # When she and the référent read the case
+    # And her colleague on the case hands it over to her (the team is people)
     page = f"/dossiers/{refs['followed']}?finalite=suivi_parcours"
+    assert _as(app, clock, outsider).get(page).status_code == 403
+    cpip = _as(app, clock, territory["cpip"])
+    with state.session_factory() as session:
+        agent_db_id = session.scalar(select(User.id).where(User.public_id == agent_id))
+    _post(cpip, f"/dossiers/{refs['followed']}/equipe", agent=str(agent_db_id))
+    # When she and the référent read the case
     assert _as(app, clock, outsider).get(page).status_code == 200
     assert _as(app, clock, territory["conseillere"]).get(page).status_code == 200
     with state.session_factory() as session:

@@ -18,9 +18,9 @@ from hub.demo import GROUP_NAME
 from hub.models import CharterVersion, OperationalGroup, Organisation
 from tests.conftest import Account, FakeClock, csrf_token, fresh_code, login, post_form
 
-V2 = (
+NEXT = (
     default_charter_text()
-    .replace("version = 1", "version = 2", 1)
+    .replace("version = 2", "version = 3", 1)
     .replace(
         'title = "Objet et cadre juridique"', 'title = "Objet, cadre juridique et principes"', 1
     )
@@ -68,7 +68,7 @@ def test_the_demo_territory_works_under_the_default_charter_signed_by_every_part
         "PJJ — UEMO de Démoville",
         "Ville de Démoville — CLSPD",
     ):
-        assert _applicable(app, org) == 1
+        assert _applicable(app, org) == 2
     # Not sitting in the group: takes no part
     assert _applicable(app, "Démoville Habitat") is None
 
@@ -87,56 +87,56 @@ def test_publishing_needs_the_coordinator_and_a_valid_text(
     assert response.status_code == 200 and "ligne 3" in page and "n'est pas publiée" in page
     # A valid next version: the diff is shown, then it is published and recorded
     preview = (
-        post_form(coordinator, path, text=V2, preview="1")
+        post_form(coordinator, path, text=NEXT, preview="1")
         .get_data(as_text=True)
         .replace("&#39;", "'")
     )
     assert (
-        "Changements par rapport à la version 1" in preview
+        "Changements par rapport à la version 2" in preview
         and "Objet, cadre juridique et principes" in preview
     )
     size = app.extensions["maillon"].audit_log.size()
-    response = post_form(coordinator, path, text=V2, publish="1")
+    response = post_form(coordinator, path, text=NEXT, publish="1")
     assert response.status_code == 302
     assert ("charter.publish", "allow") in _events(app, size)
-    # Published is not in force: nobody signed version 2 yet
-    assert _applicable(app, "SPIP de Démoville") == 1
+    # Published is not in force: nobody signed version 3 yet
+    assert _applicable(app, "SPIP de Démoville") == 2
     # The same version cannot be published twice
     again = (
-        post_form(coordinator, path, text=V2, preview="1")
+        post_form(coordinator, path, text=NEXT, preview="1")
         .get_data(as_text=True)
         .replace("&#39;", "'")
     )
-    assert "La version doit être supérieure à la version publiée (2)" in again
+    assert "La version doit être supérieure à la version publiée (3)" in again
 
 
-def _publish_v2(app: Flask) -> None:
+def _publish_next(app: Flask) -> None:
     state = app.extensions["maillon"]
     with state.session_factory() as session:
         group = session.scalar(select(OperationalGroup).where(OperationalGroup.name == GROUP_NAME))
         assert group is not None
-        Charters(session, clock=state.clock).publish(group, V2, by=None)
+        Charters(session, clock=state.clock).publish(group, NEXT, by=None)
         session.commit()
 
 
 def test_a_new_version_applies_to_a_partner_once_it_signs_with_fresh_mfa(
     app: Flask, clock: FakeClock, territory: dict[str, Account], group_id: str
 ) -> None:
-    _publish_v2(app)
+    _publish_next(app)
     cpip = _user_client(app, clock, territory, "cpip")
     page = f"/charte/{group_id}/"
-    assert "Signer la version 2" in cpip.get(page).get_data(as_text=True).replace("&#39;", "'")
+    assert "Signer la version 3" in cpip.get(page).get_data(as_text=True).replace("&#39;", "'")
     # An old login must be confirmed again before signing
     clock.advance(minutes=11)
     cpip.get("/")
     size = app.extensions["maillon"].audit_log.size()
     token = csrf_token(cpip, page)
     response = cpip.post(
-        f"/charte/{group_id}/v2/signer",
+        f"/charte/{group_id}/v3/signer",
         data={"csrf_token": token, "signatory": "Paul Probation, CPIP"},
     )
     assert response.status_code == 302 and response.location.startswith("/confirmer-identite")
-    assert _applicable(app, "SPIP de Démoville") == 1
+    assert _applicable(app, "SPIP de Démoville") == 2
     post_form(
         cpip,
         "/confirmer-identite",
@@ -145,19 +145,19 @@ def test_a_new_version_applies_to_a_partner_once_it_signs_with_fresh_mfa(
     )
     token = csrf_token(cpip, page)
     response = cpip.post(
-        f"/charte/{group_id}/v2/signer",
+        f"/charte/{group_id}/v3/signer",
         data={"csrf_token": token, "signatory": "Paul Probation, CPIP"},
     )
     assert response.status_code == 302
-    assert _applicable(app, "SPIP de Démoville") == 2
-    assert _applicable(app, "Mission Locale de Démoville") == 1  # others keep what they signed
+    assert _applicable(app, "SPIP de Démoville") == 3
+    assert _applicable(app, "Mission Locale de Démoville") == 2  # others keep what they signed
     assert ("charter.sign", "allow") in _events(app, size)
     listing = cpip.get(page).get_data(as_text=True).replace("&#39;", "'")
-    assert "Paul Probation, CPIP" in listing and "Signer la version 2" not in listing
+    assert "Paul Probation, CPIP" in listing and "Signer la version 3" not in listing
     # Signing twice is refused
     token = csrf_token(cpip, page)
     again = cpip.post(
-        f"/charte/{group_id}/v2/signer",
+        f"/charte/{group_id}/v3/signer",
         data={"csrf_token": token, "signatory": "x"},
         follow_redirects=True,
     )
@@ -175,12 +175,12 @@ def test_only_representatives_of_partners_may_sign_or_decline(
     token = csrf_token(outsider, "/compte/mot-de-passe")
     assert (
         outsider.post(
-            f"/charte/{group_id}/v1/signer", data={"csrf_token": token, "signatory": "x"}
+            f"/charte/{group_id}/v2/signer", data={"csrf_token": token, "signatory": "x"}
         ).status_code
         == 403
     )
     dpo = _user_client(app, clock, territory, "dpo")
-    assert dpo.get(f"/charte/{group_id}/v1").status_code == 200  # oversight may read the text
+    assert dpo.get(f"/charte/{group_id}/v2").status_code == 200  # oversight may read the text
 
 
 def test_a_declined_field_no_longer_passes_in_the_what_if(
@@ -264,7 +264,7 @@ def test_annual_review_counts_refusals_by_article(
     coordinator = _user_client(app, clock, territory, "coordinatrice")
     page = coordinator.get(f"/charte/{group_id}/bilan").get_data(as_text=True).replace("&#39;", "'")
     assert re.search(r"<td>form\.send\.refused</td><td>art-6</td><td>[3-9]\d*</td>", page)
-    assert "Paul Probation" in page  # the demo signatures of version 1
+    assert "Paul Probation" in page  # the demo signatures of version 2
     assert (
         _user_client(app, clock, territory, "cpip").get(f"/charte/{group_id}/bilan").status_code
         == 403
@@ -296,7 +296,7 @@ def test_what_if_api_answers_for_the_calling_organisation(
     from tests.integration.test_api_auth import request_token
     from tests.integration.test_audit_trail import _api_client
 
-    api = _api_client(app)  # a client of the SPIP, which signed version 1
+    api = _api_client(app)  # a client of the SPIP, which signed version 2
     client = app.test_client()
     token = request_token(client, api.assertion(clock)).get_json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
@@ -312,7 +312,7 @@ def test_what_if_api_answers_for_the_calling_organisation(
     response = client.post("/api/v1/charte/simulation", json=body, headers=headers)
     assert response.status_code == 200
     data = response.get_json()
-    assert data["charter"]["version"] == 1 and data["charter"]["digest"].startswith("sha256:")
+    assert data["charter"]["version"] == 2 and data["charter"]["digest"].startswith("sha256:")
     by_field = {f["field"]: f for f in data["fields"]}
     assert by_field["justice.date_sortie"]["passes"] is True
     assert by_field["identite.convictions"]["passes"] is False

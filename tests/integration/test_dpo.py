@@ -184,6 +184,13 @@ WALK: dict[str, tuple[str, Action, str, str, str]] = {
         "{finding}",
         "anomalies",
     ),
+    "dpo.consents_overview": (
+        "/dpo/consentements",
+        Action.AUDIT_READ,
+        "page",
+        "dpo.consents_overview",
+        "consent",
+    ),
 }
 POSTS = {
     "dpo.run_detection": "/dpo/anomalies/analyser",
@@ -500,9 +507,9 @@ def test_report_pdf_is_a_pdf_download_without_personal_data(
     printed: list[str] = []
     real = hub.pdf.html_to_pdf
 
-    def spy(html: str) -> bytes:
+    def spy(html: str, **options: str | None) -> bytes:
         printed.append(html)
-        return real(html)
+        return real(html, **options)
 
     monkeypatch.setattr(hub.pdf, "html_to_pdf", spy)
     response, events = _during(app, lambda: dpo.get(f"/dpo/rapport/objet/case/{case}/pdf"))
@@ -546,7 +553,9 @@ def test_long_reports_list_the_first_events_and_summarise_all(
     monkeypatch.setattr(dpo_reports, "REPORT_EVENT_LIMIT", 3)
     monkeypatch.setattr(dpo_reports, "PDF_EVENT_LIMIT", 2)
     printed: list[str] = []
-    monkeypatch.setattr(hub.pdf, "html_to_pdf", lambda html: printed.append(html) or b"%PDF-")
+    monkeypatch.setattr(
+        hub.pdf, "html_to_pdf", lambda html, **_options: printed.append(html) or b"%PDF-"
+    )
     page = dpo.get(f"/dpo/rapport/objet/case/{case}").get_data(as_text=True)
     detail = page.split("Détail des événements", 1)[1]
     assert _seqs(detail) == seeded[:3] and "Seuls les 3 premiers événements" in page

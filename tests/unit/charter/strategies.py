@@ -13,8 +13,12 @@ from hypothesis import strategies as st
 
 from charter.decide import Declination, Recipient
 from charter.model import (
+    FORMAT_1,
+    FORMAT_2,
     Article,
     Charter,
+    ConsentCategory,
+    ConsentSettings,
     FieldDef,
     IsoDuration,
     MeetingWindow,
@@ -25,6 +29,7 @@ from charter.model import (
     RetentionRule,
     SecretBound,
     ViewRule,
+    format1_accord,
 )
 from charter.vocabulary import Category, OrgKind, RetentionEvent, Role, Secrecy, Tier
 
@@ -35,6 +40,11 @@ ROLES = (Role.AGENT, Role.REFERENT, Role.GROUP_MEMBER, Role.COORDINATOR)
 CATEGORIES = (Category.IDENTITE, Category.JUSTICE, Category.SANTE, Category.PARCOURS)
 NAMES = ("nom", "date_sortie", "orientation", "etapes")
 PURPOSES = ("suivi_parcours", "revue_mensuelle", "orientation")
+# Consent categories of format-2 charters: some share a name with a field category, so that a
+# request's consented categories can mean one thing in format 1 and another in format 2.
+ACCORDS = ("identite", "justice", "insertion", "sante_droits")
+BASES = ("CSI L.132-5", "CASF L.121-6-2", "CSP L.1110-4", "RGPD art. 6-1-e")
+BIRTH_DATE_FIELD = "identite.date_naissance"
 BASE_DAY = date(2025, 3, 1)
 
 
@@ -50,6 +60,7 @@ def charters(draw: st.DrawFn) -> Charter:
         Article(f"art-{i}", f"Article {i}", "Texte.") for i in range(1, n_articles + 1)
     )
     article_ids = st.sampled_from([a.id for a in articles])
+    charter_format = draw(st.sampled_from([FORMAT_1, FORMAT_2]))
     ids = draw(
         st.lists(
             st.tuples(st.sampled_from(CATEGORIES), st.sampled_from(NAMES)),
@@ -58,19 +69,42 @@ def charters(draw: st.DrawFn) -> Charter:
             unique=True,
         )
     )
-    fields = tuple(
-        FieldDef(
-            id=f"{cat.value}.{name}",
-            label_fr=name,
-            label_en=name,
-            category=cat,
-            tier=draw(st.sampled_from(list(Tier))),
-            secrecy=draw(st.sampled_from(list(Secrecy))),
-            basis="consentement",
-            article=draw(article_ids),
+    if charter_format == FORMAT_1:
+        fields = tuple(_field_v1(draw, cat, name, draw(article_ids)) for cat, name in ids)
+        consent_categories: tuple[ConsentCategory, ...] = ()
+        consent = None
+        grace = None
+    else:
+        accords = draw(st.lists(st.sampled_from(ACCORDS), max_size=len(ACCORDS), unique=True))
+        consent_categories = tuple(
+            ConsentCategory(a, f"Catégorie {a}", f"Category {a}", draw(article_ids))
+            for a in accords
         )
-        for cat, name in ids
-    )
+        # Format 2 needs a hub-tier date of birth to compute minority from.
+        birth = FieldDef(
+            BIRTH_DATE_FIELD,
+            "Date de naissance",
+            "Date of birth",
+            Category.IDENTITE,
+            Tier.HUB,
+            Secrecy.CONFIDENTIEL,
+            "CSI L.132-5",
+            draw(article_ids),
+            accord=draw(st.one_of(st.none(), st.sampled_from(accords))) if accords else None,
+        )
+        fields = (
+            birth,
+            *(_field_v2(draw, cat, name, draw(article_ids), tuple(accords)) for cat, name in ids),
+        )
+        consent = ConsentSettings(
+            BIRTH_DATE_FIELD,
+            draw(st.integers(10, 21)),
+            draw(st.booleans()),
+            draw(st.sampled_from(["notice-1", "notice-2026-01"])),
+        )
+        grace = draw(
+            st.one_of(st.none(), st.sampled_from([IsoDuration(days=30), IsoDuration(months=1)]))
+        )
     field_ids = [f.id for f in fields]
     glob = st.one_of(
         st.sampled_from(field_ids),
@@ -121,13 +155,53 @@ def charters(draw: st.DrawFn) -> Charter:
         view=view,
         secret_bound=secret_bound,
         retention=retention,
-        membership=Membership(OrgKind.COMMUNE),
+        membership=Membership(OrgKind.COMMUNE, grace=grace),
         refusal_articles=RefusalArticles(
             default=draw(article_ids),
             secret=draw(article_ids),
             consent=draw(article_ids),
             declined=draw(article_ids),
         ),
+        format=charter_format,
+        consent_categories=consent_categories,
+        consent=consent,
+    )
+
+
+def _field_v1(draw: st.DrawFn, cat: Category, name: str, article: str) -> FieldDef:
+    basis = draw(st.sampled_from(["consentement", *BASES]))
+    return FieldDef(
+        id=f"{cat.value}.{name}",
+        label_fr=name,
+        label_en=name,
+        category=cat,
+        tier=draw(st.sampled_from(list(Tier))),
+        secrecy=draw(st.sampled_from(list(Secrecy))),
+        basis=basis,
+        article=article,
+        accord=format1_accord(cat, basis),
+    )
+
+
+def _field_v2(
+    draw: st.DrawFn, cat: Category, name: str, article: str, accords: tuple[str, ...]
+) -> FieldDef:
+    secrecy = draw(st.sampled_from(list(Secrecy)))
+    interdit = secrecy is Secrecy.INTERDIT
+    accord = None
+    if accords and not interdit:
+        accord = draw(st.one_of(st.none(), st.sampled_from(accords)))
+    return FieldDef(
+        id=f"{cat.value}.{name}",
+        label_fr=name,
+        label_en=name,
+        category=cat,
+        tier=draw(st.sampled_from(list(Tier))),
+        secrecy=secrecy,
+        basis=None if interdit else draw(st.sampled_from(BASES)),
+        article=article,
+        accord=accord,
+        offence=draw(st.booleans()),
     )
 
 
@@ -189,7 +263,10 @@ def requests(draw: st.DrawFn, charter: Charter) -> Request:
             for g in draw(st.lists(st.sampled_from([*known, "sante.*"]), max_size=2))
         ),
         consented_categories=draw(
-            st.one_of(st.none(), st.frozensets(st.sampled_from([c.value for c in CATEGORIES])))
+            st.one_of(
+                st.none(),
+                st.frozensets(st.sampled_from(sorted({*ACCORDS, *(c.value for c in CATEGORIES)}))),
+            )
         ),
         consented_fields=draw(st.one_of(st.none(), st.frozensets(st.sampled_from(known)))),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 import pytest
@@ -9,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charter.decide import (
+    CompiledCharter,
     Decision,
     Declination,
+    Interpreter,
     Reason,
     ReasonCode,
     Recipient,
@@ -20,7 +23,7 @@ from charter.decide import (
 from charter.loader import load_charter
 from charter.model import Charter
 from charter.vocabulary import OrgKind, Role, Secrecy
-from tests.unit.charter.sample import SMALL
+from tests.unit.charter.sample import SMALL, SMALL2
 from tests.unit.charter.strategies import (
     Request,
     charters,
@@ -31,6 +34,13 @@ from tests.unit.charter.strategies import (
 )
 
 ALL = ["identite.prenom", "justice.date_sortie", "sante.orientation", "sante.diagnostic"]
+ALL2 = [
+    "identite.prenom",
+    "identite.date_naissance",
+    "justice.date_sortie",
+    "sante.orientation",
+    "sante.diagnostic",
+]
 ML_REFERENT = Recipient.of(Role.REFERENT, org_kind=OrgKind.MISSION_LOCALE, group_member=False)
 SPIP_REFERENT = Recipient.of(Role.REFERENT, org_kind=OrgKind.SPIP, group_member=False)
 POLICE_MEMBER = Recipient.of(Role.GROUP_MEMBER, org_kind=OrgKind.POLICE, group_member=True)
@@ -151,16 +161,73 @@ def test_declination_and_consent_restrict(small: Charter) -> None:
         datetime(2025, 1, 5, tzinfo=UTC),
     )
     decision = compiled.publish(
-        OrgKind.SPIP, ALL, declinations=[declined], consented_categories={"identite"}
+        OrgKind.SPIP, ALL, declinations=[declined], consented_categories={"justice"}
     )
+    # In format 1 only « consentement » fields need an accord (of their own category): the
+    # first name does, the health referral (CASF L.121-6-2) passes on its legal basis.
     assert codes(decision) == {
-        "identite.prenom": ReasonCode.GRANTED,
+        "identite.prenom": ReasonCode.NO_CONSENT,
         "justice.date_sortie": ReasonCode.DECLINED,
+        "sante.orientation": ReasonCode.GRANTED,
+        "sante.diagnostic": ReasonCode.INTERDIT,
+    }
+    assert decision.reason("identite.prenom").article == small.refusal_articles.consent
+    by_field = compiled.publish(OrgKind.SPIP, ALL, consented_fields={"identite.prenom"})
+    assert by_field.allowed_fields == {
+        "identite.prenom",
+        "justice.date_sortie",
+        "sante.orientation",
+    }
+    nothing = compiled.publish(OrgKind.SPIP, ALL, consented_categories=(), consented_fields=())
+    assert nothing.allowed_fields == {"justice.date_sortie", "sante.orientation"}
+
+
+# --- format 2: the accord of the young person, apart from the lawful basis ------------------
+
+
+@pytest.fixture(scope="module")
+def small2() -> Charter:
+    return load_charter(SMALL2)
+
+
+@pytest.mark.parametrize("engine", [compile_charter, interpret])
+def test_fields_needing_no_accord_pass_without_consent(
+    small2: Charter, engine: Callable[[Charter], CompiledCharter | Interpreter]
+) -> None:
+    # Given a consent in force that covers no category at all
+    decision = engine(small2).view(
+        SPIP_REFERENT,
+        "suivi_parcours",
+        ALL2,
+        sender_org_kind=OrgKind.SPIP,
+        consented_categories=frozenset(),
+    )
+    # Then only the release date (lawful basis alone, no accord) passes
+    assert codes(decision) == {
+        "identite.prenom": ReasonCode.NO_CONSENT,
+        "identite.date_naissance": ReasonCode.NO_CONSENT,
+        "justice.date_sortie": ReasonCode.GRANTED,
         "sante.orientation": ReasonCode.NO_CONSENT,
         "sante.diagnostic": ReasonCode.INTERDIT,
     }
-    by_field = compiled.publish(OrgKind.SPIP, ALL, consented_fields={"sante.orientation"})
-    assert by_field.allowed_fields == {"sante.orientation"}
+    refused = decision.reason("sante.orientation")
+    assert (refused.article, refused.rule) == ("art-3", None)  # the charter's consent article
+
+
+@pytest.mark.parametrize("engine", [compile_charter, interpret])
+def test_accord_is_matched_on_the_consent_category_or_the_field(
+    small2: Charter, engine: Callable[[Charter], CompiledCharter | Interpreter]
+) -> None:
+    evaluator = engine(small2)
+    by_category = evaluator.publish(OrgKind.SPIP, ALL2, consented_categories={"sante"})
+    assert by_category.allowed_fields == {"justice.date_sortie", "sante.orientation"}
+    # A field category is not a consent category: « justice » names none in format 2.
+    by_field_category = evaluator.publish(OrgKind.SPIP, ALL2, consented_categories={"justice"})
+    assert by_field_category.allowed_fields == {"justice.date_sortie"}
+    by_field = evaluator.publish(OrgKind.SPIP, ALL2, consented_fields={"identite.prenom"})
+    assert by_field.allowed_fields == {"identite.prenom", "justice.date_sortie"}
+    unrestricted = evaluator.publish(OrgKind.SPIP, ALL2)
+    assert unrestricted.allowed_fields == set(ALL2) - {"sante.diagnostic"}
 
 
 def test_duplicates_are_decided_once_in_request_order(small: Charter) -> None:

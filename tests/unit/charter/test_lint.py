@@ -6,7 +6,8 @@ import pytest
 
 from charter.lint import Finding, Severity, has_errors, lint
 from charter.loader import load_charter
-from tests.unit.charter.sample import SMALL
+from tests.unit.charter.sample import SMALL, SMALL2
+from tests.unit.charter.test_format2 import mutate2
 from tests.unit.charter.test_loader import mutate
 
 
@@ -154,3 +155,117 @@ def test_overlap_needs_shared_recipients() -> None:
         ),
     )
     assert not [f for f in found if f.code == "overlapping_rules"]
+
+
+# --- format 2 --------------------------------------------------------------------------------
+
+
+def findings2(*edits: tuple[str, str]) -> list[Finding]:
+    return lint(load_charter(mutate2(*edits)))
+
+
+def test_small_format_2_charter_is_clean() -> None:
+    assert lint(load_charter(SMALL2)) == []
+
+
+@pytest.mark.parametrize(
+    ("edits", "code", "line", "fragment"),
+    [
+        (
+            [('accord = "sante"\n', "")],
+            "unused_consent_category",
+            33,
+            "la catégorie de consentement « sante » n'est demandée par aucun champ",
+        ),
+        (
+            # The release date (an offence datum) now reaches the Mission Locale's referent.
+            [
+                (
+                    'kinds = ["spip", "pjj"]\ngroup_member',
+                    'kinds = ["spip", "mission_locale"]\ngroup_member',
+                )
+            ],
+            "offence_to_unbound",
+            104,
+            "(« justice.date_sortie ») à des destinataires qui ne sont pas astreints au secret "
+            "professionnel (referent/mission_locale) : au sens de l'article 10 du RGPD",
+        ),
+        (
+            [('grace = "P30D"\n', "")],
+            "no_grace",
+            148,
+            "continuera indéfiniment d'appliquer l'ancienne",
+        ),
+    ],
+)
+def test_format_2_findings(
+    edits: list[tuple[str, str]], code: str, line: int, fragment: str
+) -> None:
+    found = findings2(*edits)
+    assert [f.code for f in found] == [code], found
+    assert found[0].severity is Severity.WARNING
+    assert found[0].line == line
+    assert fragment in found[0].message_fr
+
+
+def test_secret_offence_data_is_reported_once_as_a_secrecy_error() -> None:
+    # A secret offence field opened to the unbound is refused by every decision anyway: the
+    # error says so, and no second finding repeats it.
+    found = findings2(
+        (
+            'tier = "hub"\nsecrecy = "confidentiel"\nbasis = "CSI L.132-5"\noffence',
+            'tier = "e2e"\nsecrecy = "secret"\nbasis = "CSI L.132-5"\noffence',
+        ),
+        (
+            'kinds = ["spip", "pjj"]\ngroup_member',
+            'kinds = ["spip", "mission_locale"]\ngroup_member',
+        ),
+    )
+    assert [f.code for f in found] == ["secret_to_unbound"]
+
+
+def test_offence_data_among_bound_professionals_is_fine() -> None:
+    # Given the mission locale is bound by secrecy in this charter
+    found = findings2(
+        (
+            'kinds = ["spip", "pjj"]\ngroup_member',
+            'kinds = ["spip", "mission_locale"]\ngroup_member',
+        ),
+        (
+            '[[secret_bound]]\nkinds = ["spip", "pjj"]',
+            '[[secret_bound]]\nkinds = ["spip", "pjj", "mission_locale"]',
+        ),
+    )
+    assert found == []
+
+
+def test_the_date_of_birth_needs_neither_an_accord_nor_a_reader() -> None:
+    # The hub computes minority from it: no view rule has to show it, no accord has to cover it.
+    found = findings2(
+        (
+            'fields = ["identite.*", "justice.date_sortie"]',
+            'fields = ["identite.prenom", "justice.date_sortie"]',
+        ),
+        (
+            'basis = "CSI L.132-5"\naccord = "identite"\narticle = "art-3"',
+            'basis = "CSI L.132-5"\narticle = "art-3"',
+        ),
+    )
+    assert found == []
+    # Any other field nobody may see is still reported.
+    unseen = findings2(
+        (
+            'fields = ["identite.*", "justice.date_sortie"]',
+            'fields = ["identite.date_naissance", "justice.date_sortie"]',
+        ),
+    )
+    assert [(f.code, f.line) for f in unseen] == [("never_seen", 39)]
+
+
+def test_format_1_charters_get_no_format_2_findings() -> None:
+    found = lint(load_charter(SMALL))
+    assert not {f.code for f in found} & {
+        "no_grace",
+        "unused_consent_category",
+        "offence_to_unbound",
+    }

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 
 from charter.canonical import canonical_bytes, digest, to_toml
 from charter.decide import Declination, compile_charter
 from charter.loader import load_charter
-from charter.model import Charter
+from charter.model import Charter, IsoDuration
 from charter.versions import ChangeAction, Signature, applicable_version, diff, signatories
 from charter.vocabulary import OrgKind
-from tests.unit.charter.sample import SMALL
+from tests.unit.charter.sample import SMALL, SMALL2
 from tests.unit.charter.strategies import charters
 from tests.unit.charter.test_loader import mutate
 
@@ -121,3 +123,98 @@ def test_declination_is_applied_to_publish_and_named() -> None:
     )
     assert decision.allowed_fields == {"identite.prenom"}
     assert decision.reason("justice.date_sortie").article == charter.refusal_articles.declined
+
+
+PARIS = ZoneInfo("Europe/Paris")
+PUBLISHED = datetime(2026, 1, 10, 15, 0, tzinfo=PARIS)  # version 2 published
+SIGNED_V1 = [Signature("org-ml", 1, "M. Directeur", datetime(2025, 1, 3, tzinfo=UTC))]
+THIRTY_DAYS = IsoDuration(days=30)
+
+
+def paris(month: int, day: int, hour: int = 12, minute: int = 0) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=PARIS)
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        (paris(1, 10, 16), 1),  # just published
+        (paris(2, 9, 23, 59), 1),  # 10 January + 30 days: the last day is included
+        (paris(2, 10, 0, 0), None),  # the day after: no part until it signs
+        (datetime(2026, 2, 9, 23, 30, tzinfo=UTC), None),  # already 10 February in Paris
+        (datetime(2026, 2, 9, 22, 30, tzinfo=UTC), 1),  # still 9 February in Paris
+        (paris(6, 1), None),
+        (None, None),  # time unknown: no grace left (fail closed)
+    ],
+)
+def test_grace_keeps_the_previous_signed_version_for_a_while(
+    at: datetime | None, expected: int | None
+) -> None:
+    version = applicable_version(
+        "org-ml",
+        [1, 2],
+        SIGNED_V1,
+        at=at,
+        newest_published_at=PUBLISHED,
+        grace=THIRTY_DAYS,
+    )
+    assert version == expected
+
+
+def test_grace_needs_the_publication_time_and_counts_calendar_months() -> None:
+    # Publication time unknown: fail closed.
+    unknown = applicable_version("org-ml", [1, 2], SIGNED_V1, at=paris(1, 11), grace=THIRTY_DAYS)
+    assert unknown is None
+    # A month from 31 January ends on 28 February (calendar arithmetic, clamped).
+    end_of_month = datetime(2026, 1, 31, 9, 0, tzinfo=PARIS)
+    for at, expected in ((paris(2, 28, 23), 1), (paris(3, 1, 0), None)):
+        version = applicable_version(
+            "org-ml",
+            [1, 2],
+            SIGNED_V1,
+            at=at,
+            newest_published_at=end_of_month,
+            grace=IsoDuration(months=1),
+        )
+        assert version == expected, at
+
+
+def test_grace_does_not_matter_once_the_newest_version_is_signed() -> None:
+    signatures = [*SIGNED_V1, Signature("org-ml", 2, "M. Directeur", paris(3, 2))]
+
+    def version(org_id: str, at: datetime | None) -> int | None:
+        return applicable_version(
+            org_id, [1, 2], signatures, at=at, newest_published_at=PUBLISHED, grace=THIRTY_DAYS
+        )
+
+    assert version("org-ml", paris(3, 3)) == 2
+    # Between the end of the grace period and the signature, the partner took no part.
+    assert version("org-ml", paris(3, 1)) is None
+    assert version("org-ml", None) == 2
+    assert version("org-x", paris(1, 11)) is None
+
+
+def test_without_grace_the_previous_version_applies_indefinitely() -> None:
+    version = applicable_version(
+        "org-ml", [1, 2], SIGNED_V1, at=paris(12, 1), newest_published_at=PUBLISHED
+    )
+    assert version == 1
+
+
+def test_diff_reads_format_1_under_format_2_and_names_the_new_attributes() -> None:
+    old, new = load_charter(SMALL), load_charter(SMALL2)
+    changes = diff(old, new)
+    text = changes.render_fr()
+    assert "en-tête « charte-test » modifié" in text
+    assert "format de la charte : 1 → 2" in text
+    assert "catégorie de consentement « identite » ajoutée" in text
+    assert "réglages du consentement ajoutés" in text
+    assert "version de la notice d'information : — → notice-test-1" in text
+    assert "délai pour signer une nouvelle version : — → P30D" in text
+    # The first name needed the accord « identite » in format 1 already: only the basis moved.
+    (prenom,) = [c for c in changes.of("fields") if c.key == "identite.prenom"]
+    assert prenom.details == ("base légale : consentement → CSI L.132-5",)
+    (sortie,) = [c for c in changes.of("fields") if c.key == "justice.date_sortie"]
+    assert "donnée relative aux infractions (art. 10 RGPD) : non → oui" in sortie.details
+    (orientation,) = [c for c in changes.of("fields") if c.key == "sante.orientation"]
+    assert "accord du jeune requis (catégorie) : — → sante" in orientation.details

@@ -1,0 +1,112 @@
+"""In-app notifications and the e-mails that announce them — never any personal data.
+
+A notification says that something awaits the person in Maillon: a kind (consent withdrawn,
+consent expiring…), the case's pseudonymous reference and a link. No name, no value, no form
+content, in the app as in the e-mail (DESIGN §9). Each event notifies each person once: the
+``dedupe_key`` is unique per person, so a second delivery of the same event (a retried task, two
+beats) adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from hub.db import rowcount
+from hub.i18n import N_
+from hub.models import Notification, User
+
+# kind -> (French title, French sentence); English in the catalogue.
+KINDS: dict[str, tuple[str, str]] = {
+    "consent_withdrawn": (
+        N_("Consentement retiré"),
+        N_(
+            "Un consentement a été retiré dans le dossier %(ref)s : plus rien n'est partagé "
+            "sur son fondement."
+        ),
+    ),
+    "consent_expiring": (
+        N_("Consentement bientôt expiré"),
+        N_(
+            "Un consentement du dossier %(ref)s arrive à échéance dans moins de trente jours : "
+            "recueillez-le à nouveau si le suivi continue."
+        ),
+    ),
+    "consent_expired": (
+        N_("Consentement expiré"),
+        N_(
+            "Un consentement du dossier %(ref)s est arrivé à échéance : plus rien n'est "
+            "partagé sur son fondement."
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Created:
+    """Notifications just created (the caller mails them once its transaction commits)."""
+
+    ids: list[int]
+
+
+def notify(
+    session: Session,
+    users: Iterable[User],
+    kind: str,
+    *,
+    case_reference: str | None,
+    dedupe_key: str,
+    now: datetime,
+) -> Created:
+    """Tell each of ``users`` (once per ``dedupe_key``) that ``kind`` happened on the case."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown notification kind {kind!r}")
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    ids: list[int] = []
+    for user_id in sorted({u.id for u in users if u.is_active}):
+        statement = (
+            insert(Notification)
+            .values(
+                user_id=user_id,
+                kind=kind,
+                case_reference=case_reference,
+                dedupe_key=dedupe_key,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["user_id", "dedupe_key"])
+            .returning(Notification.id)
+        )
+        new_id = session.execute(statement).scalar()
+        if new_id is not None:
+            ids.append(int(new_id))
+    return Created(ids)
+
+
+def unread_count(session: Session, user: User) -> int:
+    """How many notifications the person has not read (the header's badge)."""
+    return int(
+        session.scalar(
+            select(func.count(Notification.id)).where(
+                Notification.user_id == user.id, Notification.read_at.is_(None)
+            )
+        )
+        or 0
+    )
+
+
+def mark_read(
+    session: Session, user: User, notification_ids: Iterable[int] | None, now: datetime
+) -> int:
+    """Mark the person's notifications read (all of them when ``notification_ids`` is None)."""
+    statement = update(Notification).where(
+        Notification.user_id == user.id, Notification.read_at.is_(None)
+    )
+    if notification_ids is not None:
+        statement = statement.where(Notification.id.in_(list(notification_ids)))
+    return rowcount(session.execute(statement.values(read_at=now)))
