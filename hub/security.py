@@ -198,6 +198,9 @@ def _after_request(response: Response) -> Response:
         headers["Cache-Control"] = "no-store"
     if state().config.production:
         headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    if "request_id" in g:
+        # The id the request's audit events carry: support and the DPO can match the two.
+        headers["X-Request-Id"] = g.request_id
     return response
 
 

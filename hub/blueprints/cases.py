@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from audit.events import Action, Decision
 from charter.vocabulary import Role
-from consent import summarise
+from consent import local_day, summarise
 from hub import consents
 from hub.blueprints.auth import show_error
 from hub.cases import (
@@ -96,11 +96,15 @@ def index() -> Any:
         db(), cases().visible_to(current_user, search=search), page_number(request.args.get("page"))
     )
     record(Action.CASE_LIST, object_type="page", object_id="cases.index")
+    service = cases()
+    # Consent running out within thirty days, on the cases this person is référent of.
+    mine = [c.id for c in page.items if c.referent_id == current_user.id]
     return render_template(
         "cases/index.html",
         page=page,
         search=search,
-        may_open=bool(cases().signed_groups(current_user.organisation)),
+        may_open=bool(service.signed_groups(current_user.organisation)),
+        expiring=consents.expiring_soon(service.consents, mine, local_day(service.clock())),
     )
 
 
