@@ -323,3 +323,24 @@ def test_what_if_api_answers_for_the_calling_organisation(
         "/api/v1/charte/simulation", json={**body, "purpose": "curiosite"}, headers=headers
     )
     assert unknown.status_code == 400 and unknown.get_json()["error"] == "unknown_purpose"
+
+
+def test_a_partner_that_does_not_sign_the_version_in_force_keeps_the_previous_one_for_the_grace_period(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    """Charter-type v2, art. 4: thirty days after a version is published, a partner that has
+    not signed it takes no part until it signs."""
+    _publish_next(app)
+    assert _applicable(app, "SPIP de Démoville") == 2
+    clock.advance(days=30)
+    assert _applicable(app, "SPIP de Démoville") == 2
+    clock.advance(days=1)
+    assert _applicable(app, "SPIP de Démoville") is None
+    # …and it no longer sees the cases of the group
+    cpip = _user_client(app, clock, territory, "cpip")
+    state = app.extensions["maillon"]
+    from hub.models import Case
+
+    with state.session_factory() as session:
+        reference = session.scalar(select(Case.reference).order_by(Case.id).limit(1))
+    assert cpip.get(f"/dossiers/{reference}").status_code == 403

@@ -864,3 +864,26 @@ def test_dates_are_paris_days(clock: FakeClock) -> None:
     from consent import local_day
 
     assert local_day(datetime(2026, 6, 30, 22, 30, tzinfo=UTC)) == date(2026, 7, 1)
+
+
+def test_the_mail_that_announces_a_notification_holds_no_personal_data(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    from hub.tasks import send_notification_mail
+
+    reference = refs["followed"]
+    client = _as(app, clock, territory["conseillere"])
+    path = f"/dossiers/{reference}/consentement/{_consent_id(app, reference)}/retrait"
+    _post(client, path)
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        ids = list(session.scalars(select(Notification.id)))
+    with app.app_context():
+        assert {send_notification_mail(i) for i in ids} == {"sent"}
+        assert {send_notification_mail(i) for i in ids} == {"skipped"}  # once
+    mails = [p.read_text(encoding="utf-8") for p in state.config.mail_outbox.glob("*.eml")]
+    assert len(mails) == len(ids) == 3
+    for mail in mails:
+        assert reference in mail and "/notifications" in mail
+        for personal in ("12/05/2005", "2005-05-12", "Mina", "Paul", "Conseil"):
+            assert personal not in mail.split("\n\n", 1)[1], personal

@@ -301,3 +301,36 @@ def test_summary_says_what_is_missing_and_when_it_ends() -> None:
     )
     assert withdrawn.status == "retire"
     assert summarise(state(), RULES, birth=None, at=NOON).status == "absent"
+
+
+def test_a_group_that_signed_version_1_keeps_its_reading_of_consent() -> None:
+    # Format 1: a field whose basis is « consentement » needs the accord of its category; a field
+    # on a legal basis passes without it.
+    v1 = compile_charter(charter_type(1))
+    rules = ConsentRules.of(v1.charter)
+    assert rules.birth_date_field == "identite.date_naissance" and rules.parents_for_minors
+    group_member = Recipient(frozenset({Role.GROUP_MEMBER}), OrgKind.MISSION_LOCALE, True)
+    decision = may_view(
+        v1,
+        state(),
+        group_member,
+        "reperage",
+        ["identite.date_naissance", "justice.date_sortie"],
+        recipient_org=ML,
+        at=NOON,
+        birth_date=date(2000, 1, 1),
+    )
+    assert decision.reason("identite.date_naissance").code is ReasonCode.NO_CONSENT
+    assert decision.reason("justice.date_sortie").allowed
+    consented = state(consent(purposes={"reperage"}, categories={"identite"}))
+    again = may_view(
+        v1,
+        consented,
+        group_member,
+        "reperage",
+        ["identite.date_naissance"],
+        recipient_org=ML,
+        at=NOON,
+        birth_date=date(2000, 1, 1),
+    )
+    assert again.reason("identite.date_naissance").allowed
