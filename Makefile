@@ -40,8 +40,8 @@ bench: env
 	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)
 
 extract-messages: env
-	$(BIN)/pybabel extract -F babel.cfg -k N_ -k _l -o hub/translations/messages.pot hub
-	$(BIN)/pybabel update -i hub/translations/messages.pot -d hub/translations -l en --no-fuzzy-matching
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k _l --sort-output --add-location=file -w 100 -o hub/translations/messages.pot hub
+	$(BIN)/pybabel update -i hub/translations/messages.pot -d hub/translations -l en --no-fuzzy-matching --ignore-obsolete -w 100
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -68,10 +68,10 @@ _TEXTS: dict[str, dict[str, str]] = {
     },
     "en": {
         "withdrawal": (
-            "You may withdraw your agreement at any time without giving a reason: tell your "
+            "You may withdraw your consent at any time without giving a reason: tell your "
             "path referent or any professional who follows you, or write to the data "
             "protection officer. Withdrawal takes effect at once: no information is exchanged "
-            "on the basis of this agreement any more, and forms already sent are no longer "
+            "on the basis of this consent any more, and forms already sent are no longer "
             "delivered."
         ),
         "access": (
@@ -81,7 +81,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         ),
         "basis": (
             "The operational group's exchanges are part of its public-interest mission "
-            "(article L.132-5 of the French internal security code); your agreement further "
+            "(article L.132-5 of the French internal security code); your consent further "
             "decides what may be shared about you, with whom and why."
         ),
         "no_retention": "period set by the charter",

@@ -682,7 +682,7 @@ def test_the_receipt_is_an_accessible_pdf_the_dpo_can_look_up(
     # In English too
     client.get(f"/dossiers/{reference}/consentement/{consent_id}/recu.pdf?langue=en")
     english, _variant = printed[-1]
-    assert 'lang="en"' in english and "withdraw your agreement at any time" in english
+    assert 'lang="en"' in english and "withdraw your consent at any time" in english
     # The DPO finds it by its reference, with the case but never its content
     dpo = _as(app, clock, territory["dpo"])
     found = dpo.get(f"/dpo/consentements?recu={receipt_ref}").get_data(as_text=True)

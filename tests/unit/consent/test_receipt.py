@@ -80,7 +80,7 @@ def test_the_french_receipt_says_what_with_whom_why_how_long_and_how_to_withdraw
 def test_the_english_receipt_is_complete() -> None:
     body = _body("en")
     assert body["grantor"]["label"] == "first holder of parental authority"  # type: ignore[index]
-    assert "withdraw your agreement at any time" in str(body["withdrawal"])
+    assert "withdraw your consent at any time" in str(body["withdrawal"])
     assert all(c["label"] for c in body["categories"])  # type: ignore[attr-defined]
     assert any("months after" in r for c in body["categories"] for r in c["retention"])  # type: ignore[attr-defined]
 
