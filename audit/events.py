@@ -91,6 +91,7 @@ class Action(StrEnum):
     CONSENT_WITHDRAW = "consent.withdraw"
     CONSENT_EXPIRE = "consent.expire"
     CONSENT_ADHESION = "consent.adhesion"
+    CONSENT_REFUSE = "consent.refuse"
     CONSENT_READ = "consent.read"
     CONSENT_RECEIPT = "consent.receipt"
     NOTIFICATION_SEND = "notification.send"

@@ -243,6 +243,8 @@ def _prepare_sqlite(dbapi_connection: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
+    # A REPLACE must not delete a logged row behind the append-only triggers' back.
+    cursor.execute("PRAGMA recursive_triggers=ON")
     cursor.execute("PRAGMA busy_timeout=60000")
     cursor.close()
 

@@ -19,9 +19,10 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from itertools import groupby
 from typing import Any, Protocol
 
-from sqlalchemy import Row, insert, select
+from sqlalchemy import Integer, Row, and_, bindparam, cast, exists, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -61,7 +62,7 @@ from consent.vocabulary import (
 MAX_EVIDENCE_BYTES = 5 * 1024 * 1024
 MAX_JUSTIFICATION = 2000
 MIN_JUSTIFICATION = 20
-MAX_VALIDITY = timedelta(days=3 * 366)  # a consent is reviewed at least every three years
+MAX_VALIDITY_YEARS = 3  # a consent is reviewed at least every three years
 EARLIEST = date(2000, 1, 1)
 _MEDIA = {
     b"%PDF-": "application/pdf",
@@ -134,12 +135,8 @@ class ConsentRecords:
         writer serialises anyway), so a consent change waits for a write that was decided on
         the current consent to commit first.
         """
-        statement = select(generations_table.c.generation).where(
-            generations_table.c.case_id == case_id
-        )
-        if hold:
-            statement = statement.with_for_update(read=True)
-        value = self.session.execute(statement).scalar()
+        statement = _GENERATION_HELD if hold else _GENERATION
+        value = self.session.execute(statement, {"case_id": case_id}).scalar()
         return int(value or 0)
 
     def state(self, case_id: int) -> ConsentState:
@@ -147,16 +144,39 @@ class ConsentRecords:
         who was informed, the exceptions — and the generation they were read at.
 
         The generation is read first: a change committed after it bumps it, and the reader's
-        check after its audit event then sees the bump (``consent.enforce``)."""
-        generation = self.generation(case_id)
-        info = self._information(case_id)
-        current = [i for i in info if i.current]
+        check after its audit event then sees the bump (``consent.enforce``). Two statements
+        (every read of a case runs this): the generation with the current information records,
+        then the current consents with their status history."""
+        generation = 0
+        informed: set[Grantor] = set()
+        excepted: set[Grantor] = set()
+        for row in self.session.execute(_STATE_INFORMATION, {"case_id": case_id}):
+            generation = int(row.generation or 0)
+            if row.subject is not None:
+                (excepted if row.exception else informed).add(Grantor(row.subject))
+        consents: list[Consent] = []
+        rows = self.session.execute(_STATE_CONSENTS, {"case_id": case_id})
+        for _consent_id, group in groupby(rows, key=lambda row: row.id):
+            entries = list(group)  # one row per status entry, in order
+            history = tuple(
+                StatusEntry(
+                    id=row.status_id,
+                    status=ConsentStatus(row.status),
+                    at=utc(row.status_at),
+                    by_id=row.status_by_id,
+                    by_org_id=row.status_by_org_id,
+                    requested_by=Grantor(row.requested_by) if row.requested_by else None,
+                )
+                for row in entries
+                if row.status_id is not None
+            )
+            consents.append(_consent(entries[0], history, None))
         return ConsentState(
             case_id=case_id,
             generation=generation,
-            consents=tuple(c for c in self._consents(case_id) if c.current),
-            informed=frozenset(i.subject for i in current if not i.exception),
-            exceptions=frozenset(i.subject for i in current if i.exception),
+            consents=tuple(consents),
+            informed=frozenset(informed),
+            exceptions=frozenset(excepted),
         )
 
     def history(self, case_id: int) -> History:
@@ -215,6 +235,26 @@ class ConsentRecords:
             for c in self._consents_where(consents_table.c.valid_until.between(first, last))
             if c.current and c.status is ConsentStatus.GIVEN
         ]
+
+    def information(self, information_id: int) -> Information | None:
+        """One information record, whatever its case (the DPO's review of an exception)."""
+        row = self.session.execute(
+            select(information_table.c.case_id).where(information_table.c.id == information_id)
+        ).first()
+        if row is None:
+            return None
+        return next((i for i in self._information(row.case_id) if i.id == information_id), None)
+
+    def justification(self, information: Information, sealer: Sealer) -> str:
+        """The clear justification of an exception « contraire à l'intérêt de l'enfant »."""
+        blob = self.session.execute(
+            select(information_table.c.justification).where(
+                information_table.c.id == information.id
+            )
+        ).scalar_one()
+        if blob is None:
+            return ""
+        return sealer.open(_justification_label(information.subject), blob).decode("utf-8")
 
     def open_evidence(self, evidence: Evidence, sealer: Sealer) -> bytes:
         """The clear bytes of ``evidence``, checked against the recorded digest."""
@@ -284,6 +324,17 @@ class ConsentRecords:
             _check_day(informed_on, today, "informed_on", "La date de l'information")
             notice_version = (notice_version or rules.notice_version).strip()[:64]
         self._bump(case_id)
+        if exception and supersedes is None:
+            # A holder who was informed, or who gave or refused an accord, is known and
+            # reachable: the exception cannot then be used to drop their say (a withdrawal
+            # stands; a correction of the information record is the only way back).
+            state = self.state(case_id)
+            if subject in state.informed or any(c.grantor is subject for c in state.consents):
+                raise ConsentConflictError(
+                    "exception_after_information",
+                    "Cette personne a déjà été informée ou s'est déjà prononcée : l'exception "
+                    "« contraire à l'intérêt de l'enfant » ne peut plus écarter son accord.",
+                )
         if supersedes is not None:
             self._check_supersedes(information_table, case_id, supersedes, subject=subject)
         row_id = self._insert(
@@ -355,7 +406,7 @@ class ConsentRecords:
                 "La fin de validité précède son début.",
             )
         _check_day(valid_from, today + timedelta(days=366), "valid_from", "Le début de validité")
-        if valid_until - valid_from > MAX_VALIDITY:
+        if valid_until > _years_after(valid_from, MAX_VALIDITY_YEARS):
             raise ConsentInvalidError(
                 "consent_validity_too_long",
                 "Un accord vaut trois ans au plus : il est ensuite recueilli à nouveau.",
@@ -367,11 +418,23 @@ class ConsentRecords:
             )
         checked = self._check_upload(evidence) if evidence is not None else None
         self._bump(case_id)
-        informed = self.state(case_id).informed
-        if grantor not in informed:
+        state = self.state(case_id)
+        if grantor not in state.informed:
             raise ConsentInvalidError(
                 "no_prior_information",
                 "Enregistrez d'abord l'information préalable de cette personne.",
+            )
+        if (
+            not given
+            and supersedes is None
+            and any(c.grantor is grantor and c.in_force(today) for c in state.consents)
+        ):
+            # A refusal next to an accord in force would leave the accord in force: the person
+            # who changes their mind withdraws it (and the partners are told).
+            raise ConsentConflictError(
+                "refusal_while_consent_in_force",
+                "Cette personne a un accord en vigueur : enregistrez son retrait plutôt qu'un "
+                "refus.",
             )
         if supersedes is not None:
             self._check_supersedes(consents_table, case_id, supersedes, grantor=grantor)
@@ -477,26 +540,36 @@ class ConsentRecords:
         )
         return next(a for a in self._adhesions(case_id) if a.id == adhesion_id)
 
-    def expire_due(self) -> list[Consent]:
-        """Note the expiry of every given consent whose validity ended (daily sweep).
+    def expired_unnoted(self) -> list[Consent]:
+        """Given consents whose validity ended and whose expiry is not noted yet (daily sweep).
 
-        Enforcement reads the dates and needs no note; the note tells the history and lets
-        the partners be told. Idempotent: a consent is noted once.
+        Enforcement reads the dates and needs no note; the note tells the history and lets the
+        partners be told. The sweep notes them one transaction at a time
+        (:meth:`note_expiry`), each with its event and notifications, so none is lost.
         """
         today = local_day(self.clock())
-        due = [
+        return [
             c
             for c in self._consents_where(consents_table.c.valid_until < today)
             if c.current
             and c.status is ConsentStatus.GIVEN
             and not any(e.status is ConsentStatus.EXPIRED for e in c.history)
         ]
-        noted: list[Consent] = []
-        for consent in due:
-            self._bump(consent.case_id)
-            self._status(consent.case_id, consent.id, ConsentStatus.EXPIRED, None)
-            noted.append(self.consent(consent.case_id, consent.id))
-        return noted
+
+    def note_expiry(self, consent: Consent) -> bool:
+        """Note that ``consent`` expired; ``False`` when it was noted meanwhile (idempotent)."""
+        self._bump(consent.case_id)  # first: a concurrent sweep waits here, then sees ours
+        fresh = self.consent(consent.case_id, consent.id)
+        if any(e.status is ConsentStatus.EXPIRED for e in fresh.history):
+            return False
+        self._status(consent.case_id, consent.id, ConsentStatus.EXPIRED, None)
+        return True
+
+    def touch(self, case_id: int) -> None:
+        """Bump the case's generation for a change outside the consent records that narrows
+        who may read it (a professional taken off the team, a date of birth changed): reads in
+        flight then decide again (see ``consent.enforce``)."""
+        self._bump(case_id)
 
     def issue_receipt(
         self,
@@ -630,6 +703,14 @@ class ConsentRecords:
             raise ConsentConflictError(
                 "already_corrected", "Cet enregistrement a déjà été corrigé."
             )
+        if table is consents_table:
+            corrected = self.consent(case_id, record_id)
+            if corrected.status is not ConsentStatus.GIVEN:
+                # A correction would hide a withdrawal or a refusal from the current state.
+                raise ConsentConflictError(
+                    "cannot_correct_withdrawn",
+                    "Un accord retiré ou refusé ne se corrige pas : recueillez un nouvel accord.",
+                )
 
     def _superseded(self, table: Any, case_id: int | None = None) -> dict[int, int]:
         statement = select(table.c.supersedes_id, table.c.id).where(
@@ -696,9 +777,69 @@ class ConsentRecords:
 
 _EVIDENCE_LABEL = "consent/evidence"
 
+# Every read of a case reads the generation (and again after its audit event): built once.
+_GENERATION = select(generations_table.c.generation).where(
+    generations_table.c.case_id == bindparam("case_id")
+)
+_GENERATION_HELD = _GENERATION.with_for_update(read=True)
+
+# ``ConsentRecords.state`` runs on every read of a case: its two statements are built once.
+# The first reads the generation and, in the same statement (the same snapshot), the current
+# information records: one row per record, or a single row of NULLs beside the generation.
+_case_key = select(cast(bindparam("case_id"), Integer).label("case_id")).subquery("k")
+_information_successor = information_table.alias("information_successor")
+_STATE_INFORMATION = (
+    select(
+        generations_table.c.generation,
+        information_table.c.subject,
+        information_table.c.exception,
+    )
+    .select_from(_case_key)
+    .outerjoin(generations_table, generations_table.c.case_id == _case_key.c.case_id)
+    .outerjoin(
+        information_table,
+        and_(
+            information_table.c.case_id == _case_key.c.case_id,
+            ~exists().where(
+                _information_successor.c.supersedes_id == information_table.c.id,
+                _information_successor.c.case_id == _case_key.c.case_id,
+            ),
+        ),
+    )
+    .order_by(information_table.c.id)
+)
+# The second: the current consents (no later record supersedes them), each with its status
+# history in order, one row per status entry.
+_consent_successor = consents_table.alias("consent_successor")
+_STATE_CONSENTS = (
+    select(
+        consents_table,
+        status_table.c.id.label("status_id"),
+        status_table.c.status,
+        status_table.c.at.label("status_at"),
+        status_table.c.by_id.label("status_by_id"),
+        status_table.c.by_org_id.label("status_by_org_id"),
+        status_table.c.requested_by,
+    )
+    .outerjoin(status_table, status_table.c.consent_id == consents_table.c.id)
+    .where(
+        consents_table.c.case_id == bindparam("case_id"),
+        ~exists().where(_consent_successor.c.supersedes_id == consents_table.c.id),
+    )
+    .order_by(consents_table.c.id, status_table.c.id)
+)
+
 
 def _justification_label(subject: Grantor) -> str:
     return f"consent/justification/{subject.value}"
+
+
+def _years_after(day: date, years: int) -> date:
+    """The same calendar day ``years`` later (28 February for a 29 February)."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return date(day.year + years, 2, 28)
 
 
 def _check_day(day: date, latest: date, name: str, label: str) -> None:

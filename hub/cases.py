@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, bindparam, exists, or_, select
+from sqlalchemy.orm import Session, joinedload, lazyload
 
 from charter import Charter, Decision, Declination, Reason, Recipient
 from charter.model import FieldDef
-from charter.vocabulary import Role, Secrecy, Tier
+from charter.vocabulary import OrgKind, Role, Secrecy, Tier
 from consent import (
     MAX_EVIDENCE_BYTES,
     ConsentRecords,
@@ -37,19 +37,21 @@ from consent import (
     may_record,
     may_view,
 )
-from hub.charters import Charters, compiled, parse
+from hub.charters import Charters, charter_of, compiled
 from hub.i18n import N_, MessageError
 from hub.models import (
     Case,
     CaseField,
     CaseMember,
     CasePartner,
+    CharterDeclination,
     CharterVersion,
     GroupMeeting,
     GroupMembership,
     OperationalGroup,
     Organisation,
     User,
+    UserRole,
 )
 from hub.vault import FieldVault, VaultError
 
@@ -58,6 +60,134 @@ EXIT_CATEGORY = "sortie"  # catalogue fields sortie.* record the exit from the p
 MAX_VALUES = 50  # more than a catalogue holds: a forged form, refused before any decision
 # Crockford's base 32 without the look-alikes I, L, O, U: references are read out on the phone.
 _REF_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+# The statements of a read of a case (every page view and API read runs them), built once and
+# run through Core where no ORM object is needed (DESIGN §11).
+_case_fields = CaseField.__table__
+_organisations = Organisation.__table__
+_meetings = GroupMeeting.__table__
+_declinations = CharterDeclination.__table__
+_users = User.__table__
+_user_roles = UserRole.__table__
+_case_partners = CasePartner.__table__
+_case_members = CaseMember.__table__
+_group_members = GroupMembership.__table__
+# The case and its group in one statement; partners and team load only when a page lists them.
+_BY_REFERENCE = (
+    select(Case)
+    .where(Case.reference == bindparam("reference"))
+    .options(joinedload(Case.group), lazyload(Case.partners), lazyload(Case.members))
+)
+# A person's part in a case: member of its group, named on its team, organisation following it.
+_follows = exists().where(
+    _case_partners.c.case_id == bindparam("case_id"),
+    _case_partners.c.organisation_id == bindparam("org_id"),
+)
+_PART = select(
+    exists()
+    .where(
+        _group_members.c.group_id == bindparam("group_id"),
+        _group_members.c.user_id == bindparam("user_id"),
+    )
+    .label("member"),
+    exists()
+    .where(
+        _case_members.c.case_id == bindparam("case_id"),
+        _case_members.c.user_id == bindparam("user_id"),
+    )
+    .label("on_team"),
+    _follows.label("follows"),
+)
+_FOLLOWS = select(_follows)
+# Stored values with their publisher's kind (the view decision depends on it).
+_STORED = (
+    select(
+        _case_fields.c.field_id,
+        _case_fields.c.ciphertext,
+        _case_fields.c.published_by_org_id,
+        _organisations.c.kind,
+    )
+    .join(_organisations, _organisations.c.id == _case_fields.c.published_by_org_id)
+    .where(_case_fields.c.case_id == bindparam("case_id"))
+)
+_STORED_ONE = select(_case_fields.c.ciphertext).where(
+    _case_fields.c.case_id == bindparam("case_id"),
+    _case_fields.c.field_id == bindparam("field_id"),
+)
+_MEETINGS = (
+    select(_meetings.c.meets_on)
+    .where(_meetings.c.group_id == bindparam("group_id"))
+    .order_by(_meetings.c.meets_on)
+)
+_DECLINATIONS = (
+    select(
+        _declinations.c.organisation_id,
+        _declinations.c.field_glob,
+        _declinations.c.reason,
+        _declinations.c.recorded_at,
+    )
+    .where(
+        _declinations.c.group_id == bindparam("group_id"),
+        _declinations.c.withdrawn_at.is_(None),
+    )
+    .order_by(_declinations.c.recorded_at)
+)
+_DECLINATIONS_OF = _DECLINATIONS.where(_declinations.c.organisation_id == bindparam("org_id"))
+_TEAM_PARTNERS = (
+    select(_organisations.c.id, _organisations.c.name)
+    .join(_case_partners, _case_partners.c.organisation_id == _organisations.c.id)
+    .where(_case_partners.c.case_id == bindparam("case_id"))
+)
+_TEAM_MEMBERS = (
+    select(_users.c.id, _users.c.public_id, _users.c.name, _case_members.c.organisation_id)
+    .join(_case_members, _case_members.c.user_id == _users.c.id)
+    .where(_case_members.c.case_id == bindparam("case_id"))
+    .order_by(_users.c.id)
+)
+# Organisations sitting in a group (through their members), and the active agents of some.
+_GROUP_ORGANISATIONS = (
+    select(_organisations.c.id, _organisations.c.name)
+    .join(_users, _users.c.organisation_id == _organisations.c.id)
+    .join(_group_members, _group_members.c.user_id == _users.c.id)
+    .where(_group_members.c.group_id == bindparam("group_id"))
+    .distinct()
+)
+_AGENTS_OF = (
+    select(_users.c.id, _users.c.name, _organisations.c.name.label("organisation"))
+    .join(_user_roles, _user_roles.c.user_id == _users.c.id)
+    .join(_organisations, _organisations.c.id == _users.c.organisation_id)
+    .where(
+        _users.c.organisation_id.in_(bindparam("orgs", expanding=True)),
+        _user_roles.c.role == Role.AGENT,
+        _users.c.active.is_(True),
+    )
+    .order_by(_users.c.name)
+)
+# Active agents of the given organisations not yet on the case's team: the role and the team
+# are checked in the query. As users with their organisation, or as the form's choices.
+_is_assignable = (
+    _users.c.organisation_id.in_(bindparam("orgs", expanding=True)),
+    _users.c.active.is_(True),
+    ~exists().where(
+        _case_members.c.case_id == bindparam("case_id"),
+        _case_members.c.user_id == _users.c.id,
+    ),
+)
+_agent_role = and_(_user_roles.c.user_id == _users.c.id, _user_roles.c.role == Role.AGENT)
+_ASSIGNABLE = (
+    select(User)
+    .join(_user_roles, _agent_role)
+    .where(*_is_assignable)
+    .order_by(User.name)
+    .options(joinedload(User.organisation), lazyload(User.role_rows))
+)
+_ASSIGNABLE_CHOICES = (
+    select(_users.c.id, _users.c.name, _organisations.c.name.label("organisation"))
+    .join(_user_roles, _agent_role)
+    .join(_organisations, _organisations.c.id == _users.c.organisation_id)
+    .where(*_is_assignable)
+    .order_by(_users.c.name)
+)
 
 
 class CaseRefusedError(MessageError):
@@ -119,8 +249,8 @@ class CaseContext:
 
     @property
     def charter(self) -> Charter:
-        """The charter text of the applicable version."""
-        return parse(self.version.text)
+        """The charter of the applicable version."""
+        return charter_of(self.version)
 
     @property
     def roles(self) -> frozenset[Role]:
@@ -147,12 +277,69 @@ class FieldView:
     reason: Reason
 
 
+@dataclass(frozen=True, slots=True)
+class StoredValue:
+    """A value stored on a case, still sealed, and who published it."""
+
+    field_id: str
+    ciphertext: bytes
+    publisher_id: int
+    publisher_kind: OrgKind
+
+
+@dataclass(frozen=True, slots=True)
+class TeamOrganisation:
+    """An organisation following a case, as the case page lists it."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class TeamMember:
+    """A professional named on a case's team (``organisation_id``: the organisation they
+    follow the case for)."""
+
+    id: int
+    public_id: str
+    name: str
+    organisation_id: int
+
+
+@dataclass(frozen=True)
+class Team:
+    """Who follows a case: the organisations and the professionals named on its team."""
+
+    partners: tuple[TeamOrganisation, ...]
+    members: tuple[TeamMember, ...]
+
+    @property
+    def member_ids(self) -> frozenset[int]:
+        """The professionals assigned to the case (the référent aside)."""
+        return frozenset(m.id for m in self.members)
+
+    @property
+    def partner_org_ids(self) -> frozenset[int]:
+        """The organisations following the case."""
+        return frozenset(p.id for p in self.partners)
+
+    def by_organisation(self) -> list[tuple[TeamOrganisation, list[TeamMember]]]:
+        """Each following organisation with its named professionals, both by name."""
+        by_org: dict[int, list[TeamMember]] = {}
+        for member in self.members:
+            by_org.setdefault(member.organisation_id, []).append(member)
+        return sorted(
+            ((p, sorted(by_org.get(p.id, []), key=lambda m: m.name)) for p in self.partners),
+            key=lambda pair: pair[0].name,
+        )
+
+
 @dataclass(frozen=True)
 class Decided:
     """A view decision over the catalogue and what it was taken with."""
 
     reasons: dict[str, Reason]
-    stored: dict[str, CaseField]
+    stored: dict[str, StoredValue]
     state: ConsentState
     birth: date | None
 
@@ -206,8 +393,9 @@ class Cases:
     # -- finding cases ---------------------------------------------------------------------
 
     def by_reference(self, reference: str) -> Case | None:
-        """The case with this reference, if any."""
-        return self.session.scalar(select(Case).where(Case.reference == reference.strip()))
+        """The case with this reference, if any (with its group; partners and team load when
+        first used)."""
+        return self.session.scalar(_BY_REFERENCE, {"reference": reference.strip()})
 
     def signed_groups(self, org: Organisation) -> list[OperationalGroup]:
         """Groups in which ``org`` signed a charter version (it takes part in their exchanges)."""
@@ -258,25 +446,32 @@ class Cases:
         of the same organisation who is not on the team takes no part). Administrators and the
         DPO hold none of these, so they never see case content.
         """
-        member = self._is_member(case.group, user)
+        part = self._execute(
+            _PART,
+            {
+                "group_id": case.group_id,
+                "case_id": case.id,
+                "user_id": user.id,
+                "org_id": user.organisation_id,
+            },
+        ).one()
+        member = bool(part.member)
+        held = user.roles
         roles: set[Role] = set()
-        if case.referent_id == user.id and user.has_role(Role.REFERENT):
+        if case.referent_id == user.id and Role.REFERENT in held:
             roles.add(Role.REFERENT)
-        if member and user.has_role(Role.GROUP_MEMBER):
+        if member and Role.GROUP_MEMBER in held:
             roles.add(Role.GROUP_MEMBER)
-        if case.group.coordinator_id == user.id and user.has_role(Role.COORDINATOR):
+        if case.group.coordinator_id == user.id and Role.COORDINATOR in held:
             roles.add(Role.COORDINATOR)
-        if (
-            user.has_role(Role.AGENT)
-            and user.id in case.member_ids
-            and user.organisation_id in case.partner_org_ids
-        ):
+        if Role.AGENT in held and part.on_team and part.follows:
             roles.add(Role.AGENT)
         return self._context(case, user.organisation, frozenset(roles), member, user)
 
     def context_for_organisation(self, case: Case, org: Organisation) -> CaseContext:
         """An organisation's system (API client) acts as an agent of a partner organisation."""
-        roles = frozenset({Role.AGENT}) if org.id in case.partner_org_ids else frozenset()
+        follows = self._execute(_FOLLOWS, {"case_id": case.id, "org_id": org.id}).scalar()
+        roles = frozenset({Role.AGENT}) if follows else frozenset()
         return self._context(case, org, roles, False, None)
 
     def _context(
@@ -304,7 +499,7 @@ class Cases:
                     "opérationnel et les professionnels nommés dans l'équipe du dossier y ont "
                     "accès."
                 ),
-                rule=parse(version.text).refusal_articles.default,
+                rule=charter_of(version).refusal_articles.default,
                 code="not_involved",
             )
         recipient = Recipient(roles, org.kind, member)
@@ -312,34 +507,48 @@ class Cases:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def _execute(self, statement: Any, params: Mapping[str, Any]) -> Any:
+        """Run a Core read, with what this session changed flushed first (as an ORM query
+        autoflushes): a decision never misses a row added earlier in the same transaction."""
+        if self.session.autoflush:
+            self.session.flush()
+        return self.session.execute(statement, params)
+
     def meetings(self, group: OperationalGroup) -> list[date]:
         """The group's meeting days, oldest first."""
-        return list(
-            self.session.scalars(
-                select(GroupMeeting.meets_on)
-                .where(GroupMeeting.group_id == group.id)
-                .order_by(GroupMeeting.meets_on)
-            )
-        )
+        return list(self._execute(_MEETINGS, {"group_id": group.id}).scalars())
 
     def _declinations(
         self, group: OperationalGroup, org: Organisation | None = None
     ) -> dict[int, list[Declination]]:
         """Declinations in force in ``group`` (of ``org`` only when given), by organisation id:
         one query for every publisher of a case."""
+        if org is None:
+            rows = self._execute(_DECLINATIONS, {"group_id": group.id})
+        else:
+            rows = self._execute(_DECLINATIONS_OF, {"group_id": group.id, "org_id": org.id})
         by_org: dict[int, list[Declination]] = {}
-        for d in self.charters.declinations(group, org):
+        for d in rows:
             by_org.setdefault(d.organisation_id, []).append(
                 Declination(str(d.organisation_id), d.field_glob, d.reason, d.recorded_at)
             )
         return by_org
+
+    def stored(self, case: Case) -> dict[str, StoredValue]:
+        """The case's stored values, still sealed, by field id, with their publishers."""
+        return {
+            row.field_id: StoredValue(
+                row.field_id, row.ciphertext, row.published_by_org_id, row.kind
+            )
+            for row in self._execute(_STORED, {"case_id": case.id})
+        }
 
     def consent_state(self, case: Case) -> ConsentState:
         """The case's consent records that can matter to a decision (one read per decision)."""
         return self.consents.state(case.id)
 
     def birth_date(
-        self, case: Case, rules: ConsentRules, stored: Mapping[str, CaseField] | None = None
+        self, case: Case, rules: ConsentRules, stored: Mapping[str, StoredValue] | None = None
     ) -> date | None:
         """The young person's date of birth, opened for the hub's own use (minority for
         consent); ``None`` when not recorded or unreadable (then treated as a minor)."""
@@ -347,18 +556,17 @@ class Cases:
         if field_id is None:
             return None
         if stored is None:
-            row = self.session.scalar(
-                select(CaseField).where(
-                    CaseField.case_id == case.id, CaseField.field_id == field_id
-                )
-            )
+            ciphertext = self._execute(
+                _STORED_ONE, {"case_id": case.id, "field_id": field_id}
+            ).scalar()
         else:
-            row = stored.get(field_id)
-        if row is None:
+            value = stored.get(field_id)
+            ciphertext = value.ciphertext if value is not None else None
+        if ciphertext is None:
             return None
         try:
             return date.fromisoformat(
-                self.vault.open(case.wrapped_key, case.reference, field_id, row.ciphertext)
+                self.vault.open(case.wrapped_key, case.reference, field_id, ciphertext)
             )
         except (VaultError, ValueError):
             return None
@@ -380,20 +588,21 @@ class Cases:
         now = self.clock()
         meetings = self.meetings(case.group)
         state = state if state is not None else self.consent_state(case)
-        stored = {
-            row.field_id: row
-            for row in self.session.scalars(select(CaseField).where(CaseField.case_id == case.id))
-        }
+        stored = self.stored(case)
         birth = self.birth_date(case, ctx.consent_rules, stored)
         catalogue = [f.id for f in hub_fields(ctx.charter)]
         by_publisher: dict[int | None, list[str]] = {}
+        kinds: dict[int, OrgKind] = {}
         for field_id in catalogue:
-            row = stored.get(field_id)
-            by_publisher.setdefault(row.published_by_org_id if row else None, []).append(field_id)
+            value = stored.get(field_id)
+            if value is None:
+                by_publisher.setdefault(None, []).append(field_id)
+            else:
+                kinds[value.publisher_id] = value.publisher_kind
+                by_publisher.setdefault(value.publisher_id, []).append(field_id)
         declined = self._declinations(case.group) if stored else {}
         reasons: dict[str, Reason] = {}
         for org_id, field_ids in by_publisher.items():
-            publisher = self.session.get(Organisation, org_id) if org_id is not None else None
             decision = may_view(
                 decider,
                 state,
@@ -403,7 +612,7 @@ class Cases:
                 recipient_org=ctx.recipient_org,
                 at=now,
                 birth_date=birth,
-                sender_org_kind=publisher.kind if publisher else None,
+                sender_org_kind=kinds[org_id] if org_id is not None else None,
                 meeting_dates=meetings,
                 declinations=declined.get(org_id, []) if org_id is not None else (),
             )
@@ -423,10 +632,12 @@ class Cases:
                 continue
             definition = charter.field(field_id)
             assert definition is not None  # decided over the catalogue
-            row = stored.get(field_id)
+            sealed = stored.get(field_id)
             value = (
-                self.vault.open(ctx.case.wrapped_key, ctx.case.reference, field_id, row.ciphertext)
-                if row is not None
+                self.vault.open(
+                    ctx.case.wrapped_key, ctx.case.reference, field_id, sealed.ciphertext
+                )
+                if sealed is not None
                 else None
             )
             shown.append(FieldView(definition, value, reason))
@@ -455,18 +666,25 @@ class Cases:
         group: OperationalGroup,
         version: CharterVersion | None = None,
         case: Case | None = None,
+        *,
+        seen: CaseView | None = None,
     ) -> list[FieldDef]:
         """Hub-tier fields ``org`` may record now (for forms), catalogue order: those the
         charter lets it publish and, for ``case`` (a new case when ``None``), that the young
         person's consent in force lets enter the exchange.
 
         ``version``: the version that applies to ``org`` when the caller already has it.
+        ``seen``: a view of ``case`` just decided (and recorded) in this request — its consent
+        state and date of birth are used rather than read and opened again.
         """
         version = version or self.charters.applicable(group, org)
         if version is None:
             return []
-        fields = hub_fields(parse(version.text))
-        decision = self._publish_decision(group, org, version, [f.id for f in fields], case=case)
+        fields = hub_fields(charter_of(version))
+        known = (seen.consent, seen.birth) if seen is not None and case is not None else None
+        decision = self._publish_decision(
+            group, org, version, [f.id for f in fields], case=case, known=known
+        )
         return [f for f in fields if f.id in decision.allowed_fields]
 
     def _publish_decision(
@@ -478,12 +696,16 @@ class Cases:
         *,
         case: Case | None,
         values: Mapping[str, str] | None = None,
+        known: tuple[ConsentState, date | None] | None = None,
     ) -> Decision:
-        """The charter × consent decision on recording ``field_ids`` on ``case``."""
-        rules = ConsentRules.of(parse(version.text))
+        """The charter × consent decision on recording ``field_ids`` on ``case`` (``known``:
+        the case's consent state and date of birth, when the caller has just read them)."""
+        rules = ConsentRules.of(charter_of(version))
         if case is None:
             state = ConsentState(case_id=0, generation=0)  # a new case: no consent yet
             birth = None
+        elif known is not None:
+            state, birth = known
         else:
             state = self.consent_state(case)
             birth = self.birth_date(case, rules)
@@ -513,7 +735,7 @@ class Cases:
         is refused."""
         if len(values) > MAX_VALUES:
             raise CaseRefusedError(N_("Rien n'est enregistré : trop de champs envoyés."))
-        charter = parse(version.text)
+        charter = charter_of(version)
         cleaned: dict[str, str] = {}
         for field_id, raw in values.items():
             definition = charter.field(field_id)
@@ -662,39 +884,80 @@ class Cases:
 
     # -- the case team ---------------------------------------------------------------------
 
-    def team(self, case: Case) -> list[tuple[Organisation, list[User]]]:
-        """The organisations following the case with their named professionals, by name."""
-        by_org: dict[int, list[User]] = {}
-        for member in case.members:
-            by_org.setdefault(member.organisation_id, []).append(member.user)
-        return sorted(
-            (
-                (p.organisation, sorted(by_org.get(p.organisation_id, []), key=lambda u: u.name))
-                for p in case.partners
-            ),
-            key=lambda pair: pair[0].name,
+    def team_of(self, case: Case) -> Team:
+        """Who follows ``case``: its partner organisations and the professionals named on its
+        team (two small queries; the page lists them without loading ORM objects)."""
+        params = {"case_id": case.id}
+        partners = tuple(
+            TeamOrganisation(row.id, row.name) for row in self._execute(_TEAM_PARTNERS, params)
         )
+        members = tuple(
+            TeamMember(row.id, row.public_id, row.name, row.organisation_id)
+            for row in self._execute(_TEAM_MEMBERS, params)
+        )
+        return Team(partners, members)
 
-    def assignable(self, ctx: CaseContext) -> list[User]:
+    def team(
+        self, case: Case, team: Team | None = None
+    ) -> list[tuple[TeamOrganisation, list[TeamMember]]]:
+        """The organisations following the case with their named professionals, by name
+        (``team``: what :meth:`team_of` already read in this request)."""
+        return (team if team is not None else self.team_of(case)).by_organisation()
+
+    def assignable(self, ctx: CaseContext, team: Team | None = None) -> list[User]:
         """Agents the person may add to the team now: of the organisations following the case
-        (all of them for the référent and the coordinator, their own for a team member)."""
-        case = ctx.case
-        orgs = self._team_orgs(ctx)
+        (all of them for the référent and the coordinator, their own for a team member).
+
+        ``team``: the case's team as :meth:`team_of` read it in this request."""
+        orgs = self._team_orgs(ctx, team)
         if not orgs:
             return []
-        people = self.session.scalars(
-            select(User)
-            .where(User.organisation_id.in_(orgs), User.active.is_(True))
-            .order_by(User.name)
+        return list(
+            self.session.scalars(_ASSIGNABLE, {"case_id": ctx.case.id, "orgs": sorted(orgs)})
         )
-        return [u for u in people if u.has_role(Role.AGENT) and u.id not in case.member_ids]
 
-    def _team_orgs(self, ctx: CaseContext) -> set[int]:
+    def assignable_choices(
+        self, ctx: CaseContext, team: Team | None = None
+    ) -> list[tuple[int, str]]:
+        """:meth:`assignable` as the team form's choices: (user id, « Name (Organisation) »),
+        by name, read in one Core query."""
+        orgs = self._team_orgs(ctx, team)
+        if not orgs:
+            return []
+        rows = self._execute(_ASSIGNABLE_CHOICES, {"case_id": ctx.case.id, "orgs": sorted(orgs)})
+        return [(row.id, f"{row.name} ({row.organisation})") for row in rows]
+
+    def _team_orgs(self, ctx: CaseContext, team: Team | None = None) -> set[int]:
+        partner_org_ids = team.partner_org_ids if team is not None else ctx.case.partner_org_ids
+        member_ids = team.member_ids if team is not None else ctx.case.member_ids
         if ctx.roles & {Role.REFERENT, Role.COORDINATOR}:
-            return set(ctx.case.partner_org_ids)
-        if ctx.user is not None and ctx.user.id in ctx.case.member_ids:
+            return set(partner_org_ids)
+        if ctx.user is not None and ctx.user.id in member_ids:
             return {ctx.user.organisation_id}
         return set()
+
+    def orientation_choices(
+        self, case: Case, team: Team | None = None
+    ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+        """The orientation form's choices: organisations sitting in the case's group that do
+        not follow it yet (by name), and their active agents labelled « Name (Organisation) »
+        (by name)."""
+        following = team.partner_org_ids if team is not None else case.partner_org_ids
+        partners = sorted(
+            (
+                (row.id, row.name)
+                for row in self._execute(_GROUP_ORGANISATIONS, {"group_id": case.group_id})
+                if row.id not in following
+            ),
+            key=lambda pair: pair[1],
+        )
+        if not partners:
+            return [], []
+        agents = [
+            (row.id, f"{row.name} ({row.organisation})")
+            for row in self._execute(_AGENTS_OF, {"orgs": [o for o, _name in partners]})
+        ]
+        return partners, agents
 
     def assign(self, ctx: CaseContext, agent: User) -> None:
         """Name ``agent`` on the case's team: by the référent, the group's coordinator, or a

@@ -9,12 +9,13 @@ version it signed, or takes no part.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy.orm import Session, aliased, defer
 
 from charter import (
     Charter,
@@ -66,9 +67,73 @@ def _compiled(text: str) -> CompiledCharter:
     return compile_charter(parse(text))
 
 
+# A published version never changes, and its digest (SHA-256 over what the charter means, what
+# partners sign) names it: the charter and its compiled decisions are kept per process by
+# digest, so a read neither loads the text (tens of KB) nor hashes it (keying by the text re-hashed
+# it on every call, each ORM load making a new string). Only texts that really have their
+# stored digest are kept; a row whose text and digest disagree is parsed as it stands, every
+# time, exactly as before.
+_MAX_VERSIONS = 64
+_by_digest: dict[str, tuple[Charter, CompiledCharter]] = {}
+_by_digest_lock = threading.Lock()
+
+
+def _version_entry(version: CharterVersion) -> tuple[Charter, CompiledCharter]:
+    entry = _by_digest.get(version.digest)
+    if entry is not None:
+        return entry
+    text = version.text
+    charter = parse(text)
+    if digest(charter) != version.digest:
+        return charter, _compiled(text)
+    entry = (charter, compile_charter(charter))
+    with _by_digest_lock:
+        while len(_by_digest) >= _MAX_VERSIONS:
+            del _by_digest[next(iter(_by_digest))]
+        _by_digest[version.digest] = entry
+    return entry
+
+
+def charter_of(version: CharterVersion) -> Charter:
+    """The charter of a stored version (parsed once per process)."""
+    return _version_entry(version)[0]
+
+
 def compiled(version: CharterVersion) -> CompiledCharter:
-    """The compiled decisions of a stored version (compiled once per text)."""
-    return _compiled(version.text)
+    """The compiled decisions of a stored version (compiled once per process)."""
+    return _version_entry(version)[1]
+
+
+# Every read of a case asks which version applies: one statement, built once, loads the
+# versions the organisation signed and the newest one, without their text.
+_newest = aliased(CharterVersion)
+_APPLICABLE = (
+    select(
+        CharterVersion,
+        CharterSignature.signatory,
+        CharterSignature.signed_at,
+        CharterSignature.digest.label("signed_digest"),
+    )
+    .outerjoin(
+        CharterSignature,
+        and_(
+            CharterSignature.version_id == CharterVersion.id,
+            CharterSignature.organisation_id == bindparam("org_id"),
+        ),
+    )
+    .where(
+        CharterVersion.group_id == bindparam("group_id"),
+        or_(
+            CharterSignature.id.is_not(None),
+            CharterVersion.version
+            == select(func.max(_newest.version))
+            .where(_newest.group_id == bindparam("group_id"))
+            .scalar_subquery(),
+        ),
+    )
+    .options(defer(CharterVersion.text))
+    .order_by(CharterVersion.version.desc())
+)
 
 
 @dataclass(frozen=True)
@@ -161,37 +226,30 @@ class Charters:
         The newest version it signed — while the version in force states a grace period
         (``[membership] grace``), a partner that has not signed it keeps its previous version
         only until the grace period after publication ends, then takes no part until it signs.
-        Every read of a case asks this: the organisation's own signatures and the newest
-        version are read (two small queries), then the one version that applies.
+        Every read of a case asks this: one query loads the versions the organisation signed
+        and the newest one (their text is loaded only if someone reads it; decisions take the
+        charter by digest from :func:`charter_of`).
         """
-        rows = self.session.execute(
-            select(
-                CharterVersion.version,
-                CharterSignature.signatory,
-                CharterSignature.signed_at,
-                CharterSignature.digest,
-            )
-            .join(CharterSignature, CharterSignature.version_id == CharterVersion.id)
-            .where(CharterVersion.group_id == group.id, CharterSignature.organisation_id == org.id)
-        ).all()
-        if not rows:
-            return None
-        newest = self.latest(group)
-        assert newest is not None  # a signature exists only for a published version
+        rows = self.session.execute(_APPLICABLE, {"group_id": group.id, "org_id": org.id}).all()
         signatures = [
-            Signature(str(org.id), r.version, r.signatory, r.signed_at, r.digest) for r in rows
+            Signature(str(org.id), version.version, signatory, signed_at, signed_digest)
+            for version, signatory, signed_at, signed_digest in rows
+            if signatory is not None
         ]
+        if not signatures:
+            return None
+        newest = rows[0][0]  # newest first; a signature exists only for a published version
         number = applicable_version(
             str(org.id),
-            [r.version for r in rows] + [newest.version],
+            [s.version for s in signatures] + [newest.version],
             signatures,
             at=self.clock(),
             newest_published_at=newest.published_at,
-            grace=parse(newest.text).membership.grace,
+            grace=charter_of(newest).membership.grace,
         )
         if number is None:
             return None
-        return newest if number == newest.version else self.version(group, number)
+        return next(version for version, *_rest in rows if version.version == number)
 
     def signature_of(self, version: CharterVersion, org: Organisation) -> CharterSignature | None:
         """The organisation's signature of ``version``, if any."""
@@ -236,7 +294,7 @@ class Charters:
                         f"({previous.version}).",
                     )
                 )
-        changes = diff(parse(previous.text), charter) if previous is not None else None
+        changes = diff(charter_of(previous), charter) if previous is not None else None
         return Preview(charter, tuple(problems), tuple(lint(charter)), changes, previous)
 
     def publish(self, group: OperationalGroup, text: str, *, by: User | None) -> CharterVersion:
@@ -299,7 +357,7 @@ class Charters:
         reason = reason.strip()
         if latest is None:
             raise CharterRefusedError(N_("Aucune charte n'est publiée dans ce groupe."))
-        if not any(matches(field_glob, f) for f in parse(latest.text).field_ids):
+        if not any(matches(field_glob, f) for f in charter_of(latest).field_ids):
             raise CharterRefusedError(N_("Ce champ n'existe pas dans le catalogue de la charte."))
         if len(reason) < 10:
             raise CharterRefusedError(N_("Expliquez la raison du refus (10 caractères au moins)."))
@@ -329,7 +387,7 @@ class Charters:
         meeting_day: bool = True,
     ) -> tuple[Decision, Decision, list[WhatIfRow]]:
         """Field by field, what the sender may publish and the recipient may see, and why."""
-        charter = parse(version.text)
+        charter = charter_of(version)
         decider = compiled(version)
         declined = [
             Declination(str(d.organisation_id), d.field_glob, d.reason, d.recorded_at)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TypeVar
 
+from flask import current_app, request
 from sqlalchemy import select
 
 from audit.events import Action, Decision
@@ -36,12 +37,27 @@ from consent import (
 )
 from hub.cases import CaseContext, Cases, charter_ref
 from hub.celery_app import enqueue
-from hub.models import Case, Organisation, User
+from hub.models import Case, Organisation, User, UserRole
 from hub.notifications import notify
-from hub.recording import append_staged, new_event, record, stage
+from hub.recording import append, append_staged, new_event, record, stage
 from hub.vault import CaseSealer
 
 T = TypeVar("T")
+
+
+# The pages that take a scanned form or a drawn signature: the only ones allowed past the
+# hub's usual request size.
+EVIDENCE_ENDPOINTS = frozenset({"consent.record_consent", "consent.adhesion"})
+SIGNATURE_FORM_BYTES = 1024 * 1024
+
+
+def allow_evidence_uploads() -> None:
+    """Before any other hook reads the body (CSRF does): raise the request's size limits on
+    the evidence pages only, to the configured scan size (plus the form around it)."""
+    if request.endpoint in EVIDENCE_ENDPOINTS:
+        limit = current_app.extensions["maillon"].config.consent_evidence_max_bytes
+        request.max_content_length = limit + SIGNATURE_FORM_BYTES
+        request.max_form_memory_size = SIGNATURE_FORM_BYTES
 
 
 def may_manage(ctx: CaseContext) -> bool:
@@ -79,6 +95,20 @@ def overview(service: Cases, ctx: CaseContext) -> ConsentOverview:
     )
 
 
+def sees_birth_date(service: Cases, ctx: CaseContext, state: ConsentState | None = None) -> bool:
+    """Whether the charter and the consent let this person see the date of birth for some
+    purpose: only then may a page show the age or the day of majority (both give it away)."""
+    field = ctx.consent_rules.birth_date_field
+    if field is None:
+        return False
+    state = state if state is not None else service.consent_state(ctx.case)
+    for purpose in ctx.charter.purposes:
+        reason = service.decide_view(ctx, purpose.id, state).reasons.get(field)
+        if reason is not None and reason.allowed:
+            return True
+    return False
+
+
 def require_manager(ctx: CaseContext) -> None:
     """Refuse (recorded by the caller) anyone who may not record consent on this case."""
     if not may_manage(ctx):
@@ -95,29 +125,41 @@ def audited_change(
     action: Action,
     change: Callable[[], T],
     *,
+    restricts: bool,
     rule: str = "",
-    purpose: str = "",
+    grantor: Grantor | None = None,
 ) -> T:
-    """Run a consent ``change`` for ``ctx``'s case, commit it, then record ``action``.
+    """Run a consent ``change`` for ``ctx``'s case and record ``action``, in the order its
+    effect demands.
 
-    The event is staged in the change's own transaction, so it is never lost: appended at once
-    after the commit, or by the beat if the log is down (the person is then answered 503 but
-    the change — which only restricts — stands).
+    A change that **restricts** who may read (a withdrawal, a refusal, a holder newly informed
+    whose accord is then needed, any correction) must be in force before its event takes a
+    place in the log: its event is staged in the change's own transaction, committed with it,
+    then appended — or by the beat if the log is down (the person is answered 503, the change
+    stands: it only restricts). A change that **widens** (an accord given, an exception, a
+    contract) is recorded first and committed after, like every other write: if the log cannot
+    be written, nothing is stored.
+
+    The event names the case, the charter article and, in ``purpose``, the grantor the act
+    concerns (``jeune``, ``parent_1``…): never a name.
     """
-    result = change()
-    staged = stage(
-        service.session,
-        new_event(
-            action,
-            object_type="case",
-            object_id=ctx.case.reference,
-            purpose=purpose,
-            rule=rule,
-            charter_version=charter_ref(ctx.version),
-        ),
+    event = new_event(
+        action,
+        object_type="case",
+        object_id=ctx.case.reference,
+        purpose=grantor.value if grantor else "",
+        rule=rule,
+        charter_version=charter_ref(ctx.version),
     )
-    service.session.commit()
-    append_staged(service.session, [staged])
+    result = change()
+    if restricts:
+        staged = stage(service.session, event)
+        service.session.commit()
+        append_staged(service.session, [staged])
+    else:
+        service.session.flush()
+        append(event)  # raises AuditUnavailable (503) before anything is committed
+        service.session.commit()
     return result
 
 
@@ -143,13 +185,30 @@ def concerned(service: Cases, case: Case) -> list[User]:
     return people
 
 
-def tell(service: Cases, case: Case, kind: str, dedupe_key: str) -> None:
-    """Notify the people concerned (in the app, and by e-mail once committed)."""
+def dpo_users(service: Cases) -> list[User]:
+    """The data protection officers (told of every exception « contraire à l'intérêt de
+    l'enfant »)."""
+    return [
+        u
+        for u in service.session.scalars(
+            select(User)
+            .join(UserRole, UserRole.user_id == User.id)
+            .where(UserRole.role == Role.DPO)
+        )
+        if u.is_active
+    ]
+
+
+def tell(
+    service: Cases, case: Case, kind: str, dedupe_key: str, people: list[User] | None = None
+) -> None:
+    """Notify the people concerned (default: référent, team, coordinator) in the app, and by
+    e-mail once committed."""
     from hub.tasks import send_notification_mail  # noqa: PLC0415 - tasks import this module
 
     created = notify(
         service.session,
-        concerned(service, case),
+        concerned(service, case) if people is None else people,
         kind,
         case_reference=case.reference,
         dedupe_key=dedupe_key,
@@ -172,7 +231,13 @@ def withdraw(service: Cases, ctx: CaseContext, consent_id: int, requested_by: st
         return withdrawn
 
     return audited_change(
-        service, ctx, Action.CONSENT_WITHDRAW, change, rule=ctx.consent_rules.article
+        service,
+        ctx,
+        Action.CONSENT_WITHDRAW,
+        change,
+        restricts=True,
+        rule=ctx.consent_rules.article,
+        grantor=grantor,
     )
 
 

@@ -33,6 +33,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Without it a REPLACE deletes the old row silently: the append-only tables' DELETE
+    # triggers must fire for the rows a REPLACE would remove too.
+    cursor.execute("PRAGMA recursive_triggers=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 

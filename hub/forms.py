@@ -22,7 +22,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Email, Length, Optional
+from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, HiddenInput, ListWidget
 
 from charter.vocabulary import ORG_KIND_LABELS_FR, ROLE_LABELS_FR, OrgKind, Role
@@ -267,7 +267,9 @@ class InformationForm(FlaskForm):
         validators=[Optional(), Length(max=2000)],
         render_kw={"rows": "4"},
     )
-    supersedes = IntegerField(validators=[Optional()], widget=HiddenInput())
+    supersedes = IntegerField(
+        validators=[Optional(), NumberRange(min=1, max=2**31 - 1)], widget=HiddenInput()
+    )
     submit = SubmitField(_l("Enregistrer l'information"))
 
 
@@ -302,7 +304,9 @@ class ConsentForm(FlaskForm):
     )
     scan = FileField(_l("Formulaire signé numérisé"))
     signature = HiddenField()
-    supersedes = IntegerField(validators=[Optional()], widget=HiddenInput())
+    supersedes = IntegerField(
+        validators=[Optional(), NumberRange(min=1, max=2**31 - 1)], widget=HiddenInput()
+    )
     submit = SubmitField(_l("Enregistrer"))
 
 
@@ -324,7 +328,9 @@ class AdhesionForm(FlaskForm):
     )
     scan = FileField(_l("Contrat signé numérisé"))
     signature = HiddenField()
-    supersedes = IntegerField(validators=[Optional()], widget=HiddenInput())
+    supersedes = IntegerField(
+        validators=[Optional(), NumberRange(min=1, max=2**31 - 1)], widget=HiddenInput()
+    )
     submit = SubmitField(_l("Enregistrer le contrat"))
 
 

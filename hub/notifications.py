@@ -37,6 +37,13 @@ KINDS: dict[str, tuple[str, str]] = {
             "recueillez-le à nouveau si le suivi continue."
         ),
     ),
+    "consent_exception": (
+        N_("Exception à examiner"),
+        N_(
+            "Une exception « contraire à l'intérêt de l'enfant » a été enregistrée dans le "
+            "dossier %(ref)s : un titulaire de l'autorité parentale n'est pas informé."
+        ),
+    ),
     "consent_expired": (
         N_("Consentement expiré"),
         N_(

@@ -231,9 +231,11 @@ def consent_unchanged(service: Cases, ctx: CaseContext, generation: int) -> bool
 def audited_publish(service: Cases, ctx: CaseContext, values: Mapping[str, str]) -> CharterDecision:
     """Record hub-tier values on ``ctx``'s case (pages and API alike): the charter's and the
     consent's decision is recorded, then the values committed; a refusal is rolled back,
-    recorded and re-raised. A consent change that committed while the write was decided makes
-    it refused (the write would have rested on a consent no longer in force)."""
-    generation = service.consents.generation(ctx.case.id)
+    recorded and re-raised. The consent generation is held from the start (PostgreSQL: a
+    consent change waits for this write to commit, so its event lands after this one), and a
+    change that committed before the hold — SQLite's one writer — makes the write refused (it
+    would have rested on a consent no longer in force)."""
+    generation = service.consents.generation(ctx.case.id, hold=True)
     try:
         decision = service.publish(ctx, values)
         if not consent_unchanged(service, ctx, generation):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import shared_task
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from audit.checkpoint import Checkpoint, SignedNote
 from audit.events import Action, Decision
@@ -18,7 +18,7 @@ from hub.consents import tell
 from hub.db import rowcount
 from hub.models import AuditOutbox, Case, Invitation, Notification, UsedAssertion, User
 from hub.notifications import KINDS
-from hub.recording import append_staged, new_event, stage
+from hub.recording import AuditUnavailable, append_staged, new_event, stage
 from hub.state import state
 
 ACTIVATION_PATH = "/activation/"  # must match the route of auth.activate
@@ -152,9 +152,17 @@ def send_notification_mail(notification_id: int) -> str:
     a notification already mailed is skipped."""
     hub_state = state()
     with hub_state.session_factory() as session:
-        notification = session.get(Notification, notification_id)
-        if notification is None or notification.mailed_at is not None:
+        # Claim it first (one conditional UPDATE): a concurrent redelivery finds it claimed.
+        claimed = session.execute(
+            update(Notification)
+            .where(Notification.id == notification_id, Notification.mailed_at.is_(None))
+            .values(mailed_at=hub_state.clock())
+        )
+        session.commit()
+        if rowcount(claimed) == 0:
             return "skipped"
+        notification = session.get(Notification, notification_id)
+        assert notification is not None
         user = session.get(User, notification.user_id)
         if user is None or not user.is_active:
             return "skipped"
@@ -169,9 +177,13 @@ def send_notification_mail(notification_id: int) -> str:
                 link=f"{hub_state.config.base_url}{NOTIFICATIONS_PATH}",
             ),
         )
-        mail.deliver(hub_state.config, message)
-        notification.mailed_at = hub_state.clock()
-        session.commit()
+        try:
+            mail.deliver(hub_state.config, message)
+        except Exception:
+            # Release the claim so the redelivery (acks_late) tries again.
+            notification.mailed_at = None
+            session.commit()
+            raise
         return "sent"
 
 
@@ -206,11 +218,19 @@ def consent_sweep() -> tuple[int, int]:
 
 
 def run_consent_sweep(service: Cases) -> tuple[int, int]:
-    """The sweep's work on ``service``'s session (also used by tests and the CLI)."""
+    """The sweep's work on ``service``'s session (also used by tests and the CLI).
+
+    Each expiry is noted in its own transaction with its event staged and its notifications,
+    so a crash or an audit outage loses none: what was committed is appended (or left to
+    :func:`flush_audit_outbox`), what was not is found again by the next sweep.
+    """
     session = service.session
     records = service.consents
     noted = 0
-    for consent in records.expire_due():
+    for consent in records.expired_unnoted():
+        if not records.note_expiry(consent):
+            session.rollback()
+            continue
         case = session.get(Case, consent.case_id)
         assert case is not None
         tell(service, case, "consent_expired", f"consent-expired:{consent.id}")
@@ -220,13 +240,17 @@ def run_consent_sweep(service: Cases) -> tuple[int, int]:
                 Action.CONSENT_EXPIRE,
                 object_type="case",
                 object_id=case.reference,
+                purpose=consent.grantor.value,
                 decision=Decision.NONE,
                 actor=(None, ""),
             ),
         )
         session.commit()
-        append_staged(session, [staged])
         noted += 1
+        try:
+            append_staged(session, [staged])
+        except AuditUnavailable:
+            session.rollback()  # the beat appends it once the log is back
     today = local_day(service.clock())
     reminded = 0
     for consent in records.ending_between(today, today + timedelta(days=EXPIRY_NOTICE_DAYS)):

@@ -200,6 +200,9 @@ def config(
     engine = make_engine(databases.main_url)
     with engine.begin() as connection:
         names = ", ".join(f'"{t}"' for t in databases.tables)
+        # The consent tables refuse TRUNCATE (append-only); the test superuser empties them
+        # between tests with triggers disabled for this one session.
+        connection.execute(text("SET session_replication_role = replica"))
         connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     engine.dispose()
 

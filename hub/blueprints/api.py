@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from audit.events import Action, Decision
 from charter.vocabulary import OrgKind, Role
-from consent import Consent, ConsentError, ConsentStatus, Grantor
+from consent import Consent, ConsentError, Grantor, local_day
 from hub import consents
 from hub.api_auth import ApiAuth, ApiAuthError
 from hub.cases import CaseAccessDeniedError, CaseContext, CaseRefusedError, Cases, charter_ref
@@ -18,7 +18,7 @@ from hub.charters import Charters, parse
 from hub.errors import ApiError, consent_error
 from hub.extensions import csrf, limiter
 from hub.i18n import N_
-from hub.models import ApiClient, OperationalGroup
+from hub.models import ApiClient, OperationalGroup, Organisation
 from hub.recording import audited_case_view, audited_publish, record, record_case
 from hub.state import cases, db, state
 
@@ -294,7 +294,13 @@ def case_publish(reference: str) -> Any:
 
 
 def _consent_json(consent: Consent) -> dict[str, Any]:
+    """A consent as organisation systems see it (organisations by their public id)."""
     withdrawal = consent.withdrawal
+    ids = consent.scope.recipient_orgs | consent.scope.excluded_orgs
+    rows = db().execute(
+        select(Organisation.id, Organisation.public_id).where(Organisation.id.in_(ids))
+    )
+    public = {row.id: row.public_id for row in rows} if ids else {}
     return {
         "id": consent.id,
         "grantor": consent.grantor.value,
@@ -304,9 +310,11 @@ def _consent_json(consent: Consent) -> dict[str, Any]:
         "categories": sorted(consent.scope.categories),
         "recipients": {
             "kinds": sorted(k.value for k in consent.scope.recipient_kinds),
-            "organisations": sorted(consent.scope.recipient_orgs),
+            "organisations": sorted(public[o] for o in consent.scope.recipient_orgs if o in public),
             "excluded_kinds": sorted(k.value for k in consent.scope.excluded_kinds),
-            "excluded_organisations": sorted(consent.scope.excluded_orgs),
+            "excluded_organisations": sorted(
+                public[o] for o in consent.scope.excluded_orgs if o in public
+            ),
         },
         "valid_from": consent.valid_from.isoformat(),
         "valid_until": consent.valid_until.isoformat(),
@@ -329,7 +337,8 @@ def consent_status(reference: str) -> Any:
             "reference": ctx.case.reference,
             "status": summary.status,
             "minor": summary.minor,
-            "age": summary.age,
+            # The age gives the date of birth away: only where the charter shows that date.
+            "age": summary.age if consents.sees_birth_date(service, ctx, situation.state) else None,
             "parents_required": summary.parents_required,
             "missing": [g.value for g in summary.missing],
             "exceptions": [g.value for g in summary.exceptions],
@@ -340,7 +349,10 @@ def consent_status(reference: str) -> Any:
     )
 
 
-@bp.route("/dossiers/<reference>/consentement/<int:consent_id>/retrait", methods=["POST"])
+@bp.route(
+    "/dossiers/<reference>/consentement/<int(max=2147483647):consent_id>/retrait",
+    methods=["POST"],
+)
 def consent_withdraw(reference: str, consent_id: int) -> Any:
     """Record a withdrawal the grantor asked for at the partner's desk.
 
@@ -369,7 +381,9 @@ def consent_withdraw(reference: str, consent_id: int) -> Any:
     return jsonify({"reference": ctx.case.reference, "consent": _consent_json(withdrawn)})
 
 
-@bp.route("/dossiers/<reference>/consentement/<int:consent_id>/recu", methods=["POST"])
+@bp.route(
+    "/dossiers/<reference>/consentement/<int(max=2147483647):consent_id>/recu", methods=["POST"]
+)
 def consent_receipt(reference: str, consent_id: int) -> Any:
     """Issue a receipt of an accord as JSON (``?langue=en`` for English): what is shared, with
     whom, why, for how long, how to withdraw, how to ask who accessed the file. The DPO finds it
@@ -380,8 +394,12 @@ def consent_receipt(reference: str, consent_id: int) -> Any:
         consent = service.consents.consent(ctx.case.id, consent_id)
     except ConsentError as error:
         raise consent_error(error) from error
-    if consent.status is ConsentStatus.REFUSED:
-        raise ApiError(409, "not_given", _("Ce consentement n'a pas été donné : pas de reçu."))
+    if not consent.in_force(local_day(service.clock())):
+        raise ApiError(
+            409,
+            "not_in_force",
+            _("Cet accord n'est pas en vigueur : il n'y a pas de reçu à remettre."),
+        )
     language = "en" if request.args.get("langue") == "en" else "fr"
     history = service.consents.history(ctx.case.id)
     receipt = consents.issue_receipt(

@@ -8,7 +8,6 @@ log before anything is shown or stored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -26,6 +25,7 @@ from hub.cases import (
     CaseAccessDeniedError,
     CaseContext,
     CaseRefusedError,
+    Team,
     articles,
     charter_ref,
     is_date_field,
@@ -196,7 +196,10 @@ def show(reference: str) -> Any:
     if view is None:
         abort(400)
     manages = bool(ctx.roles & {Role.REFERENT, Role.COORDINATOR})
-    team_form = _team_form(ctx)
+    # The team's names are for those who work with it, not for every group member.
+    shows_team = bool(ctx.roles & {Role.REFERENT, Role.COORDINATOR, Role.AGENT})
+    # Read once (two small queries) for the list, the forms and who may be taken off.
+    team = service.team_of(case)
     return render_template(
         "cases/case.html",
         case=case,
@@ -208,17 +211,22 @@ def show(reference: str) -> Any:
             view.birth is not None,
         ),
         manages_consent=consents.may_manage(ctx),
+        # The age gives the date of birth away: only where the charter shows that date.
+        show_age=any(v.field.id == ctx.consent_rules.birth_date_field for v in view.shown),
         purposes=ctx.charter.purposes,
-        may_publish=bool(service.publishable(ctx.organisation, case.group, ctx.version, case)),
+        # Decided on the consent and date of birth the view was just decided (and recorded)
+        # with, rather than read and opened again.
+        may_publish=bool(
+            service.publishable(ctx.organisation, case.group, ctx.version, case, seen=view)
+        ),
         manages=manages,
-        # The team's names are for those who work with it, not for every group member.
-        shows_team=bool(ctx.roles & {Role.REFERENT, Role.COORDINATOR, Role.AGENT}),
-        team=service.team(case),
-        team_form=team_form,
-        removable=_removable(ctx),
+        shows_team=shows_team,
+        team=service.team(case, team) if shows_team else [],
+        team_form=_team_form(ctx, team),
+        removable=_removable(ctx, team),
         remove_form=ConfirmForm(),
         referent_form=_referent_form(case) if Role.COORDINATOR in ctx.roles else None,
-        partner_form=_partner_form(case) if manages else None,
+        partner_form=_partner_form(case, team) if manages else None,
     )
 
 
@@ -239,47 +247,37 @@ def _referent_form(case: Case) -> ReferentForm:
     return form
 
 
-def _partner_form(case: Case) -> PartnerForm:
+def _partner_form(case: Case, team: Team | None = None) -> PartnerForm:
+    """The orientation form: group organisations not following the case yet, their agents
+    (``team``: the case's team as read for the page)."""
     form = PartnerForm()
-    partners = [
-        o for o in cases().charters.partners(case.group) if o.id not in case.partner_org_ids
-    ]
-    form.organisation.choices = choices([(o.id, o.name) for o in partners])
-    org_ids = [o.id for o in partners]
-    agents: Iterable[User] = (
-        db().scalars(
-            select(User)
-            .join(UserRole, UserRole.user_id == User.id)
-            .where(
-                User.organisation_id.in_(org_ids),
-                UserRole.role == Role.AGENT,
-                User.active.is_(True),
-            )
-            .order_by(User.name)
-        )
-        if org_ids
-        else []
-    )
-    form.agents.choices = choices([(u.id, f"{u.name} ({u.organisation.name})") for u in agents])
+    partners, agents = cases().orientation_choices(case, team)
+    form.organisation.choices = choices(partners)
+    form.agents.choices = choices(agents)
     return form
 
 
-def _team_form(ctx: CaseContext) -> TeamForm | None:
-    people = cases().assignable(ctx)
+def _team_form(ctx: CaseContext, team: Team | None = None) -> TeamForm | None:
+    people = cases().assignable_choices(ctx, team)
     if not people:
         return None
     form = TeamForm()
-    form.agent.choices = choices([(u.id, f"{u.name} ({u.organisation.name})") for u in people])
+    form.agent.choices = choices(people)
     return form
 
 
-def _removable(ctx: CaseContext) -> frozenset[int]:
-    """Team members this person may take off the case."""
+def _removable(ctx: CaseContext, team: Team | None = None) -> frozenset[int]:
+    """Team members this person may take off the case (``team``: as read for the page)."""
+    members = (
+        [(m.id, m.organisation_id) for m in team.members]
+        if team is not None
+        else [(m.user_id, m.organisation_id) for m in ctx.case.members]
+    )
     if ctx.roles & {Role.REFERENT, Role.COORDINATOR}:
-        return ctx.case.member_ids
-    if ctx.user is not None and ctx.user.id in ctx.case.member_ids:
+        return frozenset(user_id for user_id, _org in members)
+    if ctx.user is not None and any(user_id == ctx.user.id for user_id, _org in members):
         return frozenset(
-            m.user_id for m in ctx.case.members if m.organisation_id == ctx.user.organisation_id
+            user_id for user_id, org_id in members if org_id == ctx.user.organisation_id
         )
     return frozenset()
 

@@ -24,12 +24,13 @@ from audit.events import Action
 from charter.vocabulary import ORG_KIND_LABELS_EN, ORG_KIND_LABELS_FR, OrgKind
 from consent import (
     ConsentError,
-    ConsentStatus,
+    ConsentInvalidError,
     EvidenceKind,
     Grantor,
     InformationMethod,
     Scope,
     Upload,
+    age_on,
     local_day,
 )
 from consent.vocabulary import (
@@ -45,7 +46,7 @@ from hub.i18n import page_is_english
 from hub.models import Case, Organisation, User
 from hub.pdf import ascii_filename, pdf_response, render_pdf
 from hub.recording import record_case
-from hub.security import fresh_login_required
+from hub.security import fresh_login_required, is_fresh
 from hub.state import cases, db, state
 
 bp = Blueprint("consent", __name__, url_prefix="/dossiers/<reference>/consentement")
@@ -104,7 +105,11 @@ def _upload(kind: str | None, scan: Any, signature: str | None) -> Upload | None
             return None
         encoded = raw[len(_PNG_DATA_URL) :]
         if len(encoded) > MAX_SIGNATURE_BYTES * 4 // 3 + 4:
-            return Upload(EvidenceKind.SIGNATURE, b"\0" * (MAX_SIGNATURE_BYTES + 1))
+            raise ConsentInvalidError(
+                "evidence_too_large",
+                "La signature dépasse %(max)d Kio : effacez-la et signez à nouveau.",
+                max=MAX_SIGNATURE_BYTES // 1024,
+            )
         try:
             return Upload(EvidenceKind.SIGNATURE, base64.b64decode(encoded, validate=True))
         except (binascii.Error, ValueError):
@@ -114,11 +119,6 @@ def _upload(kind: str | None, scan: Any, signature: str | None) -> Upload | None
     limit = state().config.consent_evidence_max_bytes
     # Read one byte more than allowed: the consent package refuses it with a clear message.
     return Upload(EvidenceKind.SCAN, scan.stream.read(limit + 1))
-
-
-def _allow_evidence_upload() -> None:
-    """These pages alone accept a scan larger than the hub's usual request limit."""
-    request.max_content_length = state().config.consent_evidence_max_bytes + 256 * 1024
 
 
 # -- the history --------------------------------------------------------------------------
@@ -153,6 +153,8 @@ def show(reference: str) -> Any:
         people=people,
         orgs=orgs,
         manages=consents.may_manage(ctx),
+        show_age=consents.sees_birth_date(service, ctx, situation.state),
+        today=local_day(service.clock()),
         purposes={p.id: p for p in ctx.charter.purposes},
         category_label=lambda cid: _category_label(ctx, cid),
         kind_label=_kind_label,
@@ -206,26 +208,48 @@ def information(reference: str) -> Any:
     if form.validate_on_submit():
         birth = service.birth_date(ctx.case, rules)
         subject = Grantor(form.subject.data)
+        exception = bool(form.exception.data)
+        if exception and not is_fresh():
+            # Setting a parent's say aside is as sensitive as a withdrawal.
+            flash(_("Pour cette action, confirmez votre identité."), "info")
+            return redirect(url_for("auth.reauthenticate", next=request.path))
+
+        def inform() -> Any:
+            recorded = service.consents.inform(
+                ctx.case.id,
+                consents.actor_of(ctx),
+                subject=subject,
+                rules=rules,
+                birth=birth,
+                method=InformationMethod(form.method.data) if form.method.data else None,
+                informed_on=form.informed_on.data,
+                notice_version=form.notice_version.data,
+                exception=exception,
+                justification=form.justification.data or "",
+                sealer=consents.sealer(service, ctx.case),
+                supersedes=form.supersedes.data,
+            )
+            if exception:
+                consents.tell(
+                    service,
+                    ctx.case,
+                    "consent_exception",
+                    f"consent-exception:{recorded.id}",
+                    consents.dpo_users(service),
+                )
+            return recorded
+
         try:
             consents.audited_change(
                 service,
                 ctx,
                 Action.CONSENT_INFORMATION,
-                lambda: service.consents.inform(
-                    ctx.case.id,
-                    consents.actor_of(ctx),
-                    subject=subject,
-                    rules=rules,
-                    birth=birth,
-                    method=InformationMethod(form.method.data) if form.method.data else None,
-                    informed_on=form.informed_on.data,
-                    notice_version=form.notice_version.data,
-                    exception=bool(form.exception.data),
-                    justification=form.justification.data or "",
-                    sealer=consents.sealer(service, ctx.case),
-                    supersedes=form.supersedes.data,
-                ),
-                rule="exception" if form.exception.data else rules.article,
+                inform,
+                # An exception widens (a parent's accord is no longer asked); a holder newly
+                # informed, or a correction, restricts (that accord is now needed).
+                restricts=not exception and (subject.is_holder or form.supersedes.data is not None),
+                rule="exception" if exception else rules.article,
+                grantor=subject,
             )
         except ConsentError as error:
             _refused(ctx, Action.CONSENT_INFORMATION, error)
@@ -262,7 +286,6 @@ def _consent_form(ctx: CaseContext) -> ConsentForm:
 @bp.route("/accord", methods=["GET", "POST"])
 def record_consent(reference: str) -> Any:
     """Record a grantor's accord (or refusal): scope, validity, evidence."""
-    _allow_evidence_upload()
     ctx = _manager(reference, Action.CONSENT_RECORD)
     service = cases()
     rules = ctx.consent_rules
@@ -286,14 +309,15 @@ def record_consent(reference: str) -> Any:
             excluded_orgs=frozenset(form.excluded_orgs.data or ()),
         )
         given = form.decision.data == "given"
-        upload = _upload(form.evidence_kind.data, form.scan.data, form.signature.data)
         grantor = Grantor(form.grantor.data)
         valid_from, valid_until = form.valid_from.data, form.valid_until.data
+        action = Action.CONSENT_RECORD if given else Action.CONSENT_REFUSE
         try:
+            upload = _upload(form.evidence_kind.data, form.scan.data, form.signature.data)
             consents.audited_change(
                 service,
                 ctx,
-                Action.CONSENT_RECORD,
+                action,
                 lambda: service.consents.record_consent(
                     ctx.case.id,
                     consents.actor_of(ctx),
@@ -311,11 +335,13 @@ def record_consent(reference: str) -> Any:
                     sealer=consents.sealer(service, ctx.case),
                     supersedes=form.supersedes.data,
                 ),
+                # A refusal or a correction narrows what passes; a new accord widens it.
+                restricts=not given or form.supersedes.data is not None,
                 rule=rules.article,
-                purpose="given" if given else "refused",
+                grantor=grantor,
             )
         except ConsentError as error:
-            _refused(ctx, Action.CONSENT_RECORD, error)
+            _refused(ctx, action, error)
             return _consent_page(ctx, form, birth, today, 400)
         flash(
             _("L'accord est enregistré. Remettez le reçu à la personne.")
@@ -331,15 +357,14 @@ def _consent_page(
     ctx: CaseContext, form: ConsentForm, birth: date | None, today: date, status: int
 ) -> Any:
     rules = ctx.consent_rules
+    shows = birth is not None and consents.sees_birth_date(cases(), ctx)
     return (
         render_template(
             "consent/accord.html",
             ctx=ctx,
             form=form,
             rules=rules,
-            age=None
-            if birth is None
-            else (today.year - birth.year) - ((today.month, today.day) < (birth.month, birth.day)),
+            age=age_on(birth, today) if shows and birth is not None else None,
             minor=rules.is_minor(birth, today),
             parents_required=rules.parents_required(birth, today),
             max_mib=state().config.consent_evidence_max_bytes // (1024 * 1024),
@@ -348,7 +373,7 @@ def _consent_page(
     )
 
 
-@bp.route("/<int:consent_id>/retrait", methods=["GET", "POST"])
+@bp.route("/<int(max=2147483647):consent_id>/retrait", methods=["GET", "POST"])
 @fresh_login_required
 def withdraw(reference: str, consent_id: int) -> Any:
     """Withdraw an accord at its grantor's request: effective at once (fresh login)."""
@@ -382,7 +407,6 @@ def withdraw(reference: str, consent_id: int) -> Any:
 @bp.route("/adhesion", methods=["GET", "POST"])
 def adhesion(reference: str) -> Any:
     """Record the tripartite contract signed by the young person, a counsellor, the référent."""
-    _allow_evidence_upload()
     ctx = _manager(reference, Action.CONSENT_ADHESION)
     service = cases()
     form = AdhesionForm()
@@ -398,10 +422,10 @@ def adhesion(reference: str) -> Any:
         return redirect(url_for("consent.show", reference=reference))
     if form.validate_on_submit():
         assert form.signed_on.data is not None
-        upload = _upload(form.evidence_kind.data, form.scan.data, form.signature.data)
         signed_on, counsellor = form.signed_on.data, int(form.counsellor.data)
         referent_id = case.referent_id
         try:
+            upload = _upload(form.evidence_kind.data, form.scan.data, form.signature.data)
             consents.audited_change(
                 service,
                 ctx,
@@ -416,6 +440,8 @@ def adhesion(reference: str) -> Any:
                     sealer=consents.sealer(service, case),
                     supersedes=form.supersedes.data,
                 ),
+                restricts=form.supersedes.data is not None,
+                grantor=Grantor.YOUNG_PERSON,
             )
         except ConsentError as error:
             _refused(ctx, Action.CONSENT_ADHESION, error)
@@ -429,21 +455,23 @@ def adhesion(reference: str) -> Any:
 # -- receipts -----------------------------------------------------------------------------
 
 
-@bp.route("/<int:consent_id>/recu.pdf")
+@bp.route("/<int(max=2147483647):consent_id>/recu", methods=["POST"])
 def receipt_pdf(reference: str, consent_id: int) -> Any:
-    """A receipt of the accord for its grantor, as a tagged PDF (PDF/UA), in French or English."""
-    ctx = _context(reference, Action.CONSENT_RECEIPT)
-    if not consents.may_manage(ctx):
-        consents.record_refusal(ctx, Action.CONSENT_RECEIPT, "not_case_team")
-        abort(403)
-    language = "en" if request.args.get("langue") == "en" else "fr"
+    """Issue a receipt of an accord in force for its grantor, as a tagged PDF (PDF/UA), in
+    French or English (a POST: issuing keeps a receipt and records it)."""
+    ctx = _manager(reference, Action.CONSENT_RECEIPT)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    language = "en" if request.form.get("langue") == "en" else "fr"
     service = cases()
     try:
         consent = service.consents.consent(ctx.case.id, consent_id)
     except ConsentError:
         abort(404)
-    if consent.status is ConsentStatus.REFUSED:
-        abort(404)
+    if not consent.in_force(local_day(service.clock())):
+        consents.record_refusal(ctx, Action.CONSENT_RECEIPT, "not_in_force")
+        flash(_("Cet accord n'est pas en vigueur : il n'y a pas de reçu à remettre."), "error")
+        return redirect(url_for("consent.show", reference=reference))
     history = service.consents.history(ctx.case.id)
     receipt = consents.issue_receipt(
         service, ctx, consent, language=language, evidence=dict(history.evidence)

@@ -618,6 +618,30 @@ def consents_overview() -> Any:
     )
 
 
+@bp.route("/consentements/exception/<int(max=2147483647):information_id>")
+def consent_exception(information_id: int) -> Any:
+    """One exception « contraire à l'intérêt de l'enfant » with its justification, for the DPO
+    to examine. Reading it is recorded against the case before it is shown."""
+    service = state().cases(db())
+    information = service.consents.information(information_id)
+    if information is None or not information.exception:
+        abort(404)
+    case = db().get(Case, information.case_id)
+    assert case is not None
+    _record_read("case", case.reference, "exception")
+    text = service.consents.justification(
+        information, service.vault.for_case(case.wrapped_key, case.reference)
+    )
+    org = db().get(Organisation, information.recorded_by_org_id)
+    return render_template(
+        "dpo/consent_exception.html",
+        information=information,
+        reference=case.reference,
+        justification=text,
+        organisation=org.name if org else "",
+    )
+
+
 def _case_refs(case_ids: set[int]) -> dict[int, str]:
     if not case_ids:
         return {}

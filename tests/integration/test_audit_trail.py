@@ -172,11 +172,6 @@ GET_ROUTES: dict[str, tuple[str, str, list[tuple[Action, str, str]]]] = {
     "consent.record_consent": ("conseillere", "/dossiers/{case}/consentement/accord", []),
     "consent.adhesion": ("conseillere", "/dossiers/{case}/consentement/adhesion", []),
     "consent.withdraw": ("conseillere", "/dossiers/{case}/consentement/{consent}/retrait", []),
-    "consent.receipt_pdf": (
-        "conseillere",
-        "/dossiers/{case}/consentement/{consent}/recu.pdf",
-        [(Action.CONSENT_RECEIPT, "case", "{case}")],
-    ),
 }
 
 
@@ -509,6 +504,7 @@ def _consent_post(
             },
         ),
         "consent.withdraw": (f"{base}/{consent}/retrait", {"submit": "1"}),
+        "consent.receipt_pdf": (f"{base}/{consent}/recu", {"langue": "fr"}),
         "consent.adhesion": (
             f"{base}/adhesion",
             {
@@ -519,7 +515,7 @@ def _consent_post(
         ),
     }
     page, data = forms[endpoint]
-    token = csrf_token(client, page)
+    token = csrf_token(client, base if endpoint == "consent.receipt_pdf" else page)
 
     def post() -> Any:
         files = {"scan": (io.BytesIO(SCAN), "formulaire.pdf")} if "evidence_kind" in data else {}
@@ -568,6 +564,7 @@ POST_ROUTES: dict[str, list[Action]] = {
     "consent.record_consent": [Action.CONSENT_RECORD],
     "consent.withdraw": [Action.CONSENT_WITHDRAW],
     "consent.adhesion": [Action.CONSENT_ADHESION],
+    "consent.receipt_pdf": [Action.CONSENT_RECEIPT],
     "api.consent_status": [Action.CONSENT_READ],
     "api.consent_withdraw": [Action.CONSENT_WITHDRAW],
     "api.consent_receipt": [Action.CONSENT_RECEIPT],

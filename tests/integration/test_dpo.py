@@ -191,6 +191,13 @@ WALK: dict[str, tuple[str, Action, str, str, str]] = {
         "dpo.consents_overview",
         "consent",
     ),
+    "dpo.consent_exception": (
+        "/dpo/consentements/exception/{exception}",
+        Action.AUDIT_READ,
+        "case",
+        "{exception_case}",
+        "exception",
+    ),
 }
 POSTS = {
     "dpo.run_detection": "/dpo/anomalies/analyser",
@@ -198,12 +205,30 @@ POSTS = {
 }
 
 
+def _demo_exception(app: Flask) -> tuple[str, str]:
+    """The demo's exception « contraire à l'intérêt de l'enfant » and its case reference."""
+    from consent.tables import information_table
+    from hub.models import Case
+
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        row = session.execute(
+            select(information_table.c.id, Case.reference)
+            .join(Case, Case.id == information_table.c.case_id)
+            .where(information_table.c.exception.is_(True))
+        ).one()
+        return str(row.id), str(row.reference)
+
+
 @pytest.fixture
 def ids(app: Flask, territory: dict[str, Account], finding_id: int) -> dict[str, str]:
+    exception, exception_case = _demo_exception(app)
     return {
         "case": _case(),
         "user": _person(app, territory["cpip"])[0],
         "finding": str(finding_id),
+        "exception": exception,
+        "exception_case": exception_case,
     }
 
 

@@ -66,6 +66,11 @@ def _append_only() -> None:
                     f"CREATE TRIGGER {table}_no_{verb} BEFORE {verb.upper()} ON {table} "
                     "FOR EACH ROW EXECUTE FUNCTION consent_forbid_change()"
                 )
+            # TRUNCATE fires no row trigger: refuse it too.
+            op.execute(
+                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION consent_forbid_change()"
+            )
         return
     for table in APPEND_ONLY:
         for verb in ("update", "delete"):
