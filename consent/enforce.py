@@ -204,18 +204,20 @@ def may_record(
     at: datetime,
     birth_date: date | None,
     declinations: Collection[Declination] = (),
+    first_birth_date: bool = True,
 ) -> Decision:
     """May an organisation of ``org_kind`` record these fields on the case at ``at``?
 
     The charter's publish decision, restricted to the categories some consent in force lets
     enter the exchange at all (any purpose, any recipient: each read then checks its own).
-    The date of birth may always be recorded where the charter lets the organisation publish
-    it: the hub needs it to know whose accord is required (minority), and reading it still
-    needs the accord.
+    The date of birth may be recorded a first time (``first_birth_date``) where the charter
+    lets the organisation publish it, without any accord: the hub needs it to know whose accord
+    is required (minority). Changing it afterwards needs the accord like any field, and
+    reading it always does.
     """
     rules = ConsentRules.of(charter.charter)
     covered = state.categories(rules, birth=birth_date, at=at)
-    exempt = {rules.birth_date_field} if rules.birth_date_field else set()
+    exempt = {rules.birth_date_field} if rules.birth_date_field and first_birth_date else set()
     return charter.publish(
         org_kind,
         field_ids,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, exists, or_, select
+from sqlalchemy import Select, and_, bindparam, exists, false, or_, select
 from sqlalchemy.orm import Session, joinedload, lazyload
 
 from charter import Charter, Decision, Declination, Reason, Recipient
@@ -34,6 +34,7 @@ from consent import (
     ConsentRules,
     ConsentState,
     RecipientOrg,
+    local_day,
     may_record,
     may_view,
 )
@@ -58,6 +59,7 @@ from hub.vault import FieldVault, VaultError
 MAX_VALUE_LENGTH = 200
 EXIT_CATEGORY = "sortie"  # catalogue fields sortie.* record the exit from the programme
 MAX_VALUES = 50  # more than a catalogue holds: a forged form, refused before any decision
+MAX_AGE = 100  # a date of birth further back is a typing error
 # Crockford's base 32 without the look-alikes I, L, O, U: references are read out on the phone.
 _REF_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -409,7 +411,9 @@ class Cases:
         agent named on its team; only in groups whose charter the organisation signed.
         """
         groups = [g.id for g in self.signed_groups(user.organisation)]
-        clauses = [Case.referent_id == user.id]
+        clauses = []
+        if user.has_role(Role.REFERENT):
+            clauses.append(Case.referent_id == user.id)
         if user.has_role(Role.GROUP_MEMBER):
             clauses.append(
                 exists().where(
@@ -427,6 +431,8 @@ class Cases:
             clauses.append(
                 exists().where(CaseMember.case_id == Case.id, CaseMember.user_id == user.id)
             )
+        if not clauses:
+            return select(Case).where(false())
         statement = select(Case).where(Case.group_id.in_(groups), or_(*clauses))
         search = search.strip().upper()
         if search:
@@ -467,6 +473,13 @@ class Cases:
         if Role.AGENT in held and part.on_team and part.follows:
             roles.add(Role.AGENT)
         return self._context(case, user.organisation, frozenset(roles), member, user)
+
+    def refresh_context(self, ctx: CaseContext) -> CaseContext:
+        """The same person's (or system's) part in the case, decided again from the database
+        (after a change to the team or the consent raced a read)."""
+        if ctx.user is not None:
+            return self.context(ctx.case, ctx.user)
+        return self.context_for_organisation(ctx.case, ctx.organisation)
 
     def context_for_organisation(self, case: Case, org: Organisation) -> CaseContext:
         """An organisation's system (API client) acts as an agent of a partner organisation."""
@@ -710,8 +723,10 @@ class Cases:
             state = self.consent_state(case)
             birth = self.birth_date(case, rules)
         posted_birth = (values or {}).get(rules.birth_date_field or "")
-        if posted_birth:
-            # The date being recorded is what will hold: minority is judged on it.
+        first = birth is None
+        if posted_birth and first:
+            # Recorded a first time: minority is judged on the date being recorded. A change is
+            # judged on the stored date, so it cannot lift the parents' accord it is decided on.
             birth = date.fromisoformat(posted_birth)
         return may_record(
             compiled(version),
@@ -721,6 +736,7 @@ class Cases:
             at=self.clock(),
             birth_date=birth,
             declinations=self._declinations(group, org).get(org.id, []),
+            first_birth_date=first,
         )
 
     def _check_publish(
@@ -742,6 +758,9 @@ class Cases:
             value = _clean(definition, field_id, raw)
             if value is not None:
                 cleaned[field_id] = value
+        rules = ConsentRules.of(charter)
+        if rules.birth_date_field is not None and rules.birth_date_field in cleaned:
+            self._check_birth_date(case, date.fromisoformat(cleaned[rules.birth_date_field]), rules)
         decision = self._publish_decision(
             group, org, version, list(cleaned), case=case, values=cleaned
         )
@@ -764,6 +783,34 @@ class Cases:
                 fields=", ".join(f"« {f} »" for f in not_hub),
             )
         return decision, cleaned
+
+    def _check_birth_date(self, case: Case | None, birth: date, rules: ConsentRules) -> None:
+        """A plausible date of birth, and never moved earlier once anyone has been informed or
+        asked: an older young person needs fewer accords, so that change could undo a parent's
+        withdrawal. Corrections that way go through the DPO."""
+        today = local_day(self.clock())
+        if not (today.replace(year=today.year - MAX_AGE) <= birth <= today):
+            raise CaseRefusedError(
+                N_(
+                    "Rien n'est enregistré : la date de naissance doit être passée et "
+                    "correspondre à un âge de moins de %(max)d ans."
+                ),
+                max=MAX_AGE,
+            )
+        if case is None:
+            return
+        stored = self.birth_date(case, rules)
+        if stored is None or birth >= stored:
+            return
+        state = self.consent_state(case)
+        if state.consents or state.informed or state.exceptions:
+            raise CaseRefusedError(
+                N_(
+                    "Rien n'est enregistré : la date de naissance ne peut pas être avancée une "
+                    "fois le jeune ou ses parents informés, car elle décide de l'accord des "
+                    "parents. Pour la corriger, voyez le délégué à la protection des données."
+                )
+            )
 
     def _store(
         self,

@@ -22,7 +22,15 @@ from werkzeug.exceptions import ServiceUnavailable
 from audit.errors import AuditError
 from audit.events import Action, Decision, Event, NewEvent, hash_ip
 from charter import Decision as CharterDecision
-from hub.cases import CaseContext, CaseRefusedError, Cases, CaseView, articles, charter_ref
+from hub.cases import (
+    CaseAccessDeniedError,
+    CaseContext,
+    CaseRefusedError,
+    Cases,
+    CaseView,
+    articles,
+    charter_ref,
+)
 from hub.i18n import N_
 from hub.models import AuditOutbox
 from hub.state import state
@@ -193,11 +201,13 @@ def audited_case_view(service: Cases, ctx: CaseContext, purpose: str | None) -> 
     purpose is not one of the charter's (nothing read, nothing recorded).
 
     A read never returns data after a consent change's position in the audit log: a change
-    (withdrawal…) commits and bumps the case's consent generation *before* its own event is
-    appended, and this read checks the generation again *after* appending its event. If it
-    moved, the change may sit earlier in the log than this read, so the read is decided and
-    recorded again with the new consent; only the last event of a request describes what was
-    served.
+    (withdrawal…, or a professional taken off the team) commits and bumps the case's
+    generation *before* its own event is appended, and this read checks the generation again
+    *after* appending its event. If it moved, the change may sit earlier in the log than this
+    read, so the person's part in the case and the read are decided and recorded again; only
+    the last event of a request describes what was served. The view carries the context it was
+    decided in (``view.context``): callers use it, not the one they passed. A part lost meanwhile
+    raises :class:`CaseAccessDeniedError`, recorded.
     """
     state = service.consent_state(ctx.case)
     chosen = purpose or service.default_purpose(ctx, state)
@@ -219,6 +229,11 @@ def audited_case_view(service: Cases, ctx: CaseContext, purpose: str | None) -> 
         if service.consents.generation(ctx.case.id) == view.consent_generation:
             return view
         state = service.consent_state(ctx.case)
+        try:
+            ctx = service.refresh_context(ctx)
+        except CaseAccessDeniedError as error:
+            record_case(Action.CASE_VIEW, ctx.case.reference, allowed=False, rule=error.rule)
+            raise
     raise ConsentInFlux()
 
 

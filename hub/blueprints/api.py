@@ -230,9 +230,13 @@ def case_view(reference: str) -> Any:
     service = cases()
     ctx = _case_context(service, reference, Action.CASE_VIEW)
     case = ctx.case
-    view = audited_case_view(service, ctx, request.args.get("finalite"))
+    try:
+        view = audited_case_view(service, ctx, request.args.get("finalite"))
+    except CaseAccessDeniedError as error:  # the part was lost while the read ran (recorded)
+        raise ApiError(403, error.code, _(error.message)) from error
     if view is None:
         raise ApiError(400, "unknown_purpose", _("Finalité inconnue de la charte."))
+    ctx = view.context
     return jsonify(
         {
             "reference": case.reference,

@@ -34,7 +34,15 @@ from hub.forms import ConfirmForm, MeetingForm, PartnerForm, ReferentForm, TeamF
 from hub.i18n import N_, page_is_english
 from hub.models import Case, GroupMembership, OperationalGroup, User, UserRole
 from hub.pagination import page_number, paginate
-from hub.recording import audited_case_view, audited_publish, record, record_case
+from hub.recording import (
+    append_staged,
+    audited_case_view,
+    audited_publish,
+    new_event,
+    record,
+    record_case,
+    stage,
+)
 from hub.state import cases, db
 
 bp = Blueprint("cases", __name__, url_prefix="/dossiers")
@@ -192,9 +200,18 @@ def show(reference: str) -> Any:
             ),
             403,
         )
-    view = audited_case_view(service, ctx, request.args.get("finalite"))
+    try:
+        view = audited_case_view(service, ctx, request.args.get("finalite"))
+    except CaseAccessDeniedError as error:  # the part was lost while the read ran (recorded)
+        return (
+            render_template(
+                "errors/error.html", status=403, title=_("Accès refusé"), message=_(error.message)
+            ),
+            403,
+        )
     if view is None:
         abort(400)
+    ctx = view.context  # decided again if the team or the consent changed meanwhile
     manages = bool(ctx.roles & {Role.REFERENT, Role.COORDINATOR})
     # The team's names are for those who work with it, not for every group member.
     shows_team = bool(ctx.roles & {Role.REFERENT, Role.COORDINATOR, Role.AGENT})
@@ -413,8 +430,20 @@ def remove_from_team(reference: str, public_id: str) -> Any:
         record_case(Action.CASE_TEAM_REMOVE, case.reference, allowed=False, rule="not_allowed")
         show_error(error)
         return redirect(url_for("cases.show", reference=reference))
-    record_case(Action.CASE_TEAM_REMOVE, case.reference, rule=agent.public_id)
+    # It restricts who may read: in force (generation bumped) before its event is placed in the
+    # log, so a read by the person removed cannot be recorded after it and still be served.
+    cases().consents.touch(case.id)
+    staged = stage(
+        db(),
+        new_event(
+            Action.CASE_TEAM_REMOVE,
+            object_type="case",
+            object_id=case.reference,
+            rule=agent.public_id,
+        ),
+    )
     db().commit()
+    append_staged(db(), [staged])
     flash(_("%(name)s ne fait plus partie de l'équipe du dossier.", name=agent.name), "success")
     return redirect(url_for("cases.show", reference=reference))
 

@@ -983,3 +983,107 @@ def test_the_age_is_shown_only_to_those_the_charter_shows_the_date_of_birth(
     # Reviewing the liaison form, the charter shows the group the date: then the age too
     reperage = cpip.get(f"/dossiers/{refs['minor']}?finalite=reperage").get_data(as_text=True)
     assert "01/09/2009" in reperage and "Âge aujourd" in reperage
+
+
+def test_the_date_of_birth_cannot_be_moved_back_to_lift_the_parents_accord(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    """A team member cannot make the young person older to drop a parent's withdrawal; the
+    date can still be corrected the other way (with the accord), and must be plausible."""
+    reference = _minor_turning_18(app, clock, territory)
+    educateur = _as(app, clock, territory["educateur"])
+    withdrawal = (
+        f"/dossiers/{reference}/consentement/{_consent_id(app, reference, 'parent_1')}/retrait"
+    )
+    assert _post(educateur, withdrawal).status_code == 302
+    edit = f"/dossiers/{reference}/informations"
+    older = _post(educateur, edit, **{"identite.date_naissance": "1990-01-01"})
+    assert older.status_code == 400
+    assert "ne peut pas être avancée" in older.get_data(as_text=True)
+    end = _paris(clock().date() + timedelta(days=90))
+    assert end not in educateur.get(f"/dossiers/{reference}?finalite=reperage").get_data(
+        as_text=True
+    )
+    for implausible in ("1890-01-01", (clock().date() + timedelta(days=2)).isoformat()):
+        response = _post(educateur, edit, **{"identite.date_naissance": implausible})
+        assert response.status_code == 400, implausible
+
+
+def test_a_professional_taken_off_the_team_is_not_served_a_read_recorded_after_it(
+    app: Flask,
+    clock: FakeClock,
+    territory: dict[str, Account],
+    refs: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hub.cases import Cases
+
+    reference = refs["followed"]
+    cpip = _as(app, clock, territory["cpip"])  # on the team (he signalled the young man)
+    conseillere = _as(app, clock, territory["conseillere"])
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        public_id = session.scalar(
+            select(User.public_id).where(User.email == territory["cpip"].email)
+        )
+    removal = f"/dossiers/{reference}/equipe/{public_id}/retirer"
+    token = csrf_token(conseillere, f"/dossiers/{reference}")
+    decided, removed = threading.Event(), threading.Event()
+    real_view = Cases.view
+    calls: list[int] = []
+
+    def paused_view(self: Cases, *args: Any, **kwargs: Any) -> Any:
+        view = real_view(self, *args, **kwargs)
+        calls.append(len(calls))
+        if len(calls) == 1:
+            decided.set()
+            assert removed.wait(30)
+        return view
+
+    monkeypatch.setattr(Cases, "view", paused_view)
+    answer: list[Any] = []
+    # As an agent on the team, he follows the path; as a group member he would still see the
+    # review's fields: read for the follow-up, which only the team grants him
+    thread = threading.Thread(
+        target=lambda: answer.append(cpip.get(f"/dossiers/{reference}?finalite=suivi_parcours"))
+    )
+    thread.start()
+    assert decided.wait(30)
+    assert conseillere.post(removal, data={"csrf_token": token}).status_code == 302
+    removed.set()
+    thread.join(30)
+    (response,) = answer
+    html = response.get_data(as_text=True)
+    assert "Mina Conseil" not in html  # the référent's name: a follow-up field of the team
+    events = list(_log(app).events(0, _log(app).size()))
+    (taken_off,) = [
+        e for e in events if e.action == Action.CASE_TEAM_REMOVE and e.object_id == reference
+    ]
+    views = [
+        e
+        for e in events
+        if e.action == Action.CASE_VIEW and e.request_id == response.headers["X-Request-Id"]
+    ]
+    assert views[0].seq > taken_off.seq and views[-1].decision.value == "deny"
+
+
+def test_the_case_list_needs_the_role_of_referent_to_list_a_case_as_referent(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    # The Mission Locale counsellor is référent of the followed case; without the role (taken
+    # away by an administrator) and outside the group, the case is no longer listed
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        user = session.scalar(select(User).where(User.email == territory["conseillere"].email))
+        assert user is not None
+        user.set_roles({Role.AGENT})
+        from hub.models import GroupMembership
+
+        for membership in session.scalars(
+            select(GroupMembership).where(GroupMembership.user_id == user.id)
+        ):
+            session.delete(membership)
+        session.commit()
+    client = _as(app, clock, territory["conseillere"])
+    assert refs["followed"] not in client.get("/dossiers/").get_data(as_text=True)
+    assert client.get(f"/dossiers/{refs['followed']}").status_code == 403
