@@ -46,6 +46,7 @@ with SQLite in WAL mode and ``synchronous=FULL`` that COMMIT is durable across p
 
 from __future__ import annotations
 
+import fcntl
 import operator
 import os
 import sqlite3
@@ -365,6 +366,35 @@ class _SqliteWriter:
         self._engine = engine
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
+        database = engine.url.database
+        # Appending processes queue on this file's lock (see turn()); in-memory stores have
+        # one process only.
+        self._lock_path = f"{database}.append-lock" if database and database != ":memory:" else None
+        self._lock_fd: int | None = None
+        self._lock_pid = 0
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """This process's turn to append, across processes (gunicorn workers, Celery).
+
+        SQLite's own lock would serialise them too, but a process that finds the database
+        locked sleeps in its busy handler (1 ms, then 2, 5, 10…), while the append it waits for
+        takes a fraction of a millisecond: under load each append then paid a sleep. A blocking
+        ``flock`` wakes the next process as soon as the lock is released. The SQLite lock still
+        guards correctness (retention and writers that skip this turn).
+        """
+        if self._lock_path is None:
+            yield
+            return
+        if self._lock_fd is None or self._lock_pid != os.getpid():
+            # A descriptor inherited through a fork would share its lock with the parent.
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock_pid = os.getpid()
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def connection(self) -> sqlite3.Connection:
         """The open writer connection (opened on first use)."""
@@ -512,6 +542,15 @@ class AuditLog:
         self, writer: _SqliteWriter, news: Sequence[NewEvent]
     ) -> tuple[list[Event], merkle.Frontier]:
         """One durable append transaction on the embedded store, through the driver."""
+        try:
+            with writer.turn():
+                return self._commit_sqlite_turn(writer, news)
+        except OSError as exc:  # the lock file cannot be opened or locked
+            raise LogUnavailable(f"audit event not written: {exc}") from exc
+
+    def _commit_sqlite_turn(
+        self, writer: _SqliteWriter, news: Sequence[NewEvent]
+    ) -> tuple[list[Event], merkle.Frontier]:
         try:
             conn = writer.connection()
             # The write lock first, so the size read and the inserts are one atomic step.

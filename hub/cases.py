@@ -337,6 +337,17 @@ class Team:
 
 
 @dataclass(frozen=True)
+class CaseInputs:
+    """What a view decision reads besides the consent: meeting days, stored values with their
+    publishers, declinations in force, and the date of birth opened for the minors' rule."""
+
+    meetings: tuple[date, ...]
+    stored: dict[str, StoredValue]
+    declined: dict[int, list[Declination]]
+    birth: date | None
+
+
+@dataclass(frozen=True)
 class Decided:
     """A view decision over the catalogue and what it was taken with."""
 
@@ -584,8 +595,23 @@ class Cases:
         except (VaultError, ValueError):
             return None
 
+    def inputs(self, ctx: CaseContext) -> CaseInputs:
+        """What every view decision on the case reads (three statements): read once when
+        several purposes are decided in one request (the default purpose, then the view)."""
+        stored = self.stored(ctx.case)
+        return CaseInputs(
+            meetings=tuple(self.meetings(ctx.case.group)),
+            stored=stored,
+            declined=self._declinations(ctx.case.group) if stored else {},
+            birth=self.birth_date(ctx.case, ctx.consent_rules, stored),
+        )
+
     def decide_view(
-        self, ctx: CaseContext, purpose: str, state: ConsentState | None = None
+        self,
+        ctx: CaseContext,
+        purpose: str,
+        state: ConsentState | None = None,
+        inputs: CaseInputs | None = None,
     ) -> Decided:
         """The view decision for every hub-tier field of the catalogue, with the stored rows,
         the consent state and the date of birth it used.
@@ -599,10 +625,9 @@ class Cases:
         case = ctx.case
         decider = compiled(ctx.version)
         now = self.clock()
-        meetings = self.meetings(case.group)
         state = state if state is not None else self.consent_state(case)
-        stored = self.stored(case)
-        birth = self.birth_date(case, ctx.consent_rules, stored)
+        inputs = inputs if inputs is not None else self.inputs(ctx)
+        meetings, stored, birth = inputs.meetings, inputs.stored, inputs.birth
         catalogue = [f.id for f in hub_fields(ctx.charter)]
         by_publisher: dict[int | None, list[str]] = {}
         kinds: dict[int, OrgKind] = {}
@@ -613,7 +638,7 @@ class Cases:
             else:
                 kinds[value.publisher_id] = value.publisher_kind
                 by_publisher.setdefault(value.publisher_id, []).append(field_id)
-        declined = self._declinations(case.group) if stored else {}
+        declined = inputs.declined
         reasons: dict[str, Reason] = {}
         for org_id, field_ids in by_publisher.items():
             decision = may_view(
@@ -632,9 +657,15 @@ class Cases:
             reasons.update((r.field, r) for r in decision.reasons)
         return Decided({f: reasons[f] for f in catalogue}, stored, state, birth)
 
-    def view(self, ctx: CaseContext, purpose: str, state: ConsentState | None = None) -> CaseView:
+    def view(
+        self,
+        ctx: CaseContext,
+        purpose: str,
+        state: ConsentState | None = None,
+        inputs: CaseInputs | None = None,
+    ) -> CaseView:
         """What ``ctx``'s recipient sees of the case for ``purpose``: allowed values only."""
-        decided = self.decide_view(ctx, purpose, state)
+        decided = self.decide_view(ctx, purpose, state, inputs)
         reasons, stored = decided.reasons, decided.stored
         charter = ctx.charter
         shown: list[FieldView] = []
@@ -656,16 +687,22 @@ class Cases:
             shown.append(FieldView(definition, value, reason))
         return CaseView(ctx, purpose, tuple(shown), tuple(refused), decided.state, decided.birth)
 
-    def default_purpose(self, ctx: CaseContext, state: ConsentState | None = None) -> str:
+    def default_purpose(
+        self,
+        ctx: CaseContext,
+        state: ConsentState | None = None,
+        inputs: CaseInputs | None = None,
+    ) -> str:
         """The purpose under which the recipient sees the most (first in the charter on a tie).
 
         Only a default for the page: the person states the purpose they consult for, and it is
         recorded with every read.
         """
         state = state if state is not None else self.consent_state(ctx.case)
+        inputs = inputs if inputs is not None else self.inputs(ctx)
         best, best_count = ctx.charter.purposes[0].id, 0
         for purpose in ctx.charter.purposes:
-            reasons = self.decide_view(ctx, purpose.id, state).reasons
+            reasons = self.decide_view(ctx, purpose.id, state, inputs).reasons
             count = sum(r.allowed for r in reasons.values())
             if count > best_count:
                 best, best_count = purpose.id, count

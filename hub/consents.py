@@ -102,8 +102,9 @@ def sees_birth_date(service: Cases, ctx: CaseContext, state: ConsentState | None
     if field is None:
         return False
     state = state if state is not None else service.consent_state(ctx.case)
+    inputs = service.inputs(ctx)
     for purpose in ctx.charter.purposes:
-        reason = service.decide_view(ctx, purpose.id, state).reasons.get(field)
+        reason = service.decide_view(ctx, purpose.id, state, inputs).reasons.get(field)
         if reason is not None and reason.allowed:
             return True
     return False

@@ -210,11 +210,14 @@ def audited_case_view(service: Cases, ctx: CaseContext, purpose: str | None) -> 
     raises :class:`CaseAccessDeniedError`, recorded.
     """
     state = service.consent_state(ctx.case)
-    chosen = purpose or service.default_purpose(ctx, state)
+    inputs = service.inputs(ctx)
+    chosen = purpose or service.default_purpose(ctx, state, inputs)
     if chosen not in ctx.charter.purpose_ids:
         return None
-    for _attempt in range(READ_ATTEMPTS):
-        view = service.view(ctx, chosen, state)
+    for attempt in range(READ_ATTEMPTS):
+        if attempt:
+            inputs = service.inputs(ctx)  # read again: the case may have changed too
+        view = service.view(ctx, chosen, state, inputs)
         record_case(
             Action.CASE_VIEW,
             ctx.case.reference,

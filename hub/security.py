@@ -15,6 +15,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from charter.vocabulary import (
     ORG_KIND_LABELS_EN,
@@ -49,7 +50,17 @@ def load_user(identity: str) -> User | None:
     public_id, _sep, nonce = identity.partition(":")
     if not public_id or not nonce:
         return None
-    user = db().scalar(select(User).where(User.public_id == public_id))
+    # One statement: every page loads the person, their organisation and roles.
+    user = (
+        db()
+        .scalars(
+            select(User)
+            .options(joinedload(User.organisation), joinedload(User.role_rows))
+            .where(User.public_id == public_id)
+        )
+        .unique()
+        .one_or_none()
+    )
     if user is None or not hmac.compare_digest(user.session_nonce, nonce):
         return None
     if not user.is_active or not user.mfa_enrolled:
