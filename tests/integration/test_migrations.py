@@ -138,3 +138,74 @@ def test_cases_migration_up_and_down_on_data(empty_engine: Engine) -> None:
     downgrade(empty_engine, "0004")
     assert "cases" not in inspect(empty_engine).get_table_names()
     assert _count(empty_engine, "users") == 1 and _count(empty_engine, "group_members") == 1
+
+
+def test_the_consent_migration_keeps_who_followed_a_case_and_refuses_changes_to_records(
+    empty_engine: Engine,
+) -> None:
+    # Given, before case teams existed, a case opened by a SPIP agent and oriented to a Mission
+    # Locale whose two agents were all entitled to it, and a référent of that Mission Locale
+    upgrade(empty_engine, "0005")
+    _seed_people(empty_engine)
+    with empty_engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO organisations (id, public_id, name, kind, active, created_at) VALUES "
+                "(2, 'o2', 'ML', 'mission_locale', true, :t), (3, 'o3', 'PJJ', 'pjj', true, :t)"
+            ),
+            {"t": NOW},
+        )
+        for uid, org, role in ((2, 2, "agent"), (3, 2, "agent"), (4, 3, "agent"), (5, 3, "agent")):
+            c.execute(
+                text(
+                    "INSERT INTO users (id, public_id, name, email, organisation_id, session_nonce, "
+                    "active, failed_logins, locked_by_failures, created_at) "
+                    "VALUES (:id, :pid, 'X', :email, :org, 'n', true, 0, false, :t)"
+                ),
+                {"id": uid, "pid": f"u{uid}", "email": f"u{uid}@x.example", "org": org, "t": NOW},
+            )
+            c.execute(
+                text("INSERT INTO user_roles (user_id, role) VALUES (:id, :role)"),
+                {"id": uid, "role": role},
+            )
+        c.execute(text("INSERT INTO user_roles (user_id, role) VALUES (2, 'referent')"))
+        c.execute(
+            text(
+                "INSERT INTO cases (id, reference, group_id, opened_by_org_id, opened_by_id, "
+                "referent_id, status, opened_at, wrapped_key) "
+                "VALUES (1, 'C-0000-0001', 1, 1, 1, 2, 'suivi', :t, :k)"
+            ),
+            {"t": NOW, "k": b"k"},
+        )
+        for org in (1, 2, 3):
+            c.execute(
+                text(
+                    "INSERT INTO case_partners (case_id, organisation_id, added_at) "
+                    "VALUES (1, :org, :t)"
+                ),
+                {"org": org, "t": NOW},
+            )
+    # When consent and case teams arrive
+    upgrade(empty_engine, "0006")
+    with empty_engine.connect() as c:
+        team = {
+            tuple(r) for r in c.execute(text("SELECT user_id, organisation_id FROM case_members"))
+        }
+    # Then the opener keeps the case, the PJJ (oriented, nobody named) keeps its agents, and the
+    # référent's own organisation adds nobody (the référent is its person)
+    assert team == {(1, 1), (4, 3), (5, 3)}
+    # And the consent records are append-only from the start
+    with empty_engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO consent_information (case_id, subject, exception, recorded_by_org_id, "
+                "recorded_at) VALUES (1, 'jeune', false, 1, :t)"
+            ),
+            {"t": NOW},
+        )
+    with pytest.raises(Exception, match="append-only"), empty_engine.begin() as c:
+        c.execute(text("UPDATE consent_information SET subject = 'parent_1'"))
+    # Downgrading removes them and keeps the cases
+    downgrade(empty_engine, "0005")
+    assert "consents" not in inspect(empty_engine).get_table_names()
+    assert _count(empty_engine, "case_partners") == 3
