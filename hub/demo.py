@@ -152,7 +152,7 @@ def _demo_cases(cases: Cases, group: OperationalGroup, now: datetime) -> None:
         group, cpip, {"identite.date_naissance": "2005-05-12"}
     )
     cases.name_referent(cases.context(followed, coordinator), conseillere)
-    _demo_consent(cases, followed, conseillere, today - timedelta(days=20), 345)
+    demo_consent(cases, followed, conseillere, today - timedelta(days=20), 345)
     cases.publish(
         cases.context(followed, cpip),
         {"justice.date_sortie": day(95), "justice.date_fin_mesure": day(460)},
@@ -175,7 +175,7 @@ def _demo_cases(cases: Cases, group: OperationalGroup, now: datetime) -> None:
     minor, _decision, _version = cases.open_case(
         group, educateur, {"identite.date_naissance": "2009-09-01"}
     )
-    _demo_consent(cases, minor, educateur, today - timedelta(days=340), 365, parents=True)
+    demo_consent(cases, minor, educateur, today - timedelta(days=340), 365, parents=True)
     cases.publish(cases.context(minor, educateur), {"justice.date_fin_mesure": day(150)})
     for offset in (-28, 2, 30):
         cases.add_meeting(group, coordinator, today + timedelta(days=offset))
@@ -185,7 +185,7 @@ def _demo_cases(cases: Cases, group: OperationalGroup, now: datetime) -> None:
 DEMO_SCAN = b"%PDF-1.4\n% Maillon - formulaire de consentement signe (demonstration)\n%%EOF\n"
 
 
-def _demo_consent(
+def demo_consent(
     cases: Cases,
     case: Case,
     professional: User,

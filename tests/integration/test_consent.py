@@ -22,9 +22,9 @@ import hub.pdf
 from audit.events import Action, Event
 from audit.store import AuditLog
 from charter.vocabulary import Role
-from consent import Actor, EvidenceKind, Grantor, InformationMethod, Scope, Upload
 from consent.tables import consents_table, status_table
 from hub import totp
+from hub.demo import demo_consent
 from hub.models import AuditOutbox, Case, Notification, Organisation, User
 from hub.tasks import flush_audit_outbox, run_consent_sweep
 from tests.conftest import Account, FakeClock, csrf_token, login
@@ -270,6 +270,41 @@ def test_a_read_racing_a_withdrawal_never_returns_data_after_the_withdrawal_in_t
     assert any(event.seq > withdrawn_at and not shown for event, shown in served)
 
 
+def _read_across(
+    monkeypatch: pytest.MonkeyPatch,
+    reader: FlaskClient,
+    path: str,
+    change: Callable[[], Any],
+) -> tuple[Any, list[bool]]:
+    """Make the race certain: ``reader`` GETs ``path``; its first view decision waits while
+    ``change`` (a withdrawal, a removal…) runs to its end, then the read goes on and records.
+    Returns the answer and, per decision taken, whether it showed anything."""
+    from hub.cases import Cases
+
+    decided, changed = threading.Event(), threading.Event()
+    real_view = Cases.view
+    shown: list[bool] = []
+
+    def paused_view(self: Cases, *args: Any, **kwargs: Any) -> Any:
+        view = real_view(self, *args, **kwargs)
+        shown.append(bool(view.shown))
+        if len(shown) == 1:  # only the first decision waits for the change
+            decided.set()
+            assert changed.wait(30)
+        return view
+
+    monkeypatch.setattr(Cases, "view", paused_view)
+    answer: list[Any] = []
+    thread = threading.Thread(target=lambda: answer.append(reader.get(path)))
+    thread.start()
+    assert decided.wait(30)
+    change()
+    changed.set()
+    thread.join(30)
+    (response,) = answer
+    return response, shown
+
+
 def test_a_read_decided_before_a_withdrawal_and_recorded_after_it_is_decided_again(
     app: Flask,
     clock: FakeClock,
@@ -280,39 +315,20 @@ def test_a_read_decided_before_a_withdrawal_and_recorded_after_it_is_decided_aga
     """The race made certain: the read takes its decision under the accord, then the withdrawal
     commits and takes its place in the log, then the read records its event — after the
     withdrawal. It must answer as the withdrawal says."""
-    from hub.cases import Cases
-
     reference = refs["followed"]
     reader = _as(app, clock, territory["conseillere"])
     withdrawer = _as(app, clock, territory["conseillere"])
     path = f"/dossiers/{reference}/consentement/{_consent_id(app, reference)}/retrait"
     token = csrf_token(withdrawer, path)
-    decided, withdrawn = threading.Event(), threading.Event()
-    real_view = Cases.view
-    calls: list[bool] = []
-
-    def paused_view(self: Cases, *args: Any, **kwargs: Any) -> Any:
-        view = real_view(self, *args, **kwargs)
-        calls.append(bool(view.shown))
-        if len(calls) == 1:  # only the first decision waits for the withdrawal
-            decided.set()
-            assert withdrawn.wait(30)
-        return view
-
-    monkeypatch.setattr(Cases, "view", paused_view)
-    answer: list[Any] = []
-    thread = threading.Thread(
-        target=lambda: answer.append(reader.get(f"/dossiers/{reference}?finalite=suivi_parcours"))
+    response, shown = _read_across(
+        monkeypatch,
+        reader,
+        f"/dossiers/{reference}?finalite=suivi_parcours",
+        lambda: withdrawer.post(path, data={"csrf_token": token}),
     )
-    thread.start()
-    assert decided.wait(30)
-    assert withdrawer.post(path, data={"csrf_token": token}).status_code == 302
-    withdrawn.set()
-    thread.join(30)
-    (response,) = answer
     assert response.status_code == 200
     # The first decision had allowed the date; the answer does not carry it
-    assert calls[0] is True
+    assert shown[0] is True
     assert "12/05/2005" not in response.get_data(as_text=True)
     request_id = response.headers["X-Request-Id"]
     events = list(_log(app).events(0, _log(app).size()))
@@ -393,50 +409,8 @@ def _minor_turning_18(app: Flask, clock: FakeClock, territory: dict[str, Account
         case, _decision, _version = service.open_case(
             group_row, educateur, {"identite.date_naissance": birth.isoformat()}
         )
+        demo_consent(service, case, educateur, today, 730, parents=True)
         ctx = service.context(case, educateur)
-        actor = Actor(educateur.id, educateur.organisation_id)
-        sealer = service.vault.for_case(case.wrapped_key, case.reference)
-        scope = Scope(
-            purposes=ctx.charter.purpose_ids,
-            categories=frozenset(ctx.charter.consent_category_ids),
-            recipient_orgs=frozenset(o.id for o in service.charters.partners(case.group)),
-        )
-        for grantor in (Grantor.YOUNG_PERSON, Grantor.PARENT_1):
-            service.consents.inform(
-                case.id,
-                actor,
-                subject=grantor,
-                rules=ctx.consent_rules,
-                birth=birth,
-                method=InformationMethod.IN_PERSON,
-                informed_on=today,
-            )
-            service.consents.record_consent(
-                case.id,
-                actor,
-                grantor=grantor,
-                given=True,
-                scope=scope,
-                valid_from=today,
-                valid_until=today + timedelta(days=730),
-                rules=ctx.consent_rules,
-                birth=birth,
-                purposes=ctx.charter.purpose_ids,
-                categories=ctx.charter.consent_category_ids,
-                charter_version="charte-type-clspd-jeunes-justice:2",
-                evidence=Upload(EvidenceKind.SCAN, SCAN),
-                sealer=sealer,
-            )
-        service.consents.inform(
-            case.id,
-            actor,
-            subject=Grantor.PARENT_2,
-            rules=ctx.consent_rules,
-            birth=birth,
-            exception=True,
-            justification="Informer ce parent exposerait l'enfant (exemple).",
-            sealer=sealer,
-        )
         service.publish(ctx, {"justice.date_fin_mesure": (today + timedelta(days=90)).isoformat()})
         session.commit()
         return case.reference
@@ -1016,7 +990,6 @@ def test_a_professional_taken_off_the_team_is_not_served_a_read_recorded_after_i
     refs: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from hub.cases import Cases
 
     reference = refs["followed"]
     cpip = _as(app, clock, territory["cpip"])  # on the team (he signalled the young man)
@@ -1028,31 +1001,14 @@ def test_a_professional_taken_off_the_team_is_not_served_a_read_recorded_after_i
         )
     removal = f"/dossiers/{reference}/equipe/{public_id}/retirer"
     token = csrf_token(conseillere, f"/dossiers/{reference}")
-    decided, removed = threading.Event(), threading.Event()
-    real_view = Cases.view
-    calls: list[int] = []
-
-    def paused_view(self: Cases, *args: Any, **kwargs: Any) -> Any:
-        view = real_view(self, *args, **kwargs)
-        calls.append(len(calls))
-        if len(calls) == 1:
-            decided.set()
-            assert removed.wait(30)
-        return view
-
-    monkeypatch.setattr(Cases, "view", paused_view)
-    answer: list[Any] = []
     # As an agent on the team, he follows the path; as a group member he would still see the
     # review's fields: read for the follow-up, which only the team grants him
-    thread = threading.Thread(
-        target=lambda: answer.append(cpip.get(f"/dossiers/{reference}?finalite=suivi_parcours"))
+    response, _shown = _read_across(
+        monkeypatch,
+        cpip,
+        f"/dossiers/{reference}?finalite=suivi_parcours",
+        lambda: conseillere.post(removal, data={"csrf_token": token}),
     )
-    thread.start()
-    assert decided.wait(30)
-    assert conseillere.post(removal, data={"csrf_token": token}).status_code == 302
-    removed.set()
-    thread.join(30)
-    (response,) = answer
     html = response.get_data(as_text=True)
     assert "Mina Conseil" not in html  # the référent's name: a follow-up field of the team
     events = list(_log(app).events(0, _log(app).size()))
