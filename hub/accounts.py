@@ -271,6 +271,17 @@ class Accounts:
             return LoginResult(LoginOutcome.DISABLED, None, *ids)
         if self.is_locked(user):
             return LoginResult(LoginOutcome.LOCKED, None, *ids)
+        if user.locked_until is not None:
+            # A lockout that expired starts a fresh count: otherwise one more failure would
+            # lock the account again at once. Conditional on the same expiry, so two requests
+            # racing here reset it once.
+            self.session.execute(
+                update(User)
+                .where(User.id == user.id, User.locked_until == user.locked_until)
+                .values(failed_logins=0, locked_until=None, locked_by_failures=False)
+                .execution_options(synchronize_session=False)
+            )
+            self.session.refresh(user, ["failed_logins", "locked_until", "locked_by_failures"])
         if not password_ok:
             return self._failure(user, LoginOutcome.BAD_PASSWORD)
         if not user.mfa_enrolled:

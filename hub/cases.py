@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Select, and_, bindparam, exists, false, or_, select
 from sqlalchemy.orm import Session, joinedload, lazyload
 
+from audit.events import IDENT
 from charter import Charter, Decision, Declination, Reason, Recipient
 from charter.model import FieldDef
 from charter.vocabulary import OrgKind, Role, Secrecy, Tier
@@ -211,6 +212,25 @@ class CaseAccessDeniedError(MessageError):
         super().__init__(message)
         self.rule = rule
         self.code = code
+
+
+NOT_INVOLVED = N_(
+    "Vous ne suivez pas ce dossier : seuls le référent, les membres du groupe "
+    "opérationnel et les professionnels nommés dans l'équipe du dossier y ont "
+    "accès."
+)
+
+
+def unknown_case() -> CaseAccessDeniedError:
+    """The refusal for a reference that names no case: worded and coded as a refusal of a case
+    one takes no part in, so the answer does not tell which references exist."""
+    return CaseAccessDeniedError(NOT_INVOLVED, rule="unknown_case", code="not_involved")
+
+
+def loggable_reference(reference: str) -> str:
+    """``reference`` as an audit event may hold it (an identifier), else empty: whatever was
+    typed in a URL never breaks the recording of its refusal."""
+    return reference if IDENT.fullmatch(reference) else ""
 
 
 def new_reference() -> str:
@@ -508,21 +528,12 @@ class Cases:
     ) -> CaseContext:
         version = self.charters.applicable(case.group, org)
         if version is None:
-            raise CaseAccessDeniedError(
-                N_(
-                    "Votre organisation n'a signé aucune version de la charte de ce groupe : "
-                    "elle ne prend pas part à ses échanges."
-                ),
-                rule="no_charter_signed",
-                code="no_charter_signed",
-            )
+            # Worded and coded as any refusal (the log keeps the precise rule): the answer must
+            # not tell an outsider that this reference names a case of some group.
+            raise CaseAccessDeniedError(NOT_INVOLVED, rule="no_charter_signed", code="not_involved")
         if not roles:
             raise CaseAccessDeniedError(
-                N_(
-                    "Vous ne suivez pas ce dossier : seuls le référent, les membres du groupe "
-                    "opérationnel et les professionnels nommés dans l'équipe du dossier y ont "
-                    "accès."
-                ),
+                NOT_INVOLVED,
                 rule=charter_of(version).refusal_articles.default,
                 code="not_involved",
             )

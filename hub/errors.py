@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
@@ -12,7 +13,7 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from audit.events import Action, Decision
 from consent import ConsentError, ErrorKind
 from hub.i18n import N_
-from hub.recording import AuditUnavailable, record
+from hub.recording import AuditUnavailable, record, request_id
 
 # Stable API codes and French messages per HTTP status.
 STATUS_CODES: dict[int, tuple[str, str]] = {
@@ -160,8 +161,26 @@ def _handle_consent(error: ConsentError) -> Any:
     return _page(status if status != 422 else 400, message)
 
 
+def log_unexpected(error: BaseException) -> None:
+    """Log an unexpected exception for the operators: request id, method, route, exception
+    class and where it was raised (file, line, function) — never its message nor any value,
+    which may carry personal data (SQL parameters, form fields)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}:{f.name}" for f in frames[::-1])
+    current_app.logger.error(
+        "unexpected error request_id=%s method=%s endpoint=%s exception=%s at %s",
+        request_id(),
+        request.method,
+        request.endpoint or "-",
+        type(error).__qualname__,
+        where or "-",
+    )
+
+
 def _handle_unexpected(error: Exception) -> Any:
-    # Logged by Flask with the traceback; the person sees a plain French page.
+    # The person sees a plain French page; the operators get a log line without personal data
+    # (Flask logs nothing itself once a handler takes the exception).
+    log_unexpected(error)
     if wants_json():
         return api_error_response(500, "internal_error", _(STATUS_CODES[500][1]))
     return _page(500)

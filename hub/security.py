@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Response, abort, flash, g, redirect, request, session, url_for
 from flask_babel import get_locale
@@ -68,16 +69,29 @@ def load_user(identity: str) -> User | None:
     return user
 
 
+MAX_NEXT = 2048
+
+
 def safe_next(target: str | None) -> str | None:
-    """``target`` if it is a local path (no open redirect), else ``None``."""
-    if not target:
+    """A local path built from ``target`` (no open redirect, no header injection), or ``None``.
+
+    Only what was validated is returned: the path and query rebuilt from the parsed URL, never
+    the raw string. Any control character (CR, LF, NUL, DEL, C1…) refuses the whole target —
+    browsers and proxies disagree on how to read them.
+    """
+    if not target or len(target) > MAX_NEXT:
+        return None
+    if any(unicodedata.category(c)[0] == "C" for c in target):
+        return None
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if parts.scheme or parts.netloc:
         return None
-    if "\\" in target:
+    rebuilt = urlunsplit(("", "", parts.path, parts.query, ""))
+    if not rebuilt.startswith("/") or rebuilt.startswith("//"):
         return None
-    return target
+    return rebuilt
 
 
 def _timestamp(value: Any) -> datetime | None:

@@ -29,6 +29,8 @@ from hub.cases import (
     articles,
     charter_ref,
     is_date_field,
+    loggable_reference,
+    unknown_case,
 )
 from hub.forms import ConfirmForm, MeetingForm, PartnerForm, ReferentForm, TeamForm, choices
 from hub.i18n import N_, page_is_english
@@ -72,10 +74,12 @@ def day(value: date | str | None) -> str:
     return value.strftime("%Y-%m-%d" if page_is_english() else "%d/%m/%Y")
 
 
-def _case_or_404(reference: str) -> Case:
+def _case_or_403(reference: str) -> Case:
+    """The case, or the same 403 as for a case one takes no part in (recorded by the handler):
+    the answer never tells which references exist."""
     case = cases().by_reference(reference)
     if case is None:
-        abort(404)
+        abort(403)
     return case
 
 
@@ -183,14 +187,16 @@ def _new_page(
 @bp.route("/<reference>")
 def show(reference: str) -> Any:
     """The case as the charter lets this person see it, for the purpose they state."""
-    case = _case_or_404(reference)
     service = cases()
+    case = service.by_reference(reference)
     try:
+        if case is None:
+            raise unknown_case()
         ctx = service.context(case, current_user)
     except CaseAccessDeniedError as error:
         record_case(
             Action.CASE_VIEW,
-            case.reference,
+            loggable_reference(reference),
             allowed=False,
             rule=error.rule,
         )
@@ -303,7 +309,7 @@ def _removable(ctx: CaseContext, team: Team | None = None) -> frozenset[int]:
 def edit(reference: str) -> Any:
     """Record what the hub may hold on the case, within what the charter lets the person's
     organisation publish (nothing is stored if one value is refused)."""
-    case = _case_or_404(reference)
+    case = _case_or_403(reference)
     ctx = _context_or_403(case)
     service = cases()
     fields = service.publishable(ctx.organisation, case.group, ctx.version)
@@ -329,7 +335,7 @@ def _edit_page(case: Case, fields: list[Any], values: dict[str, str], status: in
 @bp.route("/<reference>/referent", methods=["POST"])
 def name_referent(reference: str) -> Any:
     """The coordinator records the référent de parcours the group named."""
-    case = _case_or_404(reference)
+    case = _case_or_403(reference)
     ctx = _context_or_403(case)
     if Role.COORDINATOR not in ctx.roles:
         abort(403)
@@ -358,7 +364,7 @@ def name_referent(reference: str) -> Any:
 @bp.route("/<reference>/partenaires", methods=["POST"])
 def add_partner(reference: str) -> Any:
     """The référent or the coordinator associates another partner with the case."""
-    case = _case_or_404(reference)
+    case = _case_or_403(reference)
     ctx = _context_or_403(case)
     if not ctx.roles & {Role.REFERENT, Role.COORDINATOR}:
         abort(403)
@@ -393,7 +399,7 @@ def add_partner(reference: str) -> Any:
 @bp.route("/<reference>/equipe", methods=["POST"])
 def add_to_team(reference: str) -> Any:
     """Name an agent of a following organisation on the case team."""
-    case = _case_or_404(reference)
+    case = _case_or_403(reference)
     ctx = _context_or_403(case)
     form = _team_form(ctx)
     agent = db().get(User, form.agent.data) if form and form.validate_on_submit() else None
@@ -418,7 +424,7 @@ def add_to_team(reference: str) -> Any:
 @bp.route("/<reference>/equipe/<public_id>/retirer", methods=["POST"])
 def remove_from_team(reference: str, public_id: str) -> Any:
     """Take an agent off the case team (hand-over, end of a partner's part)."""
-    case = _case_or_404(reference)
+    case = _case_or_403(reference)
     ctx = _context_or_403(case)
     agent = db().scalar(select(User).where(User.public_id == public_id))
     if agent is None or not ConfirmForm().validate_on_submit():

@@ -40,7 +40,13 @@ from consent.vocabulary import (
     METHOD_LABELS_FR,
 )
 from hub import consents
-from hub.cases import CaseAccessDeniedError, CaseContext, charter_ref
+from hub.cases import (
+    CaseAccessDeniedError,
+    CaseContext,
+    charter_ref,
+    loggable_reference,
+    unknown_case,
+)
 from hub.forms import AdhesionForm, ConfirmForm, ConsentForm, InformationForm, choices
 from hub.i18n import page_is_english
 from hub.models import Case, Organisation, User
@@ -72,12 +78,12 @@ def _helpers() -> dict[str, Any]:
 def _context(reference: str, action: Action) -> CaseContext:
     """The person's part in the case; a refusal is recorded as ``action`` denied (403)."""
     case = cases().by_reference(reference)
-    if case is None:
-        abort(404)
     try:
+        if case is None:
+            raise unknown_case()  # the same answer as a refusal
         return cases().context(case, current_user)
     except CaseAccessDeniedError as error:
-        record_case(action, case.reference, allowed=False, rule=error.rule)
+        record_case(action, loggable_reference(reference), allowed=False, rule=error.rule)
         abort(403)
 
 

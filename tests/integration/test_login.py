@@ -346,3 +346,21 @@ def test_login_is_rate_limited_per_address(
         "/connexion", data={"csrf_token": token, "email": "a@b.c", "password": "x", "code": "1"}
     )
     assert refused.status_code == 429 and "Trop de tentatives" in refused.get_data(as_text=True)
+
+
+@pytest.mark.config(ratelimit_enabled=False)
+def test_a_lockout_that_expired_starts_a_fresh_count(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    cpip = territory["cpip"]
+    client = app.test_client()
+    for _ in range(10):
+        login(client, clock, cpip, code="000000")
+    clock.advance(minutes=31)
+    # One mistake after the lockout is one mistake, not a new lockout…
+    assert _refused(login(client, clock, cpip, code="000000"))
+    assert login(client, clock, cpip).status_code == 302
+    # …and nine more are still below the threshold
+    for _ in range(9):
+        login(app.test_client(), clock, cpip, code="000000")
+    assert login(app.test_client(), clock, cpip).status_code == 302
