@@ -81,6 +81,8 @@ class Action(StrEnum):
     CASE_TEAM_ADD = "case.team.add"
     CASE_TEAM_REMOVE = "case.team.remove"
     GROUP_MEETING = "group.meeting"
+    GROUP_MEETING_MOVE = "group.meeting.move"
+    GROUP_MEETING_CANCEL = "group.meeting.cancel"
     FORM_SEND = "form.send"
     FORM_SEND_REFUSED = "form.send.refused"
     FORM_DELIVER = "form.deliver"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from enum import StrEnum
 
 from charter.globs import expand, matches
@@ -174,10 +174,11 @@ def _window_open(rule: ViewRule, at: date | datetime | None, meetings: Iterable[
         return True
     if at is None:
         return False
-    day = _as_date(at)
-    before = timedelta(days=rule.window.days_before)
-    after = timedelta(days=rule.window.days_after)
-    return any(m - before <= day <= m + after for m in meetings)
+    # On day numbers, not dates: a meeting stored near date.min or date.max (bad data) must
+    # not make every decision of its group fail with an overflow.
+    day = _as_date(at).toordinal()
+    before, after = rule.window.days_before, rule.window.days_after
+    return any(m.toordinal() - before <= day <= m.toordinal() + after for m in meetings)
 
 
 def _sender_matches(rule: ViewRule, sender: OrgKind | None) -> bool:

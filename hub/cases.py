@@ -40,6 +40,7 @@ from consent import (
     may_view,
 )
 from hub.charters import Charters, charter_of, compiled
+from hub.dates import LATEST, in_range, out_of_range_message
 from hub.i18n import N_, MessageError
 from hub.models import (
     Case,
@@ -61,6 +62,7 @@ MAX_VALUE_LENGTH = 200
 EXIT_CATEGORY = "sortie"  # catalogue fields sortie.* record the exit from the programme
 MAX_VALUES = 50  # more than a catalogue holds: a forged form, refused before any decision
 MAX_AGE = 100  # a date of birth further back is a typing error
+BIRTH_EARLIEST = date(1900, 1, 1)
 # Crockford's base 32 without the look-alikes I, L, O, U: references are read out on the phone.
 _REF_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -1121,6 +1123,8 @@ class Cases:
         """The coordinator schedules a meeting of the group (monthly review)."""
         if group.coordinator_id != user.id:
             raise CaseRefusedError(N_("Seul le coordinateur du groupe fixe ses réunions."))
+        if not in_range(day):
+            raise CaseRefusedError(out_of_range_message())
         if day in self.meetings(group):
             raise CaseRefusedError(N_("Une réunion est déjà prévue ce jour-là."))
         meeting = GroupMeeting(
@@ -1129,6 +1133,37 @@ class Cases:
         self.session.add(meeting)
         self.session.flush()
         return meeting
+
+    def move_meeting(
+        self, group: OperationalGroup, user: User, meeting_id: int, day: date | None
+    ) -> GroupMeeting:
+        """The coordinator moves a meeting to ``day``, or cancels it (``None``): a mistyped date
+        is corrected, not lived with (the review's window follows the meetings)."""
+        if group.coordinator_id != user.id:
+            raise CaseRefusedError(N_("Seul le coordinateur du groupe fixe ses réunions."))
+        meeting = self.session.get(GroupMeeting, meeting_id)
+        if meeting is None or meeting.group_id != group.id:
+            raise CaseRefusedError(N_("Cette réunion n'existe pas dans ce groupe."))
+        if day is None:
+            self.session.delete(meeting)
+        else:
+            if not in_range(day):
+                raise CaseRefusedError(out_of_range_message())
+            if day != meeting.meets_on and day in self.meetings(group):
+                raise CaseRefusedError(N_("Une réunion est déjà prévue ce jour-là."))
+            meeting.meets_on = day
+        self.session.flush()
+        return meeting
+
+    def meeting_rows(self, group: OperationalGroup) -> list[GroupMeeting]:
+        """The group's meetings with their ids (the coordinator's page), oldest first."""
+        return list(
+            self.session.scalars(
+                select(GroupMeeting)
+                .where(GroupMeeting.group_id == group.id)
+                .order_by(GroupMeeting.meets_on)
+            )
+        )
 
 
 def _clean(definition: FieldDef | None, field_id: str, raw: str) -> str | None:
@@ -1148,9 +1183,15 @@ def _clean(definition: FieldDef | None, field_id: str, raw: str) -> str | None:
         )
     if definition is not None and is_date_field(field_id):
         try:
-            return date.fromisoformat(value).isoformat()
+            day = date.fromisoformat(value)
         except ValueError:
             raise CaseRefusedError(
                 N_("« %(label)s » : date attendue au format AAAA-MM-JJ."), label=label
             ) from None
+        # Dates of birth go further back (checked apart); nothing is recorded beyond 2100.
+        if not in_range(day, BIRTH_EARLIEST, LATEST):
+            raise CaseRefusedError(
+                N_("« %(label)s » : date entre le 01/01/1900 et le 31/12/2100."), label=label
+            )
+        return day.isoformat()
     return value

@@ -26,6 +26,7 @@ from wtforms.validators import DataRequired, Email, Length, NumberRange, Optiona
 from wtforms.widgets import CheckboxInput, HiddenInput, ListWidget
 
 from charter.vocabulary import ORG_KIND_LABELS_FR, ROLE_LABELS_FR, OrgKind, Role
+from hub.dates import DayInRange
 
 
 def choices(pairs: Sequence[tuple[object, str]]) -> list[SelectChoice]:
@@ -220,8 +221,8 @@ class PeriodForm(FlaskForm):
     class Meta:
         csrf = False
 
-    start = DateField(_l("Du"), validators=[Optional()])
-    end = DateField(_l("Au"), validators=[Optional()])
+    start = DateField(_l("Du"), validators=[Optional(), DayInRange()])
+    end = DateField(_l("Au"), validators=[Optional(), DayInRange()])
     submit = SubmitField(_l("Afficher"))
 
 
@@ -243,7 +244,7 @@ class PartnerForm(FlaskForm):
 class MeetingForm(FlaskForm):
     """The coordinator schedules a meeting of the group."""
 
-    day = DateField(_l("Date de la réunion"), validators=[DataRequired()])
+    day = DateField(_l("Date de la réunion"), validators=[DataRequired(), DayInRange()])
     submit = SubmitField(_l("Ajouter la réunion"))
 
 
@@ -252,7 +253,7 @@ class InformationForm(FlaskForm):
 
     subject = SelectField(_l("Personne informée"), validators=[DataRequired()])
     method = SelectField(_l("Comment"), validators=[Optional()])
-    informed_on = DateField(_l("Date de l'information"), validators=[Optional()])
+    informed_on = DateField(_l("Date de l'information"), validators=[Optional(), DayInRange()])
     notice_version = StringField(
         _l("Version de la note d'information remise"), validators=[Optional(), Length(max=64)]
     )
@@ -289,8 +290,8 @@ class ConsentForm(FlaskForm):
     recipient_orgs = MultiCheckboxField(_l("Ou avec ces partenaires nommément"), coerce=int)
     excluded_kinds = MultiCheckboxField(_l("Jamais avec ces types de partenaires"))
     excluded_orgs = MultiCheckboxField(_l("Jamais avec ces partenaires"), coerce=int)
-    valid_from = DateField(_l("Valable à partir du"), validators=[DataRequired()])
-    valid_until = DateField(_l("Jusqu'au"), validators=[DataRequired()])
+    valid_from = DateField(_l("Valable à partir du"), validators=[DataRequired(), DayInRange()])
+    valid_until = DateField(_l("Jusqu'au"), validators=[DataRequired(), DayInRange()])
     evidence_kind = RadioField(
         _l("Preuve de l'accord"),
         choices=choices(
@@ -313,7 +314,9 @@ class ConsentForm(FlaskForm):
 class AdhesionForm(FlaskForm):
     """The tripartite contract: young person, counsellor, référent."""
 
-    signed_on = DateField(_l("Date de signature du contrat"), validators=[DataRequired()])
+    signed_on = DateField(
+        _l("Date de signature du contrat"), validators=[DataRequired(), DayInRange()]
+    )
     counsellor = SelectField(_l("Conseiller signataire"), coerce=int, validators=[DataRequired()])
     evidence_kind = RadioField(
         _l("Preuve"),

@@ -476,5 +476,39 @@ def meetings(public_id: str) -> Any:
             flash(_("La réunion est ajoutée."), "success")
             return redirect(url_for("cases.meetings", public_id=public_id))
     return render_template(
-        "cases/meetings.html", group=group, form=form, meetings=cases().meetings(group)
+        "cases/meetings.html",
+        group=group,
+        form=form,
+        meetings=cases().meeting_rows(group),
     )
+
+
+@bp.route("/reunions/<public_id>/<int(max=2147483647):meeting_id>", methods=["POST"])
+def move_meeting(public_id: str, meeting_id: int) -> Any:
+    """The coordinator moves a meeting to another day, or cancels it."""
+    group = db().scalar(select(OperationalGroup).where(OperationalGroup.public_id == public_id))
+    if group is None:
+        abort(404)
+    if group.coordinator_id != current_user.id:
+        abort(403)
+    cancel = request.form.get("annuler") == "1"
+    # The app-wide CSRF protection has checked the token already (one per page).
+    form = MeetingForm(prefix="edit", meta={"csrf": False})
+    if not cancel and not form.validate_on_submit():
+        for errors in form.errors.values():
+            flash(" ".join(str(e) for e in errors), "error")
+        return redirect(url_for("cases.meetings", public_id=public_id))
+    try:
+        cases().move_meeting(group, current_user, meeting_id, None if cancel else form.day.data)
+    except CaseRefusedError as error:
+        db().rollback()
+        show_error(error)
+        return redirect(url_for("cases.meetings", public_id=public_id))
+    record(
+        Action.GROUP_MEETING_CANCEL if cancel else Action.GROUP_MEETING_MOVE,
+        object_type="group",
+        object_id=group.public_id,
+    )
+    db().commit()
+    flash(_("La réunion est annulée.") if cancel else _("La réunion est déplacée."), "success")
+    return redirect(url_for("cases.meetings", public_id=public_id))

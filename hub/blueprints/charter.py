@@ -339,6 +339,11 @@ def _review_context(public_id: str) -> dict[str, Any]:
     if group.coordinator_id != current_user.id and not current_user.has_role(Role.DPO):
         abort(403)
     form = PeriodForm(request.args)
+    if request.args and not form.validate():
+        # An impossible or out-of-range day is shown as an error and the default used.
+        for field in (form.start, form.end):
+            if field.errors:
+                field.data = None
     since, until = review_period(form)
     record(
         Action.AUDIT_READ, object_type="group", object_id=group.public_id, purpose="charter_review"

@@ -46,6 +46,7 @@ from hub.anomaly_review import AnomalyFinding
 from hub.cases import Cases
 from hub.celery_app import enqueue
 from hub.charters import parse
+from hub.dates import DayError, parse_day
 from hub.dpo_tasks import detect_anomalies
 from hub.forms import ConfirmForm
 from hub.i18n import N_, page_is_english
@@ -61,7 +62,6 @@ bp = Blueprint("dpo", __name__, url_prefix="/dpo")
 # The charsets the log itself enforces (audit.events): anything else cannot be in it.
 _IDENT = IDENT
 _OBJECT_TYPE = OBJECT_TYPE
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 RULE_LABELS = {
     "bulk_access": N_("Consultations en masse"),
@@ -111,11 +111,10 @@ def _strip(value: Any) -> Any:
 
 
 def _parse_date(value: str | None) -> date | None:
-    if not value:
-        return None
-    if _DATE.fullmatch(value) is None:
-        raise ValueError(value)
-    return date.fromisoformat(value)
+    try:
+        return parse_day(value)
+    except DayError as error:
+        raise ValueError(error.message) from None
 
 
 class PeriodForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
@@ -138,19 +137,23 @@ class PeriodForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
             return None
 
     def validate_start(self, field: Field) -> None:
-        """A real date."""
-        if field.data and self._date(field) is None:
-            raise ValidationError(_("Saisissez une date au format AAAA-MM-JJ."))
+        """A real date, within the days Maillon handles."""
+        if field.data:
+            try:
+                parse_day(field.data)
+            except DayError as error:
+                raise ValidationError(_(error.message)) from None
 
     def validate_end(self, field: Field) -> None:
-        """A real date, not before the start."""
+        """A real date within the days Maillon handles, not before the start."""
         if not field.data:
             return
-        end = self._date(field)
-        if end is None:
-            raise ValidationError(_("Saisissez une date au format AAAA-MM-JJ."))
+        try:
+            end = parse_day(field.data)
+        except DayError as error:
+            raise ValidationError(_(error.message)) from None
         start = self._date(self.start)
-        if start is not None and end < start:
+        if start is not None and end is not None and end < start:
             raise ValidationError(_("La date de fin précède la date de début."))
 
     def bounds(self) -> tuple[datetime | None, datetime | None]:

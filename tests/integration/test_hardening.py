@@ -122,3 +122,116 @@ def test_an_unknown_case_and_a_refused_one_answer_alike_and_both_are_recorded(
         )
         assert (event.action, event.decision.value) == (Action.CASE_VIEW, "deny")
     assert answers[0] == answers[1] == (403, 1)
+
+
+# -- edge dates ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dpo/journal?end=9999-12-31",
+        "/dpo/journal?start=0001-01-01",
+        "/dpo/journal?start=2026-02-30",
+        "/dpo/export.csv?end=9999-12-31",
+        "/dpo/export.json?start=0001-01-01",
+        "/dpo/rapport/objet/case/C-0000-0000?end=9999-12-31",
+        "/dpo/rapport/personne/x?start=0001-01-01",
+    ],
+)
+def test_edge_dates_in_the_dpo_console_are_refused_not_crashing(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], path: str
+) -> None:
+    client = app.test_client()
+    login(client, clock, territory["dpo"])
+    response = client.get(path)
+    assert response.status_code < 500
+    if response.status_code == 200 and "text/html" in response.content_type:
+        assert "Saisissez une date" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("query", ["?end=9999-12-31", "?start=0001-01-01", "?start=x&end=y"])
+def test_edge_dates_in_the_charter_review_are_refused_not_crashing(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], query: str
+) -> None:
+    from sqlalchemy import select
+
+    from hub.models import OperationalGroup
+
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        group = session.scalar(select(OperationalGroup.public_id))
+    client = app.test_client()
+    login(client, clock, territory["coordinatrice"])
+    for suffix in ("bilan", "bilan.pdf"):
+        assert client.get(f"/charte/{group}/{suffix}{query}").status_code == 200
+
+
+def test_a_meeting_far_in_the_past_is_refused_and_a_stored_one_breaks_nothing(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    from datetime import date
+
+    from sqlalchemy import select
+
+    from hub.models import Case, GroupMeeting, OperationalGroup
+
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        group = session.scalar(select(OperationalGroup))
+        assert group is not None
+        public_id, group_id = group.public_id, group.id
+        reference = session.scalar(select(Case.reference).order_by(Case.id).limit(1))
+    coordinator = app.test_client()
+    login(coordinator, clock, territory["coordinatrice"])
+    page = f"/dossiers/reunions/{public_id}"
+    token = csrf_token(coordinator, page)
+    refused = coordinator.post(page, data={"csrf_token": token, "day": "0001-01-01"})
+    assert refused.status_code == 200 and "01/01/2000" in refused.get_data(as_text=True)
+    # A meeting stored at the edge of the calendar (old data, a direct import) breaks no page…
+    with state.session_factory() as session:
+        for day in (date.min, date.max):
+            session.add(GroupMeeting(group_id=group_id, meets_on=day, created_at=clock()))
+        session.commit()
+        ids = [
+            m.id
+            for m in session.scalars(select(GroupMeeting))
+            if m.meets_on in (date.min, date.max)
+        ]
+    referent = app.test_client()
+    login(referent, clock, territory["conseillere"])
+    for purpose in ("suivi_parcours", "revue_mensuelle"):
+        assert referent.get(f"/dossiers/{reference}?finalite={purpose}").status_code == 200
+    # …and the coordinator corrects one and cancels the other
+    moved = coordinator.post(
+        f"{page}/{ids[0]}", data={"csrf_token": token, "edit-day": clock().date().isoformat()}
+    )
+    assert moved.status_code == 302
+    cancelled = coordinator.post(f"{page}/{ids[1]}", data={"csrf_token": token, "annuler": "1"})
+    assert cancelled.status_code == 302
+    with state.session_factory() as session:
+        days = set(session.scalars(select(GroupMeeting.meets_on)))
+    assert date.min not in days and date.max not in days and clock().date() in days
+    # Someone else cannot
+    cpip = app.test_client()
+    login(cpip, clock, territory["cpip"])
+    other = cpip.post(f"{page}/{ids[0]}", data={"csrf_token": token, "annuler": "1"})
+    assert other.status_code in (400, 403)
+
+
+def test_a_case_date_beyond_2100_is_refused(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    from sqlalchemy import select
+
+    from hub.models import Case
+
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        reference = session.scalar(select(Case.reference).order_by(Case.id).limit(1))
+    client = app.test_client()
+    login(client, clock, territory["cpip"])
+    path = f"/dossiers/{reference}/informations"
+    token = csrf_token(client, path)
+    response = client.post(path, data={"csrf_token": token, "justice.date_sortie": "9999-12-31"})
+    assert response.status_code == 400 and "31/12/2100" in response.get_data(as_text=True)
