@@ -1,18 +1,22 @@
 """API authentication for organisation systems: RFC 7523 ``private_key_jwt`` client assertions
 exchanged for short-lived access tokens.
 
-Algorithms are pinned to ``Ed25519`` (RFC 9864's fully-specified name for EdDSA over Ed25519);
-keys come only from our own registry — header ``jwk``/``jku``/``x5u``/``x5c`` are refused and a
-``kid`` must name the registered key — so no header can choose the key or the algorithm.
+The algorithm is bound to the registered key, never taken from the token: an Ed25519 key verifies
+``Ed25519`` (RFC 9864) or its older name ``EdDSA`` (the same scheme), a P-256 key ``ES256``, an
+RSA key of 3072 bits or more ``PS256`` — what partners' Java and .NET JOSE libraries sign with.
+Keys come only from our own registry — header ``jwk``/``jku``/``x5u``/``x5c`` are refused and a
+``kid`` must name the registered key — so no header can choose the key or the algorithm. Access
+tokens are the hub's own and stay ``Ed25519`` only.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,14 +24,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import OKPKey
+from joserfc.jwa import JWSAlgModel
+from joserfc.jwk import ECKey, OKPKey, RSAKey
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
-from hub.i18n import N_
+from hub.i18n import N_, MessageError
 from hub.models import ApiClient, UsedAssertion
 
+# The hub's own access tokens: signed and verified with the server's Ed25519 key only.
 ALGORITHM = "Ed25519"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - RFC 9068 media type
@@ -81,18 +87,186 @@ _CLIENT = (
 )
 
 
-def parse_public_jwk(text: str) -> OKPKey:
-    """An Ed25519 public key from JWK JSON; anything else raises :class:`ValueError`."""
-    data = json.loads(text)
-    if not isinstance(data, dict) or data.get("kty") != "OKP" or data.get("crv") != "Ed25519":
-        raise ValueError("an Ed25519 OKP JWK is required")
-    if "d" in data:
-        raise ValueError("a public key is required, not a private one")
-    key = OKPKey.import_key({"kty": "OKP", "crv": "Ed25519", "x": data["x"]})
-    return key
+# -- client keys: the registered key decides the algorithm ---------------------------------
+
+RSA_MIN_BITS = 3072
+# joserfc refuses signatures longer than 1024 bytes: a larger modulus could never authenticate.
+RSA_MAX_BITS = 8192
+
+# Members only a private or secret JWK carries (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
+_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 
 
-def _header(token: str) -> dict[str, Any]:
+class ClientKeyError(MessageError):
+    """A JWK refused as a client key; the French message says why."""
+
+
+@dataclass(frozen=True)
+class _KeyType:
+    """An accepted kind of client key: how its JWK reads and the algorithms it verifies."""
+
+    label: str
+    kty: str
+    crv: str | None
+    members: tuple[str, ...]
+    algorithms: tuple[str, ...]
+    importer: type[OKPKey] | type[ECKey] | type[RSAKey] = field(repr=False)
+
+
+_KEY_TYPES = (
+    # "EdDSA" is the RFC 8037 name most libraries still write; RFC 9864 renamed the same
+    # signature scheme over this curve "Ed25519".
+    _KeyType("Ed25519", "OKP", "Ed25519", ("x",), ("Ed25519", "EdDSA"), OKPKey),
+    _KeyType("P-256", "EC", "P-256", ("x", "y"), ("ES256",), ECKey),
+    # PSS only: RS256 (PKCS#1 v1.5) is what a key meant for something else would sign with.
+    _KeyType("RSA", "RSA", None, ("n", "e"), ("PS256",), RSAKey),
+)
+CLIENT_ALGORITHMS = frozenset(alg for kind in _KEY_TYPES for alg in kind.algorithms)
+
+
+def _eddsa_as_ed25519() -> JWSAlgModel:
+    # joserfc's "EdDSA" takes an Ed25519 or an Ed448 key and warns at each use (RFC 9864). Bound
+    # to a registered Ed25519 key the name means exactly Ed25519: verify it with the
+    # curve-checked Ed25519 verifier under the older name.
+    alias = copy.copy(jws.JWSRegistry.algorithms["Ed25519"])
+    alias.name = "EdDSA"
+    return alias
+
+
+class _ClientAssertionRegistry(jws.JWSRegistry):
+    """A JWS registry that knows the client algorithms only.
+
+    ``none``, HMAC, ``RS256``, ``ES384``… do not exist for it, so no header can reach them even
+    if a check before it were wrong; each key type gets an instance pinned to its algorithms.
+    """
+
+    algorithms = {  # noqa: RUF012 - replaces, for this registry only, joserfc's table
+        "Ed25519": jws.JWSRegistry.algorithms["Ed25519"],
+        "EdDSA": _eddsa_as_ed25519(),
+        "ES256": jws.JWSRegistry.algorithms["ES256"],
+        "PS256": jws.JWSRegistry.algorithms["PS256"],
+    }
+    recommended: list[str] = []  # noqa: RUF012 - nothing is allowed unless pinned
+
+
+_REGISTRIES = {
+    kind.label: _ClientAssertionRegistry(algorithms=kind.algorithms) for kind in _KEY_TYPES
+}
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    """A client's public key and the only algorithms it verifies, derived from its type."""
+
+    key: OKPKey | ECKey | RSAKey
+    label: str
+    algorithms: tuple[str, ...]
+
+    @property
+    def key_id(self) -> str:
+        """The RFC 7638 thumbprint: the only ``kid`` an assertion may carry."""
+        return self.key.thumbprint()
+
+    def to_json(self) -> str:
+        """The JWK as stored: the public members that define the key, nothing else."""
+        return json.dumps(self.key.as_dict(private=False))
+
+    def verify(self, token: str) -> jwt.Token:
+        """The decoded token if this key signed it with one of its algorithms.
+
+        Raises :class:`~joserfc.errors.JoseError` (or :class:`ValueError`) otherwise.
+        """
+        return jwt.decode(token, self.key, registry=_REGISTRIES[self.label])
+
+
+def _key_type(data: dict[str, Any]) -> _KeyType:
+    for kind in _KEY_TYPES:
+        if data.get("kty") == kind.kty and (kind.crv is None or data.get("crv") == kind.crv):
+            return kind
+    shown = " ".join(str(data[m])[:20] for m in ("kty", "crv") if m in data) or "?"
+    raise ClientKeyError(
+        N_(
+            "Clé refusée : type de clé non accepté (%(kind)s). Sont acceptées les clés "
+            "publiques Ed25519 (OKP), P-256 (EC) et RSA de 3072 bits au moins."
+        ),
+        kind=shown,
+    )
+
+
+def _check_declared_use(data: dict[str, Any], kind: _KeyType) -> None:
+    # A JWK may say what it is for. One meant for encryption or another algorithm (an RSA key
+    # marked RS256, say) would fail at every token request: refuse it now, saying why.
+    use, key_ops, alg = data.get("use"), data.get("key_ops"), data.get("alg")
+    if (
+        (use is not None and use != "sig")
+        or (key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops))
+        or (alg is not None and alg not in kind.algorithms)
+    ):
+        raise ClientKeyError(
+            N_(
+                "Clé refusée : le JWK se déclare pour un autre usage (« use », « key_ops » ou "
+                "« alg ») ; une clé %(kind)s n'est acceptée que pour signer en %(algorithms)s."
+            ),
+            kind=kind.label,
+            algorithms=" / ".join(kind.algorithms),
+        )
+
+
+def parse_public_jwk(text: str | bytes) -> ClientKey:
+    """A client's public key from JWK JSON, with the algorithms its type allows.
+
+    Accepted: a public Ed25519 (OKP), P-256 (EC) or RSA key of 3072 to 8192 bits. Anything else,
+    a JWK with a private member, or one declared for another use raises :class:`ClientKeyError`.
+    Only the members that define the key are kept (``kid``, ``alg``, ``x5c``… are dropped).
+    """
+    try:
+        data = json.loads(text)
+    except ValueError as exc:  # bad JSON, or bytes in no UTF encoding
+        raise ClientKeyError(N_("Clé refusée : le fichier n'est pas une clé JWK (JSON).")) from exc
+    if not isinstance(data, dict):
+        raise ClientKeyError(N_("Clé refusée : le fichier n'est pas une clé JWK (JSON)."))
+    private = [member for member in _PRIVATE_MEMBERS if member in data]
+    if private:
+        raise ClientKeyError(
+            N_(
+                "Clé refusée : ce JWK contient une partie privée (%(members)s). Enregistrez la "
+                "clé publique seule : la clé privée ne quitte jamais l'organisation."
+            ),
+            members=", ".join(private),
+        )
+    kind = _key_type(data)
+    malformed = ClientKeyError(N_("Clé refusée : la clé %(kind)s est mal formée."), kind=kind.label)
+    if not all(isinstance(data.get(member), str) and data[member] for member in kind.members):
+        raise malformed
+    members: dict[str, str | list[str]] = {"kty": kind.kty}
+    if kind.crv:
+        members["crv"] = kind.crv
+    members.update({member: data[member] for member in kind.members})
+    try:
+        # Importing checks the key itself: point on the curve, 32-byte Ed25519 key, 3 <= e < n.
+        key = kind.importer.import_key(members)
+    except (JoseError, ValueError, TypeError) as exc:
+        raise malformed from exc
+    if isinstance(key, RSAKey) and not RSA_MIN_BITS <= key.public_key.key_size <= RSA_MAX_BITS:
+        raise ClientKeyError(
+            N_("Clé refusée : clé RSA de %(bits)s bits ; il en faut de %(min)s à %(max)s."),
+            bits=key.public_key.key_size,
+            min=RSA_MIN_BITS,
+            max=RSA_MAX_BITS,
+        )
+    _check_declared_use(data, kind)
+    return ClientKey(key, kind.label, kind.algorithms)
+
+
+@functools.lru_cache(maxsize=256)
+def _registered_key(public_jwk: str) -> ClientKey:
+    # The stored key goes through the registration rules again, so a row that no longer passes
+    # them authenticates nothing; cached by its text, as parsing an RSA key costs at each call.
+    return parse_public_jwk(public_jwk)
+
+
+def _header(token: str, algorithms: Collection[str]) -> dict[str, Any]:
+    # A cheap first filter, before any database look-up; the key's own algorithms come after.
     if len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
         raise _invalid_client()
     try:
@@ -100,7 +274,7 @@ def _header(token: str) -> dict[str, Any]:
     except (JoseError, ValueError, UnicodeEncodeError) as exc:
         raise _invalid_client() from exc
     header = dict(compact.protected)
-    if header.get("alg") != ALGORITHM or _FORBIDDEN_HEADERS & header.keys():
+    if header.get("alg") not in algorithms or _FORBIDDEN_HEADERS & header.keys():
         raise _invalid_client()
     return header
 
@@ -168,14 +342,20 @@ class ApiAuth:
             raise ApiAuthError(
                 "invalid_request", N_("Assertion du client manquante ou mal typée."), 400
             )
-        header = _header(assertion)
+        header = _header(assertion, CLIENT_ALGORITHMS)
         claims = _unverified_claims(assertion)
         client = self._active_client(claims.get("iss"))
+        try:
+            key = _registered_key(client.public_jwk)
+        except ClientKeyError as exc:
+            raise _invalid_client() from exc
+        # The registered key decides the algorithm; the token's "alg" may only agree with it.
+        if header["alg"] not in key.algorithms:
+            raise _invalid_client()
         if "kid" in header and header["kid"] != client.key_id:
             raise _invalid_client()
         try:
-            key = parse_public_jwk(client.public_jwk)
-            token = jwt.decode(assertion, key, algorithms=[ALGORITHM])
+            token = key.verify(assertion)
             now = int(self.clock().timestamp())
             jwt.JWTClaimsRegistry(
                 now=now,
@@ -230,7 +410,7 @@ class ApiAuth:
     def verify_access_token(self, token: str) -> ApiClient:
         """The client an access token was issued to, if the token and the client are valid now."""
         try:
-            header = _header(token)
+            header = _header(token, (ALGORITHM,))
         except ApiAuthError as exc:
             raise _invalid_token() from exc
         if header.get("typ") != ACCESS_TOKEN_TYPE or header.get("kid") != self._server_kid:

@@ -27,7 +27,7 @@ from audit.export import export_log
 from charter import CharterError, has_errors, lint, load_charter
 from charter.vocabulary import OrgKind, Role
 from hub import migrate, totp
-from hub.api_auth import parse_public_jwk
+from hub.api_auth import ClientKeyError, parse_public_jwk
 from hub.charters import Charters
 from hub.demo import accounts_as_json, seed_demo
 from hub.i18n import MessageError
@@ -356,31 +356,29 @@ def api_client_group() -> None:
     "jwk_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
-    help="Clé publique Ed25519 du client au format JWK (JSON).",
+    help=(
+        "Clé publique du client au format JWK (JSON) : Ed25519 (OKP), P-256 (EC) "
+        "ou RSA de 3072 bits au moins."
+    ),
 )
 @with_appcontext
 def api_client_register(org_name: str, name: str, jwk_file: Path) -> None:
-    """Register a client's public key; prints the client_id."""
+    """Register a client's public key; prints the client_id.
+
+    The key's type fixes the algorithms its assertions may use (Ed25519/EdDSA, ES256 or PS256).
+    """
     hub_state = _state()
-    text = jwk_file.read_text(encoding="utf-8")
     try:
-        key = parse_public_jwk(text)
-    except (ValueError, KeyError) as exc:
-        raise click.ClickException(
-            "Clé refusée : une clé publique Ed25519 (JWK OKP) est attendue."
-        ) from exc
+        key = parse_public_jwk(jwk_file.read_bytes())
+    except ClientKeyError as error:
+        _fail(error)
     with hub_state.session_factory() as session:
         org = _one(
             session,
             select(Organisation).where(Organisation.name == org_name),
             "Organisation inconnue.",
         )
-        client = ApiClient(
-            organisation=org,
-            name=name,
-            public_jwk=json.dumps(key.as_dict(private=False)),
-            key_id=key.thumbprint(),
-        )
+        client = ApiClient(organisation=org, name=name, public_jwk=key.to_json(), key_id=key.key_id)
         session.add(client)
         session.flush()
         _record_cli(Action.ADMIN_API_CLIENT_REGISTER, "api_client", client.client_id)

@@ -231,7 +231,8 @@ class ApiClient(Base):
     client_id: Mapped[str] = mapped_column(String(64), unique=True, default=new_public_id)
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
     name: Mapped[str] = mapped_column(String(200))
-    # Public Ed25519 key as a JWK (OKP). The private key never reaches the hub.
+    # Public key as a JWK (Ed25519, P-256 or RSA); its type fixes the algorithms it verifies
+    # (hub.api_auth). The private key never reaches the hub.
     public_jwk: Mapped[str] = mapped_column(Text)
     key_id: Mapped[str] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, default=True)

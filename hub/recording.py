@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import ServiceUnavailable
 
 from audit.errors import AuditError
-from audit.events import Action, Decision, Event, NewEvent, hash_ip
+from audit.events import IDENT, Action, Decision, Event, NewEvent, hash_ip
 from charter import Decision as CharterDecision
 from hub.cases import (
     CaseAccessDeniedError,
@@ -77,6 +77,10 @@ def new_event(
     who = actor if actor is not None else current_actor()
     in_request = has_request_context()
     ip = request.remote_addr if in_request else None
+    if object_id and IDENT.fullmatch(object_id) is None:
+        # Ids often come from the URL: whatever was typed there must not stop the recording
+        # of the access (fail closed would turn it into a 503 for a typo).
+        object_id = "unreadable"
     return NewEvent(
         action=action,
         actor_user=who[0],

@@ -6,15 +6,20 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+from click.testing import Result
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from joserfc.jwk import OKPKey
-from sqlalchemy import select
+from jwt.algorithms import ECAlgorithm
+from sqlalchemy import func, select
 
 from audit.events import Action
 from hub.api_auth import public_jwk
 from hub.models import ApiClient, User
 from tests.conftest import Account
+from tests.integration.test_api_auth import foreign_jwk, private_key, rfc7638
 
 
 def test_demo_writes_its_accounts_privately(app: Flask, tmp_path: Path) -> None:
@@ -101,3 +106,87 @@ def test_api_client_registration_takes_a_public_key_only(
         assert (
             client is not None and client.key_id == OKPKey.import_key(public_jwk(key)).thumbprint()
         )
+
+
+def _register_api_client(app: Flask, jwk_file: Path) -> Result:
+    return app.test_cli_runner().invoke(
+        args=[
+            "api-client",
+            "register",
+            "--org",
+            "SPIP de Démoville",
+            "--name",
+            "Logiciel",
+            "--jwk",
+            str(jwk_file),
+        ]
+    )
+
+
+@pytest.mark.parametrize("kind", ["Ed25519", "P-256", "RSA-3072"])
+def test_api_client_registration_takes_each_accepted_key_type(
+    app: Flask, tmp_path: Path, territory: dict[str, Account], kind: str
+) -> None:
+    # Given the public JWK a partner's JOSE library exports, with the partner's own kid
+    jwk = {**foreign_jwk(private_key(kind)), "kid": "cle-logiciel-2026"}
+    path = tmp_path / "public.jwk"
+    path.write_text(json.dumps(jwk))
+    # When it is registered
+    result = _register_api_client(app, path)
+    # Then the client holds the key alone, named by its RFC 7638 thumbprint
+    assert result.exit_code == 0, result.output
+    with app.extensions["maillon"].session_factory() as session:
+        client = session.scalar(
+            select(ApiClient).where(ApiClient.client_id == result.output.strip())
+        )
+        assert client is not None and client.key_id == rfc7638(jwk)
+        stored = json.loads(client.public_jwk)
+        assert "kid" not in stored and stored["kty"] == jwk["kty"]
+
+
+REFUSED_KEY_FILES = {
+    "RSA of 2048 bits": (
+        lambda: json.dumps(foreign_jwk(private_key("RSA-2048"))).encode(),
+        "Clé refusée : clé RSA de 2048 bits ; il en faut de 3072 à 8192.",
+    ),
+    "private RSA key": (
+        lambda: json.dumps({**foreign_jwk(private_key("RSA-3072")), "d": "AQ", "p": "AQ"}).encode(),
+        "Clé refusée : ce JWK contient une partie privée (d, p). Enregistrez la clé publique "
+        "seule : la clé privée ne quitte jamais l'organisation.",
+    ),
+    "P-384 key": (
+        lambda: json.dumps(
+            ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1()).public_key(), as_dict=True)
+        ).encode(),
+        "Clé refusée : type de clé non accepté (EC P-384). Sont acceptées les clés publiques "
+        "Ed25519 (OKP), P-256 (EC) et RSA de 3072 bits au moins.",
+    ),
+    "RSA key marked RS256": (
+        lambda: json.dumps({**foreign_jwk(private_key("RSA-3072")), "alg": "RS256"}).encode(),
+        "Clé refusée : le JWK se déclare pour un autre usage (« use », « key_ops » ou « alg ») ; "
+        "une clé RSA n'est acceptée que pour signer en PS256.",
+    ),
+    "a PEM file": (
+        lambda: b"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n",
+        "Clé refusée : le fichier n'est pas une clé JWK (JSON).",
+    ),
+    "bytes in no UTF encoding": (
+        lambda: b"\xff\xfe\xfa{",
+        "Clé refusée : le fichier n'est pas une clé JWK (JSON).",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_KEY_FILES))
+def test_api_client_registration_refuses_other_keys_clearly_and_registers_nothing(
+    app: Flask, tmp_path: Path, territory: dict[str, Account], case: str
+) -> None:
+    content, message = REFUSED_KEY_FILES[case]
+    path = tmp_path / "key.jwk"
+    path.write_bytes(content())
+    with app.extensions["maillon"].session_factory() as session:
+        before = session.scalar(select(func.count()).select_from(ApiClient))
+    result = _register_api_client(app, path)
+    assert result.exit_code != 0 and message in result.output
+    with app.extensions["maillon"].session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(ApiClient)) == before
