@@ -11,7 +11,18 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import Flask, Response, abort, flash, g, redirect, request, session, url_for
+from flask import (
+    Flask,
+    Response,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
@@ -44,6 +55,10 @@ PUBLIC_ENDPOINTS = frozenset(
         "static",
     }
 )
+
+
+# Pages a link from another site may open directly: they show no personal data.
+CROSS_SITE_LANDINGS = frozenset({"static", "main.index", "main.healthz", "auth.login"})
 
 
 def load_user(identity: str) -> User | None:
@@ -185,6 +200,18 @@ def _before_request() -> Any:
             flash(_("Votre session a expiré après une période d'inactivité."), "info")
             return redirect(url_for("auth.login"))
         session["last_seen"] = now().timestamp()
+        if (
+            request.method in ("GET", "HEAD")
+            and request.headers.get("Sec-Fetch-Site", "none") not in ("same-origin", "none")
+            and endpoint not in CROSS_SITE_LANDINGS
+        ):
+            # A link on another site must not make this person's browser read (and record, in
+            # their name, for a purpose the other site chose) a page of personal data: the
+            # session cookie is Lax, so it would be sent. They land on a plain page instead and
+            # go on with a click from Maillon itself.
+            return render_template(
+                "cross_site.html", target=safe_next(request.full_path.rstrip("?"))
+            )
         return None
     if endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
         return None

@@ -235,3 +235,40 @@ def test_a_case_date_beyond_2100_is_refused(
     token = csrf_token(client, path)
     response = client.post(path, data={"csrf_token": token, "justice.date_sortie": "9999-12-31"})
     assert response.status_code == 400 and "31/12/2100" in response.get_data(as_text=True)
+
+
+# -- cross-site reads ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fetch_site", ["cross-site", "same-site"])
+def test_a_link_from_another_site_reads_nothing_in_the_persons_name(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], fetch_site: str
+) -> None:
+    from sqlalchemy import select
+
+    from hub.models import Case
+
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        reference = session.scalar(select(Case.reference).order_by(Case.id).limit(1))
+    client = app.test_client()
+    login(client, clock, territory["conseillere"])
+    path = f"/dossiers/{reference}?finalite=reperage"
+    log = state.audit_log
+    before = log.size()
+    # Given a link on another site, followed by a logged-in référent's browser
+    landed = client.get(path, headers={"Sec-Fetch-Site": fetch_site})
+    html = landed.get_data(as_text=True)
+    # Then nothing is read nor recorded, and the page offers to go on from Maillon itself
+    assert landed.status_code == 200 and "autre site" in html
+    assert "12/05/2005" not in html and log.size() == before
+    assert f'href="/dossiers/{reference}?finalite=reperage"' in html.replace("&amp;", "&")
+    # The same link followed from Maillon (or typed) opens the case, recorded
+    opened = client.get(path, headers={"Sec-Fetch-Site": "same-origin"})
+    assert "12/05/2005" in opened.get_data(as_text=True) and log.size() == before + 1
+    typed = client.get(path, headers={"Sec-Fetch-Site": "none"})
+    assert typed.status_code == 200 and "12/05/2005" in typed.get_data(as_text=True)
+    # The home page may be linked to
+    assert "autre site" not in client.get("/", headers={"Sec-Fetch-Site": "cross-site"}).get_data(
+        as_text=True
+    )
