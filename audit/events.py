@@ -83,6 +83,8 @@ class Action(StrEnum):
     GROUP_MEETING = "group.meeting"
     GROUP_MEETING_MOVE = "group.meeting.move"
     GROUP_MEETING_CANCEL = "group.meeting.cancel"
+    GROUP_MEMBERS = "group.members"
+    GROUP_COORDINATOR = "group.coordinator"
     FORM_SEND = "form.send"
     FORM_SEND_REFUSED = "form.send.refused"
     FORM_DELIVER = "form.deliver"

@@ -58,6 +58,18 @@ class Role(StrEnum):
     ADMIN = "admin"  # onboards partners and users: never reads content
 
 
+# Separation of duties: who oversees (administrators, the DPO) never sees case content, so never
+# holds a role that does; and the two oversight roles check each other, so are never combined.
+OVERSIGHT_ROLES = frozenset({Role.ADMIN, Role.DPO})
+CASE_ROLES = frozenset({Role.AGENT, Role.REFERENT, Role.GROUP_MEMBER, Role.COORDINATOR})
+
+
+def roles_conflict(roles: frozenset[Role] | set[Role]) -> bool:
+    """Whether ``roles`` break the separation of duties."""
+    oversight = set(roles) & OVERSIGHT_ROLES
+    return len(oversight) > 1 or bool(oversight and set(roles) & CASE_ROLES)
+
+
 ROLE_LABELS_FR: dict[Role, str] = {
     Role.AGENT: "Agent partenaire",
     Role.REFERENT: "Référent de parcours",

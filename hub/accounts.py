@@ -17,7 +17,7 @@ from enum import StrEnum
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from charter.vocabulary import OrgKind, Role
+from charter.vocabulary import OrgKind, Role, roles_conflict
 from hub import totp
 from hub.db import rowcount
 from hub.i18n import N_, MessageError
@@ -139,6 +139,14 @@ class Accounts:
             raise AccountError(N_("Un compte existe déjà avec cette adresse électronique."))
         if not roles:
             raise AccountError(N_("Choisissez au moins un rôle."))
+        if roles_conflict(roles):
+            raise AccountError(
+                N_(
+                    "Un administrateur ou un délégué à la protection des données ne suit aucun "
+                    "dossier et n'exerce pas l'autre de ces deux rôles : créez des comptes "
+                    "distincts."
+                )
+            )
         user = User(
             name=name.strip(), email=email, organisation=organisation, created_at=self.clock()
         )

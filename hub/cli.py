@@ -25,7 +25,7 @@ from werkzeug.serving import run_simple
 from audit.events import Action
 from audit.export import export_log
 from charter import CharterError, has_errors, lint, load_charter
-from charter.vocabulary import OrgKind, Role
+from charter.vocabulary import OVERSIGHT_ROLES, OrgKind, Role
 from hub import migrate, totp
 from hub.api_auth import ClientKeyError, parse_public_jwk
 from hub.charters import Charters
@@ -333,6 +333,17 @@ def group_add_member(group_name: str, email: str) -> None:
             "Groupe inconnu.",
         )
         user = _user(hub_state, session, email)
+        if group.coordinator_id is not None:
+            # Setting a group up only: once it has a coordinator, its composition is theirs.
+            raise click.ClickException(
+                "Le groupe a un coordinateur : c'est lui qui décide de sa composition "
+                "(page « Composition du groupe »)."
+            )
+        if user.roles & OVERSIGHT_ROLES:
+            raise click.ClickException(
+                "Un administrateur ou le délégué à la protection des données ne siège dans "
+                "aucun groupe."
+            )
         if all(m.user_id != user.id for m in group.memberships):
             group.memberships.append(GroupMembership(user=user))
         _record_cli(Action.ADMIN_GROUP_UPDATE, "group", group.public_id)

@@ -22,12 +22,13 @@ from hub.forms import (
     UserForm,
     choices,
 )
-from hub.i18n import MessageError
-from hub.models import GroupMembership, OperationalGroup, Organisation, User
+from hub.groups import GroupRefusedError, Groups
+from hub.i18n import N_, MessageError
+from hub.models import OperationalGroup, Organisation, User
 from hub.pagination import page_number, paginate
 from hub.recording import record
 from hub.security import fresh_login_required, role_required
-from hub.state import accounts, db
+from hub.state import accounts, db, now
 from hub.tasks import send_activation_mail
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -314,15 +315,20 @@ def groups() -> Any:
                 session.get(User, form.coordinator.data) if form.coordinator.data else None
             )
             group = OperationalGroup(name=name, territory=(form.territory.data or "").strip())
-            group.coordinator = coordinator
             session.add(group)
-            if coordinator is not None:
-                group.memberships.append(GroupMembership(user=coordinator))
             session.flush()
-            record(Action.ADMIN_GROUP_CREATE, object_type="group", object_id=group.public_id)
-            session.commit()
-            flash(_("Le groupe a été créé."), "success")
-            return redirect(url_for("admin.group_detail", public_id=group.public_id))
+            try:
+                if coordinator is not None:
+                    Groups(session, clock=now).name_first_coordinator(group, coordinator)
+            except GroupRefusedError as error:
+                session.rollback()
+                record(Action.ADMIN_GROUP_CREATE, object_type="group", decision=Decision.DENY)
+                show_error(error)
+            else:
+                record(Action.ADMIN_GROUP_CREATE, object_type="group", object_id=group.public_id)
+                session.commit()
+                flash(_("Le groupe a été créé."), "success")
+                return redirect(url_for("admin.group_detail", public_id=group.public_id))
     page = paginate(
         db(),
         select(OperationalGroup).order_by(OperationalGroup.name),
@@ -333,27 +339,39 @@ def groups() -> Any:
 
 @bp.route("/groupes/<public_id>", methods=["GET", "POST"])
 def group_detail(public_id: str) -> Any:
-    """Members and coordinator of a group."""
+    """A group's composition; an administrator names only its first coordinator (then the
+    composition is the coordinator's act)."""
     group = _group_or_404(public_id)
     form = MembersForm()
-    people = _user_choices()
-    form.members.choices = choices(people)
-    form.coordinator.choices = choices([(0, _("— à désigner —")), *people])
-    if form.validate_on_submit():
-        session = db()
-        wanted = set(form.members.data or [])
-        coordinator_id = form.coordinator.data or None
-        if coordinator_id:
-            wanted.add(coordinator_id)  # the coordinator always sits in the group
-        group.memberships = [m for m in group.memberships if m.user_id in wanted]
-        present = {m.user_id for m in group.memberships}
-        for user_id in sorted(wanted - present):
-            group.memberships.append(GroupMembership(user_id=user_id))
-        group.coordinator_id = coordinator_id
-        record(Action.ADMIN_GROUP_UPDATE, object_type="group", object_id=group.public_id)
-        session.commit()
-        flash(_("Le groupe est enregistré."), "success")
-        return redirect(url_for("admin.group_detail", public_id=public_id))
-    form.members.data = [m.user_id for m in group.memberships]
-    form.coordinator.data = group.coordinator_id or 0
+    service = Groups(db(), clock=now)
+    form.coordinator.choices = choices(
+        [(0, _("— à désigner —"))]
+        + [
+            (u.id, f"{u.name} — {u.organisation.name}")
+            for u in service.eligible()
+            if u.has_role(Role.COORDINATOR)
+        ]
+    )
+    if group.coordinator_id is None and form.validate_on_submit():
+        coordinator = db().get(User, form.coordinator.data) if form.coordinator.data else None
+        try:
+            if coordinator is None:
+                raise GroupRefusedError(N_("Choisissez le coordinateur du groupe."))
+            service.name_first_coordinator(group, coordinator)
+        except GroupRefusedError as error:
+            db().rollback()
+            record(
+                Action.ADMIN_GROUP_UPDATE,
+                object_type="group",
+                object_id=group.public_id,
+                decision=Decision.DENY,
+            )
+            show_error(error)
+        else:
+            record(Action.ADMIN_GROUP_UPDATE, object_type="group", object_id=group.public_id)
+            db().commit()
+            flash(_("Le coordinateur est désigné."), "success")
+            return redirect(url_for("admin.group_detail", public_id=public_id))
+    elif request.method == "POST":
+        abort(403)  # the composition is the coordinator's act
     return render_template("admin/group_detail.html", group=group, form=form)

@@ -20,12 +20,14 @@ from hub.forms import (
     CharterPublishForm,
     CharterSignForm,
     DeclinationForm,
+    MembersForm,
     PeriodForm,
     WhatIfForm,
     choices,
 )
+from hub.groups import GroupRefusedError, Groups
 from hub.i18n import MessageError
-from hub.models import CharterDeclination, CharterVersion, OperationalGroup
+from hub.models import CharterDeclination, CharterVersion, OperationalGroup, User
 from hub.pdf import ascii_filename, pdf_response, render_pdf
 from hub.recording import record
 from hub.security import fresh_login_required
@@ -376,3 +378,59 @@ def review_pdf(public_id: str) -> Any:
         extension="pdf",
     )
     return pdf_response(data, filename=name)
+
+
+@bp.route("/<public_id>/composition", methods=["GET", "POST"])
+@fresh_login_required
+def composition(public_id: str) -> Any:
+    """The coordinator decides who sits in the group and may hand the coordination over
+    (fresh login: who sits in the group decides who sees what). Each change is recorded and
+    listed for the DPO."""
+    group = _group_or_404(public_id)
+    if group.coordinator_id != current_user.id:
+        abort(403)
+    service = Groups(db(), clock=now)
+    eligible = service.eligible()
+    form = MembersForm()
+    form.members.choices = choices([(u.id, f"{u.name} — {u.organisation.name}") for u in eligible])
+    form.coordinator.choices = choices(
+        [(0, _("— garder la coordination —"))]
+        + [
+            (u.id, f"{u.name} — {u.organisation.name}")
+            for u in eligible
+            if u.has_role(Role.COORDINATOR) and u.id != current_user.id
+        ]
+    )
+    if form.validate_on_submit():
+        successor = db().get(User, form.coordinator.data) if form.coordinator.data else None
+        try:
+            service.set_members(group, current_user, form.members.data or [])
+            if successor is not None:
+                service.hand_over(group, current_user, successor)
+        except GroupRefusedError as error:
+            db().rollback()
+            record(
+                Action.GROUP_MEMBERS,
+                object_type="group",
+                object_id=group.public_id,
+                decision=Decision.DENY,
+            )
+            show_error(error)
+        else:
+            record(Action.GROUP_MEMBERS, object_type="group", object_id=group.public_id)
+            if successor is not None:
+                record(
+                    Action.GROUP_COORDINATOR,
+                    object_type="group",
+                    object_id=group.public_id,
+                    rule=successor.public_id,
+                )
+            db().commit()
+            flash(_("La composition du groupe est enregistrée."), "success")
+            if successor is not None:
+                return redirect(url_for("charter.group", public_id=public_id))
+            return redirect(url_for("charter.composition", public_id=public_id))
+    if request.method == "GET":
+        form.members.data = [m.user_id for m in group.memberships]
+        form.coordinator.data = 0
+    return render_template("charter/composition.html", group=group, form=form)

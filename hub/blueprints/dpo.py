@@ -38,7 +38,7 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from audit.errors import AuditError
 from audit.events import IDENT, OBJECT_TYPE, Action, Decision
-from audit.queries import EventFilter
+from audit.queries import EventFilter, search
 from charter.vocabulary import Role
 from consent import ConsentRules, summarise
 from hub import anomaly_review, dpo_reports
@@ -304,6 +304,14 @@ def _labels() -> dict[str, Any]:
 
 # -- overview ------------------------------------------------------------------------------
 
+# Who takes part in groups decides who sees what: the DPO sees every change of it.
+COMPOSITION_ACTIONS = (
+    Action.ADMIN_GROUP_CREATE,
+    Action.ADMIN_GROUP_UPDATE,
+    Action.GROUP_MEMBERS,
+    Action.GROUP_COORDINATOR,
+)
+
 
 @bp.route("/")
 def overview() -> Any:
@@ -311,9 +319,16 @@ def overview() -> Any:
     _record_read("audit_log", "", "integrity")
     hub_state = state()
     integrity = dpo_reports.check_integrity(hub_state.audit_log, hub_state.audit_signer.verifier())
+    composition = search(
+        hub_state.audit_log,
+        EventFilter(actions=COMPOSITION_ACTIONS),
+        limit=20,
+    )
     return render_template(
         "dpo/overview.html",
         integrity=integrity,
+        composition=composition.events,
+        names=dpo_reports.directory_for(db(), composition.events),
         unreviewed=anomaly_review.unreviewed_count(db()),
         last_scan=anomaly_review.last_scan(db()),
         vkey=hub_state.audit_signer.verifier().vkey(),

@@ -279,9 +279,11 @@ def test_user_list_is_searchable_and_paginated(
     )
 
 
-def test_admin_creates_a_group_with_coordinator_and_members(
+def test_admin_creates_a_group_and_names_its_first_coordinator_who_then_decides_its_members(
     app: Flask, clock: FakeClock, territory: dict[str, Account]
 ) -> None:
+    from audit.events import Action
+
     admin = app.test_client()
     login(admin, clock, territory["admin"])
     coordinator = _user(app, territory["coordinatrice"].email)
@@ -295,7 +297,9 @@ def test_admin_creates_a_group_with_coordinator_and_members(
     )
     assert response.status_code == 302
     detail = response.location
-    post_form(admin, detail, members=[str(member.id)], coordinator=str(coordinator.id))
+    # The administrator no longer decides who sits in the group: refused (and recorded)
+    refused = post_form(admin, detail, members=[str(member.id)], coordinator=str(coordinator.id))
+    assert refused.status_code == 403
     state = app.extensions["maillon"]
     with state.session_factory() as session:
         group = session.scalar(
@@ -303,7 +307,68 @@ def test_admin_creates_a_group_with_coordinator_and_members(
         )
         assert group is not None
         assert group.coordinator_id == coordinator.id
+        assert {m.user_id for m in group.memberships} == {coordinator.id}
+        public_id = group.public_id
+    # The coordinator does (fresh login), and it is recorded for the DPO
+    chosen = app.test_client()
+    login(chosen, clock, territory["coordinatrice"])
+    log = state.audit_log
+    before = log.size()
+    page = f"/charte/{public_id}/composition"
+    done = post_form(chosen, page, members=[str(member.id)], coordinator="0")
+    assert done.status_code == 302
+    assert [e.action for e in log.events(before, log.size())][-1] == Action.GROUP_MEMBERS
+    with state.session_factory() as session:
+        group = session.scalar(
+            select(OperationalGroup).where(OperationalGroup.public_id == public_id)
+        )
+        assert group is not None
         assert {m.user_id for m in group.memberships} == {coordinator.id, member.id}
+    dpo = app.test_client()
+    login(dpo, clock, territory["dpo"])
+    assert public_id in dpo.get("/dpo/").get_data(as_text=True)
+
+
+def test_an_admin_or_dpo_account_cannot_hold_a_role_that_sees_cases(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    admin = app.test_client()
+    login(admin, clock, territory["admin"])
+    org_id = _user(app, territory["cpip"].email).organisation_id
+    for roles in (
+        ["admin", "agent"],
+        ["dpo", "group_member"],
+        ["admin", "dpo"],
+        ["dpo", "coordinator"],
+    ):
+        response = post_form(
+            admin,
+            "/admin/utilisateurs/nouveau",
+            name="Cumul",
+            email=f"cumul-{'-'.join(roles)}@demoville.example",
+            organisation=str(org_id),
+            roles=roles,
+        )
+        assert response.status_code == 200
+        assert "comptes distincts" in response.get_data(as_text=True)
+    state = app.extensions["maillon"]
+    from hub.models import User
+
+    with state.session_factory() as session:
+        assert session.scalar(select(User).where(User.name == "Cumul")) is None
+
+
+def test_an_admin_cannot_sit_in_a_group_nor_coordinate_one(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    admin = app.test_client()
+    login(admin, clock, territory["admin"])
+    dpo_user = _user(app, territory["dpo"].email)
+    response = post_form(
+        admin, "/admin/groupes", name="GO Sud", territory="Sud", coordinator=str(dpo_user.id)
+    )
+    assert response.status_code == 200
+    assert "ni administrateur ni délégué" in response.get_data(as_text=True)
 
 
 def test_duplicate_email_is_refused_with_a_clear_message(

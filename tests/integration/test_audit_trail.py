@@ -42,6 +42,8 @@ SILENT = {
     "charter.version",
     "charter.what_if",
     "api.charter_what_if",
+    # The API's OpenAPI description: routes and schemas, no personal data.
+    "api.openapi",
 }
 
 
@@ -146,6 +148,8 @@ GET_ROUTES: dict[str, tuple[str, str, list[tuple[Action, str, str]]]] = {
     "auth.change_password": ("cpip", "/compte/mot-de-passe", []),
     "charter.publish": ("coordinatrice", "/charte/{group}/publier", []),
     "charter.decline": ("cpip", "/charte/{group}/refus", []),
+    # The names of the professionals who may sit in the group: no personal data of a young person.
+    "charter.composition": ("coordinatrice", "/charte/{group}/composition", []),
     "charter.review": (
         "coordinatrice",
         "/charte/{group}/bilan",
@@ -275,7 +279,7 @@ def _post(
     if endpoint.startswith(("consent.", "api.consent_")):
         return _consent_post(app, clock, territory, ids, endpoint)
     client = admin()
-    user, group, org = ids["user"], ids["group"], ids["org"]
+    user, org = ids["user"], ids["org"]
     forms: dict[str, tuple[str, str, dict[str, Any]]] = {
         "admin.organisations": (
             "/admin/organisations",
@@ -318,9 +322,13 @@ def _post(
             {"name": "GO Sud", "territory": "Sud", "coordinator": "0"},
         ),
         "admin.group_detail": (
-            f"/admin/groupes/{group}",
-            f"/admin/groupes/{group}",
-            {"coordinator": "0"},
+            f"/admin/groupes/{_new_group(app)}",
+            f"/admin/groupes/{_new_group(app)}",
+            {
+                "coordinator": str(
+                    _id(app, User, _public_id(app, User, email=territory["coordinatrice"].email))
+                )
+            },
         ),
     }
     if endpoint == "admin.user_reinvite":
@@ -347,6 +355,13 @@ def _charter_post(
     app: Flask, clock: FakeClock, territory: dict[str, Account], group: str, endpoint: str
 ) -> Any:
     next_version = default_charter_text().replace("version = 2", "version = 3", 1)
+    if endpoint == "charter.composition":
+        client = _client_for(app, clock, territory, "coordinatrice")
+        token = csrf_token(client, f"/charte/{group}/composition")
+        return lambda: client.post(
+            f"/charte/{group}/composition",
+            data={"csrf_token": token, "members": [], "coordinator": "0"},
+        )
     if endpoint == "charter.publish":
         client = _client_for(app, clock, territory, "coordinatrice")
         token = csrf_token(client, f"/charte/{group}/publier")
@@ -427,6 +442,12 @@ def _case_post(
             f"/dossiers/reunions/{group}",
             {"day": "2030-01-07"},
         ),
+        "cases.move_meeting": (
+            "coordinatrice",
+            f"/dossiers/reunions/{group}",
+            f"/dossiers/reunions/{group}/{_first_meeting(app)}",
+            {"edit-day": "2030-01-08"},
+        ),
         "cases.add_to_team": (
             "cpip",
             f"/dossiers/{case}",
@@ -444,6 +465,26 @@ def _case_post(
     client = _client_for(app, clock, territory, who)
     token = csrf_token(client, form_page)
     return lambda: client.post(action, data={"csrf_token": token, **data})
+
+
+def _new_group(app: Flask) -> str:
+    """A group with no coordinator yet (only then does an administrator name one)."""
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        group = session.scalar(select(OperationalGroup).where(OperationalGroup.name == "GO Neuf"))
+        if group is None:
+            group = OperationalGroup(name="GO Neuf", territory="Neuf")
+            session.add(group)
+            session.commit()
+        return str(group.public_id)
+
+
+def _first_meeting(app: Flask) -> int:
+    from hub.models import GroupMeeting
+
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        return int(session.scalar(select(GroupMeeting.id).order_by(GroupMeeting.id).limit(1)))
 
 
 def _second_spip_agent(app: Flask) -> int:
@@ -551,6 +592,7 @@ POST_ROUTES: dict[str, list[Action]] = {
     "charter.publish": [Action.CHARTER_PUBLISH],
     "charter.sign": [Action.CHARTER_SIGN],
     "charter.decline": [Action.CHARTER_DECLINE],
+    "charter.composition": [Action.GROUP_MEMBERS],
     "cases.new": [Action.CASE_CREATE],
     "cases.edit": [Action.CASE_UPDATE],
     "cases.name_referent": [Action.CASE_REFERENT],
@@ -559,6 +601,7 @@ POST_ROUTES: dict[str, list[Action]] = {
     "api.case_view": [Action.CASE_VIEW],
     "api.case_publish": [Action.CASE_UPDATE],
     "cases.add_to_team": [Action.CASE_TEAM_ADD],
+    "cases.move_meeting": [Action.GROUP_MEETING_MOVE],
     "cases.remove_from_team": [Action.CASE_TEAM_REMOVE],
     "consent.information": [Action.CONSENT_INFORMATION],
     "consent.record_consent": [Action.CONSENT_RECORD],
