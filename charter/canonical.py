@@ -44,8 +44,8 @@ def canonical_dict(charter: Charter) -> dict[str, Any]:
 
     Format 1: exactly the form (hence the digests) of charters signed before format 2 existed;
     what format 1 cannot say (accord, offence, consent, grace) is left out, not written empty.
-    Format 2 adds ``consent_categories``, ``consent``, each field's ``accord`` and ``offence``
-    and the membership's ``grace``.
+    Format 2 adds ``consent_categories``, ``consent``, each field's ``accord`` and ``offence``,
+    each purpose's ``steps`` and the membership's ``grace``.
     """
     data = _canonical_v1(charter)
     if charter.format == FORMAT_1:
@@ -53,6 +53,16 @@ def canonical_dict(charter: Charter) -> dict[str, Any]:
     c = charter
     data["format"] = c.format
     data["fields"] = [_field(f, True) for f in c.fields]
+    data["purposes"] = [
+        {
+            "id": p.id,
+            "label_fr": p.label_fr,
+            "label_en": p.label_en,
+            "article": p.article,
+            "steps": _sorted(p.steps),
+        }
+        for p in c.purposes
+    ]
     data["consent_categories"] = [
         {"id": k.id, "label_fr": k.label_fr, "label_en": k.label_en, "article": k.article}
         for k in c.consent_categories

@@ -40,7 +40,7 @@ from charter.model import (
     ViewRule,
     format1_accord,
 )
-from charter.vocabulary import Category, OrgKind, RetentionEvent, Role, Secrecy, Tier
+from charter.vocabulary import CaseStep, Category, OrgKind, RetentionEvent, Role, Secrecy, Tier
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -86,7 +86,7 @@ _TOP_KEYS = {
 }
 _FORMAT2_SECTIONS = {"consent_categories", "consent"}
 # Keys format 2 added: in a format-1 file they are unknown, and the message says why.
-_FORMAT2_KEYS = _FORMAT2_SECTIONS | {"accord", "offence", "grace"}
+_FORMAT2_KEYS = _FORMAT2_SECTIONS | {"accord", "offence", "grace", "steps"}
 _FORMAT2_HINT = " (réservée au format 2 : ajoutez « format = 2 » dans [charter])"
 
 _ENUM_NAMES_FR: dict[type[StrEnum], str] = {
@@ -96,6 +96,7 @@ _ENUM_NAMES_FR: dict[type[StrEnum], str] = {
     Tier: "niveau de stockage (tier) inconnu",
     Secrecy: "niveau de secret inconnu",
     RetentionEvent: "événement de départ inconnu",
+    CaseStep: "étape du parcours inconnue",
 }
 
 
@@ -693,7 +694,8 @@ class _Loader:
         out: list[Purpose] = []
         seen: dict[str, int | None] = {}
         for table, ctx in self.tables("purposes", "la finalité [[purposes]]"):
-            self.check_keys(table, ctx, {"id", "label_fr", "label_en", "article"}, set())
+            optional = {"steps"} if self.format == FORMAT_2 else set()
+            self.check_keys(table, ctx, {"id", "label_fr", "label_en", "article"}, optional)
             purpose_id = self.ident(
                 table, ctx, "id", _ID_RE, "lettres minuscules, chiffres, « - » ou « _ »"
             )
@@ -704,8 +706,15 @@ class _Loader:
             label_fr = self.text(table, ctx, "label_fr")
             label_en = self.text(table, ctx, "label_en")
             article = self.article_ref(table, ctx, "article", articles)
+            steps = self.enum_set(table, ctx, "steps", CaseStep) if "steps" in table else None
+            if "steps" in table and steps is None:
+                continue  # reported by enum_set
             if purpose_id and label_fr and label_en and article:
-                out.append(Purpose(purpose_id, label_fr, label_en, article, self.line(ctx) or 0))
+                out.append(
+                    Purpose(
+                        purpose_id, label_fr, label_en, article, self.line(ctx) or 0, steps=steps
+                    )
+                )
         return out
 
     def rule_header(

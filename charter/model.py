@@ -18,6 +18,7 @@ from charter.globs import matches
 from charter.vocabulary import (
     CATEGORY_LABELS_EN,
     CATEGORY_LABELS_FR,
+    CaseStep,
     Category,
     OrgKind,
     RetentionEvent,
@@ -174,13 +175,22 @@ class ConsentSettings:
 
 @dataclass(frozen=True, slots=True)
 class Purpose:
-    """A purpose a recipient may state to view fields (purpose limitation)."""
+    """A purpose a recipient may state to view fields (purpose limitation).
+
+    ``steps`` (format 2): the steps of a case the purpose applies to — a case long past
+    repérage is not examined for entry again; ``None``: every step.
+    """
 
     id: str
     label_fr: str
     label_en: str
     article: str
     line: int = dc_field(default=0, compare=False)
+    steps: frozenset[CaseStep] | None = None
+
+    def applies_to(self, step: str) -> bool:
+        """Whether the purpose may be stated for a case at ``step``."""
+        return self.steps is None or step in self.steps
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,6 +100,7 @@ _ATTRIBUTE_FR = {
     "minor_age": "âge de la majorité",
     "parents_for_minors": "accord des titulaires de l'autorité parentale pour un mineur",
     "notice_version": "version de la notice d'information",
+    "steps": "étapes du dossier",
 }
 
 # Long texts are reported as changed, not quoted: the diff page shows them side by side.

@@ -145,6 +145,21 @@ class Secrecy(StrEnum):
     INTERDIT = "interdit"  # never exchanged, whatever a rule says
 
 
+class CaseStep(StrEnum):
+    """The steps of a young person's path in the programme (a case's status in the hub)."""
+
+    REPERAGE = "reperage"  # signalled to the group, entry not decided yet
+    SUIVI = "suivi"  # followed, référent named
+    SORTIE = "sortie"  # left the programme (follow-up until six months after the measure)
+
+
+CASE_STEP_LABELS_FR: dict[CaseStep, str] = {
+    CaseStep.REPERAGE: "repérage",
+    CaseStep.SUIVI: "suivi du parcours",
+    CaseStep.SORTIE: "sortie du dispositif",
+}
+
+
 class RetentionEvent(StrEnum):
     """The event a retention period runs from."""
 

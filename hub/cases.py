@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, joinedload, lazyload
 
 from audit.events import IDENT
 from charter import Charter, Decision, Declination, Reason, Recipient
-from charter.model import FieldDef
+from charter.model import FieldDef, Purpose
 from charter.vocabulary import OrgKind, Role, Secrecy, Tier
 from consent import (
     MAX_EVIDENCE_BYTES,
@@ -221,6 +221,21 @@ NOT_INVOLVED = N_(
     "opérationnel et les professionnels nommés dans l'équipe du dossier y ont "
     "accès."
 )
+
+
+class PurposeNotForStepError(CaseAccessDeniedError):
+    """The stated purpose does not apply at the step the case has reached (the charter binds
+    each purpose to steps: a case long past repérage is not examined for entry again)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            N_(
+                "Cette finalité ne s'applique pas à l'étape où en est le dossier : choisissez "
+                "une des finalités proposées."
+            ),
+            rule="purpose_not_for_step",
+            code="purpose_not_for_step",
+        )
 
 
 def unknown_case() -> CaseAccessDeniedError:
@@ -700,6 +715,10 @@ class Cases:
             shown.append(FieldView(definition, value, reason))
         return CaseView(ctx, purpose, tuple(shown), tuple(refused), decided.state, decided.birth)
 
+    def purposes_for(self, ctx: CaseContext) -> list[Purpose]:
+        """The charter's purposes that apply at the step the case has reached."""
+        return [p for p in ctx.charter.purposes if p.applies_to(ctx.case.status)]
+
     def default_purpose(
         self,
         ctx: CaseContext,
@@ -713,8 +732,9 @@ class Cases:
         """
         state = state if state is not None else self.consent_state(ctx.case)
         inputs = inputs if inputs is not None else self.inputs(ctx)
-        best, best_count = ctx.charter.purposes[0].id, 0
-        for purpose in ctx.charter.purposes:
+        purposes = self.purposes_for(ctx) or list(ctx.charter.purposes)
+        best, best_count = purposes[0].id, 0
+        for purpose in purposes:
             reasons = self.decide_view(ctx, purpose.id, state, inputs).reasons
             count = sum(r.allowed for r in reasons.values())
             if count > best_count:

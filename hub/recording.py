@@ -28,6 +28,7 @@ from hub.cases import (
     CaseRefusedError,
     Cases,
     CaseView,
+    PurposeNotForStepError,
     articles,
     charter_ref,
 )
@@ -218,6 +219,17 @@ def audited_case_view(service: Cases, ctx: CaseContext, purpose: str | None) -> 
     chosen = purpose or service.default_purpose(ctx, state, inputs)
     if chosen not in ctx.charter.purpose_ids:
         return None
+    if chosen not in {p.id for p in service.purposes_for(ctx)}:
+        refusal = PurposeNotForStepError()
+        record_case(
+            Action.CASE_VIEW,
+            ctx.case.reference,
+            purpose=chosen,
+            allowed=False,
+            rule=refusal.rule,
+            charter_version=charter_ref(ctx.version),
+        )
+        raise refusal
     for attempt in range(READ_ATTEMPTS):
         if attempt:
             inputs = service.inputs(ctx)  # read again: the case may have changed too

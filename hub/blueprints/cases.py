@@ -208,7 +208,7 @@ def show(reference: str) -> Any:
         )
     try:
         view = audited_case_view(service, ctx, request.args.get("finalite"))
-    except CaseAccessDeniedError as error:  # the part was lost while the read ran (recorded)
+    except CaseAccessDeniedError as error:  # part lost meanwhile, or purpose not for the step
         return (
             render_template(
                 "errors/error.html", status=403, title=_("Accès refusé"), message=_(error.message)
@@ -236,7 +236,7 @@ def show(reference: str) -> Any:
         manages_consent=consents.may_manage(ctx),
         # The age gives the date of birth away: only where the charter shows that date.
         show_age=any(v.field.id == ctx.consent_rules.birth_date_field for v in view.shown),
-        purposes=ctx.charter.purposes,
+        purposes=service.purposes_for(ctx),
         # Decided on the consent and date of birth the view was just decided (and recorded)
         # with, rather than read and opened again.
         may_publish=bool(

@@ -89,13 +89,6 @@ MATRIX: list[tuple[str, str, str, set[str]]] = [
         "suivi_parcours",
         {"parcours.referent", "parcours.date_entree", "sortie.type", "sortie.date"},
     ),
-    # As a group member reviewing a liaison form, the same person sees the judicial dates.
-    (
-        "cpip",
-        "followed",
-        "reperage",
-        {"identite.date_naissance", "justice.date_sortie", "justice.date_fin_mesure"},
-    ),
     # The coordinator follows progress without the detail of the situation.
     (
         "coordinatrice",
@@ -256,6 +249,31 @@ def test_monthly_review_rules_apply_only_around_a_meeting(
     assert "permise seulement autour d" in html  # the refusal explains itself
     (event,) = _events(app, before)
     assert event.decision.value == "deny"
+
+
+def test_a_purpose_that_does_not_fit_the_cases_step_is_refused_and_recorded(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    # The followed young man entered the programme long ago: his liaison form is not examined
+    # for entry again, so a group member cannot state that purpose to see its fields
+    client = _as(app, clock, territory["cpip"])
+    before = _size(app)
+    page = client.get(f"/dossiers/{refs['followed']}?finalite=reperage")
+    assert page.status_code == 403
+    assert "12/05/2005" not in page.get_data(as_text=True)
+    (event,) = _events(app, before)
+    assert (event.action, event.purpose, event.decision.value, event.rule) == (
+        Action.CASE_VIEW,
+        "reperage",
+        "deny",
+        "purpose_not_for_step",
+    )
+    # The page offers only the purposes that fit the step
+    offered = client.get(f"/dossiers/{refs['followed']}").get_data(as_text=True)
+    assert 'value="reperage"' not in offered and 'value="suivi_parcours"' in offered
+    # While a young person is only signalled, examining the liaison form is the purpose
+    signalled = client.get(f"/dossiers/{refs['signalled']}?finalite=reperage")
+    assert signalled.status_code == 200
 
 
 def test_an_unknown_purpose_is_a_bad_request(

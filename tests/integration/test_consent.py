@@ -948,10 +948,10 @@ def test_the_exception_cannot_give_back_what_a_parents_withdrawal_took(
 def test_the_age_is_shown_only_to_those_the_charter_shows_the_date_of_birth(
     app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
 ) -> None:
-    # The SPIP agent sits in the group: for the monthly follow-up he is not shown the minor's
+    # The SPIP agent sits in the group: for the monthly review he is not shown the minor's
     # date of birth, so neither his age nor the day he comes of age (both give it away)
     cpip = _as(app, clock, territory["cpip"])
-    html = cpip.get(f"/dossiers/{refs['minor']}?finalite=suivi_parcours").get_data(as_text=True)
+    html = cpip.get(f"/dossiers/{refs['minor']}?finalite=revue_mensuelle").get_data(as_text=True)
     assert "01/09/2027" not in html and "Âge aujourd" not in html
     assert "Mineur" in html  # the minors' rule still explains what is missing
     # Reviewing the liaison form, the charter shows the group the date: then the age too

@@ -253,7 +253,7 @@ def test_a_link_from_another_site_reads_nothing_in_the_persons_name(
         reference = session.scalar(select(Case.reference).order_by(Case.id).limit(1))
     client = app.test_client()
     login(client, clock, territory["conseillere"])
-    path = f"/dossiers/{reference}?finalite=reperage"
+    path = f"/dossiers/{reference}?finalite=suivi_parcours"
     log = state.audit_log
     before = log.size()
     # Given a link on another site, followed by a logged-in référent's browser
@@ -262,7 +262,7 @@ def test_a_link_from_another_site_reads_nothing_in_the_persons_name(
     # Then nothing is read nor recorded, and the page offers to go on from Maillon itself
     assert landed.status_code == 200 and "autre site" in html
     assert "12/05/2005" not in html and log.size() == before
-    assert f'href="/dossiers/{reference}?finalite=reperage"' in html.replace("&amp;", "&")
+    assert f'href="/dossiers/{reference}?finalite=suivi_parcours"' in html.replace("&amp;", "&")
     # The same link followed from Maillon (or typed) opens the case, recorded
     opened = client.get(path, headers={"Sec-Fetch-Site": "same-origin"})
     assert "12/05/2005" in opened.get_data(as_text=True) and log.size() == before + 1

@@ -20,7 +20,7 @@ from charter.lint import Severity, lint
 from charter.loader import load_charter
 from charter.model import FORMAT_1, FORMAT_2, IsoDuration
 from charter.versions import diff
-from charter.vocabulary import OrgKind, Role, Secrecy, Tier
+from charter.vocabulary import CaseStep, OrgKind, Role, Secrecy, Tier
 
 # The digest of the charter-type version 1 as partners signed it, computed before format 2
 # existed. Signatures stored in databases reference it: it must never change.
@@ -310,7 +310,14 @@ def test_version_2_case_team_agents_read_the_shared_file_of_steps(kind: OrgKind)
 
 def test_version_2_keeps_the_promises_of_version_1() -> None:
     v1, v2 = charter_type(1), charter_type(2)
-    assert v2.purposes == v1.purposes
+    # The same purposes, now bound to the steps of a case where they apply
+    assert [(p.id, p.label_fr, p.article) for p in v2.purposes] == [
+        (p.id, p.label_fr, p.article) for p in v1.purposes
+    ]
+    steps = {p.id: p.steps for p in v2.purposes}
+    assert steps["reperage"] == {CaseStep.REPERAGE}
+    assert steps["suivi_parcours"] == {CaseStep.SUIVI, CaseStep.SORTIE}
+    assert steps["revue_mensuelle"] is None
     assert v2.publish == v1.publish
     assert v2.secret_bound == v1.secret_bound
     assert v2.retention == v1.retention

@@ -328,3 +328,25 @@ def test_format_2_round_trip_and_digest_cover_the_new_sections() -> None:
 def test_minority_is_computed_on_the_calendar(birth: date, on: date, minor: bool) -> None:
     settings = ConsentSettings("identite.date_naissance", 18, True, "notice-1")
     assert settings.is_minor(birth, on) is minor
+
+
+def test_purpose_steps_are_format_2_and_checked() -> None:
+    from charter import charter_type_text, load_charter
+    from charter.errors import CharterError
+    from charter.vocabulary import CaseStep
+
+    text = charter_type_text(2)
+    charter = load_charter(text)
+    assert charter.purposes[0].applies_to("reperage") and not charter.purposes[0].applies_to(
+        "suivi"
+    )
+    bad = text.replace('steps = ["reperage"]', 'steps = ["archive"]', 1)
+    with pytest.raises(CharterError) as error:
+        load_charter(bad)
+    assert any("archive" in p.message for p in error.value.problems)
+    v1 = charter_type_text(1).replace(
+        'article = "art-2"\n', 'article = "art-2"\nsteps = ["reperage"]\n', 1
+    )
+    with pytest.raises(CharterError):
+        load_charter(v1)  # a key format 1 does not know
+    assert CaseStep("sortie") is CaseStep.SORTIE
