@@ -142,24 +142,36 @@ def off_hours(
     ]
 
 
+def _refusals(e: Event) -> int:
+    """How many refusals ``e`` stands for: a counted burst of anonymous refusals its number."""
+    if e.action is Action.ACCESS_REFUSED_BURST and e.object_id.isdigit():
+        return int(e.object_id)
+    return 1
+
+
 def refusal_bursts(
     events: Iterable[Event], *, max_refusals: int = 5, window: timedelta = timedelta(minutes=10)
 ) -> list[Finding]:
-    """More than ``max_refusals`` refused accesses by one actor within ``window``."""
+    """More than ``max_refusals`` refused accesses by one actor within ``window`` (a counted
+    event of anonymous refusals weighs its count)."""
     findings = []
     denied = (e for e in events if e.decision is Decision.DENY)
     for (user, org), items in _by_actor(denied).items():
         start = 0
+        in_window = 0
         reported_until = -1
         for end, e in enumerate(items):
+            in_window += _refusals(e)
             while e.time - items[start].time > window:
+                in_window -= _refusals(items[start])
                 start += 1
-            if end - start + 1 > max_refusals and end > reported_until:
+            if in_window > max_refusals and end > reported_until:
                 # Extend over every refusal still within the window of the last one.
                 stop = end
                 while stop + 1 < len(items) and items[stop + 1].time - items[stop].time <= window:
                     stop += 1
                 burst = items[start : stop + 1]
+                count = sum(_refusals(x) for x in burst)
                 findings.append(
                     Finding(
                         "refusal_burst",
@@ -167,9 +179,9 @@ def refusal_bursts(
                         org,
                         burst[0].time,
                         burst[-1].time,
-                        len(burst),
+                        count,
                         tuple(x.seq for x in burst),
-                        f"{len(burst)} refusals, limit {max_refusals} per {window}",
+                        f"{count} refusals, limit {max_refusals} per {window}",
                     )
                 )
                 reported_until = stop

@@ -126,6 +126,9 @@ class Action(StrEnum):
     AUDIT_PRUNE = "audit.prune"
     RETENTION_DESTROY = "retention.destroy"
     ACCESS_REFUSED = "access.refused"
+    # Refused anonymous requests of one client in one minute beyond the first, counted in one
+    # event (object_id: how many) so that nobody can grow the log one request at a time.
+    ACCESS_REFUSED_BURST = "access.refused.burst"
 
 
 class Decision(StrEnum):

@@ -51,10 +51,11 @@ import operator
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -234,6 +235,8 @@ _PG_TRIGGERS = [
 # Arbitrary constant naming the audit writer lock among the database's advisory locks.
 _PG_LOCK_KEY = 0x4D41494C  # "MAIL"
 _WRITE_OPTION = "maillon_audit_write"
+# Seconds an append waits for the writer lock (configurable: MAILLON_AUDIT_WRITE_TIMEOUT_SECONDS).
+DEFAULT_WRITE_TIMEOUT = 5.0
 _BATCH = 1000
 
 
@@ -335,6 +338,14 @@ def _crosses_flush(size: int, count: int) -> bool:
     return (size + count) // TAIL_FLUSH != size // TAIL_FLUSH
 
 
+@dataclass(frozen=True, slots=True)
+class StoreSpace:
+    """Room left for the audit store: ``free`` and ``total`` bytes of the volume holding it."""
+
+    free: int
+    total: int
+
+
 class _Ticket:
     """One caller's events waiting for a group commit, and their outcome."""
 
@@ -362,8 +373,9 @@ class _SqliteWriter:
     and after any error, so nothing half-done outlives a failed append.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, timeout: float) -> None:
         self._engine = engine
+        self._timeout = timeout
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         database = engine.url.database
@@ -382,6 +394,9 @@ class _SqliteWriter:
         takes a fraction of a millisecond: under load each append then paid a sleep. A blocking
         ``flock`` wakes the next process as soon as the lock is released. The SQLite lock still
         guards correctness (retention and writers that skip this turn).
+
+        The wait is bounded by the write timeout: a process stalled while holding the turn
+        must not hold every other request until it recovers (:class:`LogUnavailable`, 503).
         """
         if self._lock_path is None:
             yield
@@ -390,7 +405,7 @@ class _SqliteWriter:
             # A descriptor inherited through a fork would share its lock with the parent.
             self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             self._lock_pid = os.getpid()
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        _flock_within(self._lock_fd, self._timeout)
         try:
             yield
         finally:
@@ -403,6 +418,9 @@ class _SqliteWriter:
             conn = proxy.driver_connection
             proxy.detach()  # ours from now on: never handed back to the pool
             assert isinstance(conn, sqlite3.Connection)
+            # The request path waits for SQLite's write lock only this long (pooled
+            # connections keep the long timeout: retention and exports are not on it).
+            conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
             self._conn, self._pid = conn, os.getpid()
             weakref.finalize(self, _close_quietly, conn)
         return self._conn
@@ -412,6 +430,31 @@ class _SqliteWriter:
         conn, self._conn = self._conn, None
         if conn is not None and self._pid == os.getpid():
             _close_quietly(conn)
+
+
+def _flock_within(fd: int, timeout: float) -> None:
+    """Take an exclusive ``flock`` on ``fd`` within ``timeout`` seconds, or raise
+    :class:`LogUnavailable`. Polls a non-blocking lock: ``flock`` itself has no timeout, and a
+    signal-based one would not be safe in a threaded web worker."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    deadline = time.monotonic() + timeout
+    pause = 0.0002
+    while True:
+        # Short pauses first: the turn usually changes hands within a millisecond.
+        time.sleep(pause)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise LogUnavailable(
+                    f"audit store busy: no writer turn within {timeout:g} s"
+                ) from None
+        pause = min(pause * 2, 0.005)
 
 
 def _close_quietly(conn: sqlite3.Connection) -> None:
@@ -427,12 +470,21 @@ class AuditLog:
     their own instances on the same database.
     """
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime],
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+    ) -> None:
         self._engine = engine
         self._clock = clock
         self._postgres = engine.dialect.name == "postgresql"
         self._writer = engine.execution_options(**{_WRITE_OPTION: True})
-        self._sqlite_writer = None if self._postgres else _SqliteWriter(engine)
+        # How long an append waits for the writer lock before giving up (fail fast: a locked
+        # or stalled store answers 503 in seconds instead of holding the request).
+        self._write_timeout = write_timeout
+        self._sqlite_writer = None if self._postgres else _SqliteWriter(engine, write_timeout)
         # Right edge of the tree at the last size this instance committed. Only a hint: it is
         # used only when the size read under the write lock still matches.
         self._frontier: merkle.Frontier | None = None
@@ -452,6 +504,21 @@ class AuditLog:
         """The injected clock (retention and exports read time from it too)."""
         return self._clock
 
+    def space(self) -> StoreSpace | None:
+        """Room on the volume holding the embedded store's files, or ``None`` when unknown
+        (a PostgreSQL server's disk is watched by its operators; an in-memory store has none).
+
+        The log is fail-closed: once its volume is full every audited request answers 503,
+        so the hub warns well before (``/healthz``, the DPO console).
+        """
+        database = self._engine.url.database
+        if self._postgres or not database or database == ":memory:":
+            return None
+        stats = os.statvfs(os.path.dirname(os.path.abspath(database)))
+        # f_bavail: what an unprivileged process may still write (root's reserve excluded).
+        block = stats.f_frsize
+        return StoreSpace(free=stats.f_bavail * block, total=stats.f_blocks * block)
+
     # --- schema --------------------------------------------------------------------------
 
     def create_schema(self) -> None:
@@ -470,10 +537,18 @@ class AuditLog:
     # --- writing -------------------------------------------------------------------------
 
     @contextmanager
-    def write_transaction(self) -> Iterator[Connection]:
-        """A transaction holding the single writer lock (used by appends and retention)."""
+    def write_transaction(self, *, timeout: float | None = None) -> Iterator[Connection]:
+        """A transaction holding the single writer lock (used by appends and retention).
+
+        ``timeout``: on PostgreSQL, how long to wait for the lock and run each statement
+        before giving up (appends pass the write timeout; retention waits as long as needed).
+        """
         with self._writer.begin() as conn:
             if self._postgres:
+                if timeout is not None:
+                    ms = max(1, int(timeout * 1000))
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
             yield conn
 
@@ -517,7 +592,7 @@ class AuditLog:
             if self._sqlite_writer is not None:
                 appended, frontier = self._commit_sqlite(self._sqlite_writer, news)
             else:
-                with self.write_transaction() as conn:
+                with self.write_transaction(timeout=self._write_timeout) as conn:
                     appended, frontier = self._append_locked(conn, news)
         except AuditError as exc:
             for ticket in batch:

@@ -9,9 +9,12 @@ with every table at once, and the tests empty them all together.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import DateTime, MetaData
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -42,3 +45,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def dialect_insert(session: Session, table: Any) -> Any:
+    """An ``INSERT`` on ``table`` for ``session``'s database, with its ``ON CONFLICT`` clauses
+    (SQLite and PostgreSQL spell upserts alike, through their own dialect's construct)."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)

@@ -23,9 +23,9 @@ from itertools import groupby
 from typing import Any, Protocol
 
 from sqlalchemy import Integer, Row, and_, bindparam, cast, exists, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from consent.db import dialect_insert
 from consent.enforce import ConsentRules, ConsentState, local_day
 from consent.errors import (
     ConsentConflictError,
@@ -603,10 +603,9 @@ class ConsentRecords:
     # -- internals -------------------------------------------------------------------------
 
     def _bump(self, case_id: int) -> None:
-        dialect = self.session.get_bind().dialect.name
-        upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-            generations_table
-        ).values(case_id=case_id, generation=1)
+        upsert = dialect_insert(self.session, generations_table).values(
+            case_id=case_id, generation=1
+        )
         self.session.execute(
             upsert.on_conflict_do_update(
                 index_elements=[generations_table.c.case_id],

@@ -74,7 +74,9 @@ def create_app(config: Config | None = None) -> Flask:
         audit_engine=audit_engine,
         passwords=Passwords(config.argon2),
         server_key=server_key,
-        audit_log=AuditLog(audit_engine, clock=utcnow),
+        audit_log=AuditLog(
+            audit_engine, clock=utcnow, write_timeout=config.audit_write_timeout_seconds
+        ),
         audit_signer=NoteSigner(audit_origin(config.base_url), server_key),
         vault=FieldVault(config.data_key),
     )

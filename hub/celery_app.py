@@ -61,6 +61,10 @@ def celery_init_app(app: Flask) -> Celery[Any]:
                 "task": "hub.tasks.flush_audit_outbox",
                 "schedule": timedelta(minutes=1),
             },
+            "record-refusal-bursts": {
+                "task": "hub.tasks.record_refusal_bursts",
+                "schedule": timedelta(minutes=1),
+            },
             "consent-sweep": {
                 "task": "hub.tasks.consent_sweep",
                 "schedule": timedelta(hours=6),

@@ -66,6 +66,16 @@ class Config:
     consent_evidence_max_bytes: int = 4 * 1024 * 1024
     ratelimit_enabled: bool = True
     audit_retention_days: int = 365
+    # Fail fast: an audited request waits this long for a locked or stalled audit store.
+    audit_write_timeout_seconds: int = 5
+    # /healthz and the DPO console warn when the audit store's volume has less free space.
+    audit_free_space_warn_mb: int = 1024
+    # Refusals of requests nobody is logged in for (forged forms, other sites, bad tokens):
+    # after this many in a minute from one client, its requests are answered 429 at once.
+    anonymous_refusals_per_minute: int = 30
+    # Beyond this many distinct clients refused in a minute, the others' refusals are counted
+    # in one event for all of them (someone rotating addresses cannot flood the log either).
+    anonymous_refusal_clients_per_minute: int = 200
     argon2: Argon2Params = field(default_factory=Argon2Params)
 
     @property
@@ -194,6 +204,25 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
             "MAILLON_AUDIT_RETENTION_DAYS doit être compris entre 30 et 3660 jours "
             "(la CNIL recommande de 6 à 12 mois)."
         )
+    write_timeout = _int(env_map, "MAILLON_AUDIT_WRITE_TIMEOUT_SECONDS", 5)
+    if not 1 <= write_timeout <= 60:
+        raise ConfigError(
+            "MAILLON_AUDIT_WRITE_TIMEOUT_SECONDS doit être compris entre 1 et 60 secondes."
+        )
+    positive = {
+        name: _int(env_map, name, default)
+        for name, default in (
+            ("MAILLON_ANONYMOUS_REFUSALS_PER_MINUTE", Config.anonymous_refusals_per_minute),
+            (
+                "MAILLON_ANONYMOUS_REFUSAL_CLIENTS_PER_MINUTE",
+                Config.anonymous_refusal_clients_per_minute,
+            ),
+            ("MAILLON_AUDIT_FREE_SPACE_WARN_MB", Config.audit_free_space_warn_mb),
+        )
+    }
+    for name, amount in positive.items():
+        if amount < 1:
+            raise ConfigError(f"{name} doit être un nombre entier positif.")
     argon2 = Argon2Params(
         time_cost=_int(env_map, "MAILLON_ARGON2_TIME_COST", Argon2Params.time_cost),
         memory_cost=_int(env_map, "MAILLON_ARGON2_MEMORY_KIB", Argon2Params.memory_cost),
@@ -231,6 +260,12 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         access_token_seconds=_int(env_map, "MAILLON_ACCESS_TOKEN_SECONDS", 300),
         ratelimit_enabled=_flag(env_map.get("MAILLON_RATELIMIT_ENABLED", "true")),
         audit_retention_days=retention_days,
+        audit_write_timeout_seconds=write_timeout,
+        audit_free_space_warn_mb=positive["MAILLON_AUDIT_FREE_SPACE_WARN_MB"],
+        anonymous_refusals_per_minute=positive["MAILLON_ANONYMOUS_REFUSALS_PER_MINUTE"],
+        anonymous_refusal_clients_per_minute=positive[
+            "MAILLON_ANONYMOUS_REFUSAL_CLIENTS_PER_MINUTE"
+        ],
         consent_evidence_max_bytes=_int(
             env_map, "MAILLON_CONSENT_EVIDENCE_MAX_BYTES", Config.consent_evidence_max_bytes
         ),

@@ -10,10 +10,11 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
-from audit.events import Action, Decision
+from audit.events import Action
 from consent import ConsentError, ErrorKind
 from hub.i18n import N_
-from hub.recording import AuditUnavailable, record, request_id
+from hub.recording import AuditUnavailable, request_id
+from hub.refusals import Throttled, record_refused
 
 # Stable API codes and French messages per HTTP status.
 STATUS_CODES: dict[int, tuple[str, str]] = {
@@ -99,34 +100,43 @@ def _page(status: int, message: str | None = None) -> tuple[str, int]:
 _RECORDED_REFUSALS = {403: "forbidden", 429: "rate_limited"}
 
 
-def _record_refusal(purpose: str) -> bool:
-    """Record a refusal; False when the audit store is down (the caller then answers 503)."""
+def _record_refusal(purpose: str) -> int | None:
+    """Record a refusal; the status to answer instead, if any: 503 when the audit store is
+    down, 429 when an anonymous client is past its budget of refusals."""
     try:
-        record(
+        record_refused(
             Action.ACCESS_REFUSED,
             object_type="page" if request.endpoint else "",
             object_id=request.endpoint or "",
             purpose=purpose,
-            decision=Decision.DENY,
         )
     except AuditUnavailable:
-        return False
-    return True
+        return 503
+    except Throttled:
+        return 429
+    return None
 
 
 def _handle_http(error: HTTPException) -> Any:
     status = error.code or 500
-    if status in _RECORDED_REFUSALS and not _record_refusal(_RECORDED_REFUSALS[status]):
-        status = 503
+    if status in _RECORDED_REFUSALS and not isinstance(error, Throttled):
+        # A throttled refusal was counted where it was raised.
+        status = _record_refusal(_RECORDED_REFUSALS[status]) or status
     code, message = STATUS_CODES.get(status, (f"http_{status}", N_("Erreur.")))
+    # Rate limits count per minute: say when to try again.
+    retry = {"Retry-After": "60"} if status == 429 else {}
     if wants_json():
-        return api_error_response(status, code, _(message))
-    return _page(status)
+        response = api_error_response(status, code, _(message))
+        response.headers.update(retry)
+        return response
+    body, status = _page(status)
+    return body, status, retry
 
 
 def _handle_csrf(error: CSRFError) -> Any:
-    if not _record_refusal("csrf"):
-        return _handle_http(ServiceUnavailable())
+    override = _record_refusal("csrf")
+    if override is not None:
+        return _handle_http(ServiceUnavailable() if override == 503 else Throttled())
     message = _("Le formulaire a expiré ou n'a pas été envoyé depuis Maillon. Rechargez la page.")
     if wants_json():
         return api_error_response(400, "csrf_failed", message)

@@ -461,3 +461,21 @@ class AuditOutbox(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     event: Mapped[str] = mapped_column(Text)  # the NewEvent's fields as JSON
     created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class RefusalCount(Base):
+    """Refused anonymous requests of one client in one minute (see :mod:`hub.refusals`).
+
+    ``client`` is the keyed hash of the address the audit log uses (never the address), or
+    one of two reserved names: :data:`hub.refusals.ALL_CLIENTS` counts the refusals of clients
+    beyond the per-minute cap together, :data:`hub.refusals.CLIENTS` counts the distinct clients
+    seen. ``recorded`` says how many of ``refused`` already have their own event (0 or 1); the
+    beat records the rest as one counted event once the minute is over, then deletes the row.
+    """
+
+    __tablename__ = "refusal_counts"
+
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+    refused: Mapped[int] = mapped_column()
+    recorded: Mapped[int] = mapped_column()

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from consent.db import dialect_insert
 from hub.db import rowcount
 from hub.i18n import N_
 from hub.models import Notification, User
@@ -73,12 +73,10 @@ def notify(
     """Tell each of ``users`` (once per ``dedupe_key``) that ``kind`` happened on the case."""
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind {kind!r}")
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     ids: list[int] = []
     for user_id in sorted({u.id for u in users if u.is_active}):
         statement = (
-            insert(Notification)
+            dialect_insert(session, Notification)
             .values(
                 user_id=user_id,
                 kind=kind,

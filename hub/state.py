@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit.checkpoint import NoteSigner
-from audit.store import AuditLog
+from audit.store import AuditLog, StoreSpace
 from hub.accounts import Accounts, AccountSettings
 from hub.cases import Cases
 from hub.config import Config
@@ -43,7 +43,23 @@ class HubState:
     def set_clock(self, clock: Callable[[], datetime]) -> None:
         """Replace the clock everywhere (tests); the audit log reads the same one."""
         self.clock = clock
-        self.audit_log = AuditLog(self.audit_engine, clock=clock)
+        self.audit_log = AuditLog(
+            self.audit_engine, clock=clock, write_timeout=self.config.audit_write_timeout_seconds
+        )
+
+    def audit_space(self) -> tuple[str, StoreSpace | None]:
+        """How much room the audit store has left: ``("ok" | "low", space)``, or
+        ``("unknown", None)`` when the hub cannot see it (a PostgreSQL server's disk is watched
+        by its operators). ``low`` is below ``MAILLON_AUDIT_FREE_SPACE_WARN_MB``: the log is
+        fail-closed, so once its volume is full every audited request answers 503."""
+        try:
+            space = self.audit_log.space()
+        except OSError:
+            return ("unknown", None)
+        if space is None:
+            return ("unknown", None)
+        low = space.free < self.config.audit_free_space_warn_mb * 1024 * 1024
+        return ("low" if low else "ok", space)
 
     def accounts(self, session: Session) -> Accounts:
         """Account services bound to ``session``."""

@@ -19,6 +19,7 @@ from hub.db import rowcount
 from hub.models import AuditOutbox, Case, Invitation, Notification, UsedAssertion, User
 from hub.notifications import KINDS
 from hub.recording import AuditUnavailable, append_staged, new_event, stage
+from hub.refusals import record_bursts
 from hub.state import state
 
 ACTIVATION_PATH = "/activation/"  # must match the route of auth.activate
@@ -205,6 +206,15 @@ def flush_audit_outbox() -> int:
         )
         append_staged(session, rows)
         return len(rows)
+
+
+@shared_task(name="hub.tasks.record_refusal_bursts", ignore_result=True, acks_late=True)
+def record_refusal_bursts() -> int:
+    """Beat, every minute: one counted event per client for the anonymous refusals of each
+    minute that is over (see :mod:`hub.refusals`)."""
+    hub_state = state()
+    with hub_state.session_factory() as session:
+        return record_bursts(session, hub_state.clock())
 
 
 @shared_task(name="hub.tasks.consent_sweep", ignore_result=True, acks_late=True)

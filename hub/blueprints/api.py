@@ -7,25 +7,37 @@ from typing import Any
 from flask import Blueprint, g, jsonify, request
 from flask_babel import gettext as _
 from sqlalchemy import select
+from sqlalchemy.exc import DataError
 
-from audit.events import Action, Decision
+from audit.events import Action
 from charter.vocabulary import OrgKind, Role
 from consent import Consent, ConsentError, Grantor, local_day
 from hub import consents
 from hub.api_auth import ApiAuth, ApiAuthError
-from hub.cases import CaseAccessDeniedError, CaseContext, CaseRefusedError, Cases, charter_ref
+from hub.cases import (
+    CaseAccessDeniedError,
+    CaseContext,
+    CaseRefusedError,
+    Cases,
+    charter_ref,
+    loggable_reference,
+    unknown_case,
+)
 from hub.charters import Charters, parse
 from hub.errors import ApiError, consent_error
 from hub.extensions import csrf, limiter
 from hub.i18n import N_
 from hub.models import ApiClient, OperationalGroup, Organisation
+from hub.openapi import describe
 from hub.recording import audited_case_view, audited_publish, record, record_case
+from hub.refusals import record_refused
 from hub.state import cases, db, state
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # no cookies here: bearer tokens only, so CSRF does not apply
 
-PUBLIC = frozenset({"api.token"})
+# Reachable without a bearer token: the token endpoint itself, and the API's description.
+PUBLIC = frozenset({"api.token", "api.openapi"})
 
 
 def api_auth() -> ApiAuth:
@@ -41,15 +53,17 @@ def api_auth() -> ApiAuth:
     )
 
 
+def _may_name_a_row(identifier: str) -> bool:
+    """Whether ``identifier`` could name a stored row. PostgreSQL refuses a NUL byte in text, in
+    a query as in a row: an identifier holding one names nothing, and looking it up would fail
+    the query itself (500) — it is answered as unknown instead."""
+    return "\x00" not in identifier
+
+
 def _refuse(error: ApiAuthError, action: Action = Action.ACCESS_REFUSED) -> ApiError:
-    """The API error for a refused authentication, recorded before it is sent."""
-    record(
-        action,
-        object_type="api",
-        object_id=request.endpoint or "",
-        decision=Decision.DENY,
-        rule=error.code,
-    )
+    """The API error for a refused authentication, recorded before it is sent (counted per
+    client and minute: nobody answers for an unauthenticated request)."""
+    record_refused(action, object_type="api", object_id=request.endpoint or "", rule=error.code)
     if error.status == 401:
         return ApiError(
             error.status,
@@ -74,16 +88,22 @@ def _bearer() -> None:
         raise _refuse(error) from error
 
 
+@bp.route("/openapi.json")
+def openapi() -> Any:
+    """The OpenAPI 3.1 description of this API. Public and not recorded: it describes the
+    routes and holds no personal data."""
+    return jsonify(describe(state().config.base_url))
+
+
 @bp.route("/token", methods=["POST"])
 @limiter.limit("30 per minute")
 def token() -> Any:
     """RFC 7523 client credentials: a signed assertion in, a short-lived access token out."""
     if request.form.get("grant_type") != "client_credentials":
-        record(
+        record_refused(
             Action.API_TOKEN_REFUSED,
             object_type="api",
             object_id="api.token",
-            decision=Decision.DENY,
             rule="unsupported_grant_type",
         )
         raise ApiError(
@@ -97,6 +117,11 @@ def token() -> Any:
     except ApiAuthError as error:
         db().rollback()
         raise _refuse(error, Action.API_TOKEN_REFUSED) from error
+    except DataError as error:
+        # A claim PostgreSQL cannot even compare (a NUL byte in ``iss``): no client has that id.
+        db().rollback()
+        refused = ApiAuthError("invalid_client", N_("Authentification du client refusée."))
+        raise _refuse(refused, Action.API_TOKEN_REFUSED) from error
     issued = service.issue_token(client)
     record(
         Action.API_TOKEN_ISSUE,
@@ -155,7 +180,11 @@ def charter_what_if() -> Any:
             "invalid_request",
             _("Champs attendus : group, purpose, recipient.org_kind, recipient.roles."),
         ) from error
-    group = db().scalar(select(OperationalGroup).where(OperationalGroup.public_id == group_id))
+    group = (
+        db().scalar(select(OperationalGroup).where(OperationalGroup.public_id == group_id))
+        if _may_name_a_row(group_id)
+        else None
+    )
     if group is None:
         raise ApiError(404, "not_found", _("Groupe inconnu."))
     service = Charters(db(), clock=state().clock)
@@ -209,13 +238,13 @@ def _case_context(service: Cases, reference: str, action: Action) -> CaseContext
     """The calling system's part in a case (as an agent of its organisation); a refusal is
     recorded as ``action`` denied, with the rule, and answered 403 with its stable code."""
     client: ApiClient = g.api_client
-    case = service.by_reference(reference)
-    if case is None:
-        raise ApiError(404, "not_found", _("Dossier inconnu."))
+    case = service.by_reference(reference) if _may_name_a_row(reference) else None
     try:
+        if case is None:
+            raise unknown_case()  # answered as a refusal: which references exist is not said
         return service.context_for_organisation(case, client.organisation)
     except CaseAccessDeniedError as error:
-        record_case(action, case.reference, allowed=False, rule=error.rule)
+        record_case(action, loggable_reference(reference), allowed=False, rule=error.rule)
         raise ApiError(403, error.code, _(error.message)) from error
 
 
@@ -232,7 +261,7 @@ def case_view(reference: str) -> Any:
     case = ctx.case
     try:
         view = audited_case_view(service, ctx, request.args.get("finalite"))
-    except CaseAccessDeniedError as error:  # the part was lost while the read ran (recorded)
+    except CaseAccessDeniedError as error:  # part lost meanwhile, or purpose not for the step
         raise ApiError(403, error.code, _(error.message)) from error
     if view is None:
         raise ApiError(400, "unknown_purpose", _("Finalité inconnue de la charte."))
@@ -365,7 +394,8 @@ def consent_withdraw(reference: str, consent_id: int) -> Any:
     """
     body = request.get_json(silent=True)
     requested_by = body.get("requested_by") if isinstance(body, dict) else None
-    if requested_by not in {g.value for g in Grantor}:
+    # A string first: a list or an object is unhashable and would fail the lookup itself (500).
+    if not isinstance(requested_by, str) or requested_by not in {g.value for g in Grantor}:
         raise ApiError(
             400,
             "invalid_request",

@@ -16,6 +16,7 @@ from hub.forms import ActivationForm, LoginForm, PasswordChangeForm, ReauthForm
 from hub.i18n import N_, MessageError
 from hub.models import User
 from hub.recording import record
+from hub.refusals import record_refused
 from hub.security import (
     end_session,
     fresh_login_required,
@@ -73,14 +74,19 @@ def login() -> Any:
             start_session(result.user)
             target = safe_next(request.args.get("next")) or url_for("main.index")
             return redirect(target)
-        # The typed email is never logged: an unknown account leaves the object empty.
-        record(
-            Action.AUTH_LOGIN_REFUSED,
-            object_type="user",
-            object_id=account_id,
-            decision=Decision.DENY,
-            rule=result.outcome,
-        )
+        # The typed email is never logged: an unknown account leaves the object empty, and
+        # such refusals are counted per client and minute (anyone can send them); a refusal
+        # for an existing account keeps its own event for the DPO.
+        if account_id:
+            record(
+                Action.AUTH_LOGIN_REFUSED,
+                object_type="user",
+                object_id=account_id,
+                decision=Decision.DENY,
+                rule=result.outcome,
+            )
+        else:
+            record_refused(Action.AUTH_LOGIN_REFUSED, object_type="user", rule=result.outcome)
         if result.outcome is LoginOutcome.LOCKED_NOW:
             record(
                 Action.AUTH_LOCKOUT,
@@ -118,9 +124,7 @@ def activate(token: str) -> Any:
     service = accounts()
     invitation = service.valid_link(token)
     if invitation is None:
-        record(
-            Action.ACCESS_REFUSED, object_type="link", purpose="activation", decision=Decision.DENY
-        )
+        record_refused(Action.ACCESS_REFUSED, object_type="link", purpose="activation")
         return render_template("auth/link_invalid.html"), 404
     secret = service.pending_secret(invitation)
     db().commit()

@@ -299,7 +299,13 @@ def breakable(value: object, every: int = 16) -> Markup:
 
 @bp.context_processor
 def _labels() -> dict[str, Any]:
-    return {"rule_labels": RULE_LABELS, "decision_labels": DECISION_LABELS}
+    space, room = state().audit_space()
+    return {
+        "rule_labels": RULE_LABELS,
+        "decision_labels": DECISION_LABELS,
+        # Every DPO page warns while the audit store runs short (see _nav.html).
+        "audit_space_low": room if space == "low" else None,
+    }
 
 
 # -- overview ------------------------------------------------------------------------------

@@ -97,12 +97,20 @@ def _check_broker() -> bool:
 
 @bp.route("/healthz")
 def healthz() -> Any:
-    """Database, audit store and broker reachability; 503 when any is down. No personal data."""
+    """Database, audit store and broker reachability; 503 when any is down. No personal data.
+
+    ``audit_space`` warns (``low``, status ``warning``, still 200: the hub works) when the audit
+    store's volume runs short: the log is fail-closed, so once it is full every audited request
+    answers 503. ``unknown`` when the hub cannot see it (a PostgreSQL server).
+    """
+    hub_state = state()
     checks = {"database": _check_database(), "audit": _check_audit(), "broker": _check_broker()}
     healthy = all(checks.values())
+    space, _room = hub_state.audit_space()
+    status = "degraded" if not healthy else "warning" if space == "low" else "ok"
     body = {
-        "status": "ok" if healthy else "degraded",
-        "checks": {k: "ok" if v else "down" for k, v in checks.items()},
+        "status": status,
+        "checks": {k: "ok" if v else "down" for k, v in checks.items()} | {"audit_space": space},
     }
     response = jsonify(body)
     response.status_code = 200 if healthy else 503

@@ -28,8 +28,13 @@ def _children(pid: int) -> list[int]:
 
 def test_serve_runs_web_worker_and_beat_and_ctrl_c_stops_them_all(tmp_path: Path) -> None:
     env = dict(os.environ, MAILLON_VAR_DIR=str(tmp_path / "var"), MAILLON_ENV="development")
+    # The test machine's free disk is not this test's business (tested in test_audit_flooding).
+    env["MAILLON_AUDIT_FREE_SPACE_WARN_MB"] = "1"
     for name in [
-        k for k in env if k.startswith("MAILLON_") and k not in {"MAILLON_VAR_DIR", "MAILLON_ENV"}
+        k
+        for k in env
+        if k.startswith("MAILLON_")
+        and k not in {"MAILLON_VAR_DIR", "MAILLON_ENV", "MAILLON_AUDIT_FREE_SPACE_WARN_MB"}
     ]:
         env.pop(name)
     flask = [str(BIN / "flask"), "--app", "hub"]
@@ -57,7 +62,7 @@ def test_serve_runs_web_worker_and_beat_and_ctrl_c_stops_them_all(tmp_path: Path
                 time.sleep(0.3)
         assert health == {
             "status": "ok",
-            "checks": {"database": "ok", "audit": "ok", "broker": "ok"},
+            "checks": {"database": "ok", "audit": "ok", "broker": "ok", "audit_space": "ok"},
         }, (tmp_path / "serve.log").read_text()[-3000:]
         children = _children(server.pid)
         assert len(children) == 2  # the Celery worker and beat
