@@ -45,3 +45,18 @@ extract-messages: env
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# -- measured reliability (not run by `make test` nor CI): docs/reliability.md ----------------
+.PHONY: load crash
+
+## make load: 50 simulated users for 10 minutes against gunicorn + PostgreSQL + Redis beside a
+## hello-world baseline, then the crash test. Shorter: make load LOAD_ARGS="--users 10 --duration 1m"
+## CRASH_ARGS="--writes 200 --kills 5". Uses MAILLON_TEST_POSTGRES_URL/REDIS_URL, or starts
+## throw-away servers with .ci/services.sh.
+load: env
+	bash tests/load/with-services.sh sh -c '$(BIN)/python -m tests.load.run_load $(LOAD_ARGS); load=$$?; \
+	  $(BIN)/python -m tests.load.crash $(CRASH_ARGS); crash=$$?; [ $$load -eq 0 ] && [ $$crash -eq 0 ]'
+
+## make crash: kill -9 the web and worker processes 20 times during 1,000 concurrent case writes
+crash: env
+	bash tests/load/with-services.sh $(BIN)/python -m tests.load.crash $(CRASH_ARGS)
