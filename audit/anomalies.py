@@ -142,11 +142,13 @@ def off_hours(
     ]
 
 
-def _refusals(e: Event) -> int:
-    """How many refusals ``e`` stands for: a counted burst of anonymous refusals its number."""
-    if e.action is Action.ACCESS_REFUSED_BURST and e.object_id.isdigit():
-        return int(e.object_id)
-    return 1
+def burst_count(e: Event) -> int:
+    """How many refusals ``e`` stands for: a counted event (``access.refused.burst``) the ``n``
+    of its rule ``count:<n>/minute:<UTC minute>``, any other event one."""
+    if e.action is not Action.ACCESS_REFUSED_BURST:
+        return 1
+    head = e.rule.split("/", 1)[0].removeprefix("count:")
+    return int(head) if head.isdigit() else 1
 
 
 def refusal_bursts(
@@ -161,9 +163,9 @@ def refusal_bursts(
         in_window = 0
         reported_until = -1
         for end, e in enumerate(items):
-            in_window += _refusals(e)
+            in_window += burst_count(e)
             while e.time - items[start].time > window:
-                in_window -= _refusals(items[start])
+                in_window -= burst_count(items[start])
                 start += 1
             if in_window > max_refusals and end > reported_until:
                 # Extend over every refusal still within the window of the last one.
@@ -171,7 +173,7 @@ def refusal_bursts(
                 while stop + 1 < len(items) and items[stop + 1].time - items[stop].time <= window:
                     stop += 1
                 burst = items[start : stop + 1]
-                count = sum(_refusals(x) for x in burst)
+                count = sum(burst_count(x) for x in burst)
                 findings.append(
                     Finding(
                         "refusal_burst",

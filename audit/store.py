@@ -253,15 +253,27 @@ def _prepare_sqlite(dbapi_connection: Any) -> None:
     cursor.close()
 
 
-def make_audit_engine(url: str, **kwargs: Any) -> Engine:
+def make_audit_engine(url: str, *, timeout: float | None = None, **kwargs: Any) -> Engine:
     """An engine for the audit store.
 
     For SQLite files: WAL journal, ``synchronous=FULL`` (an acknowledged append survives power
     loss), a generous busy timeout (writers queue instead of failing), and transactions opened
     by SQLAlchemy rather than the driver, so that write transactions can start with
-    ``BEGIN IMMEDIATE``. Other URLs (``postgresql+psycopg://…``) are passed through.
+    ``BEGIN IMMEDIATE``. Other URLs (``postgresql+psycopg://…``) are passed through; with
+    ``timeout`` (seconds), waiting for a pooled connection, connecting, and data left
+    unacknowledged by a server that stopped answering are bounded too (the server-side
+    timeouts of an append cannot act when the network is what stalls).
     """
     if not url.startswith("sqlite"):
+        if timeout is not None and url.startswith("postgresql"):
+            seconds = max(1, int(timeout))
+            kwargs.setdefault("pool_timeout", seconds)
+            server_args: dict[str, Any] = {
+                "connect_timeout": seconds,
+                "tcp_user_timeout": seconds * 1000,
+            }
+            server_args.update(kwargs.pop("connect_args", {}))
+            kwargs["connect_args"] = server_args
         return create_engine(url, pool_pre_ping=True, **kwargs)
     connect_args = {"timeout": 60.0, "check_same_thread": False}
     connect_args.update(kwargs.pop("connect_args", {}))
@@ -373,9 +385,8 @@ class _SqliteWriter:
     and after any error, so nothing half-done outlives a failed append.
     """
 
-    def __init__(self, engine: Engine, timeout: float) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._timeout = timeout
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         database = engine.url.database
@@ -386,7 +397,7 @@ class _SqliteWriter:
         self._lock_pid = 0
 
     @contextmanager
-    def turn(self) -> Iterator[None]:
+    def turn(self, deadline: float) -> Iterator[None]:
         """This process's turn to append, across processes (gunicorn workers, Celery).
 
         SQLite's own lock would serialise them too, but a process that finds the database
@@ -395,8 +406,9 @@ class _SqliteWriter:
         ``flock`` wakes the next process as soon as the lock is released. The SQLite lock still
         guards correctness (retention and writers that skip this turn).
 
-        The wait is bounded by the write timeout: a process stalled while holding the turn
-        must not hold every other request until it recovers (:class:`LogUnavailable`, 503).
+        The wait ends at ``deadline`` (``time.monotonic()``): a process stalled while holding
+        the turn must not hold every other request until it recovers (:class:`LogUnavailable`,
+        503).
         """
         if self._lock_path is None:
             yield
@@ -405,7 +417,7 @@ class _SqliteWriter:
             # A descriptor inherited through a fork would share its lock with the parent.
             self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             self._lock_pid = os.getpid()
-        _flock_within(self._lock_fd, self._timeout)
+        _flock_until(self._lock_fd, deadline)
         try:
             yield
         finally:
@@ -418,9 +430,6 @@ class _SqliteWriter:
             conn = proxy.driver_connection
             proxy.detach()  # ours from now on: never handed back to the pool
             assert isinstance(conn, sqlite3.Connection)
-            # The request path waits for SQLite's write lock only this long (pooled
-            # connections keep the long timeout: retention and exports are not on it).
-            conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
             self._conn, self._pid = conn, os.getpid()
             weakref.finalize(self, _close_quietly, conn)
         return self._conn
@@ -432,29 +441,23 @@ class _SqliteWriter:
             _close_quietly(conn)
 
 
-def _flock_within(fd: int, timeout: float) -> None:
-    """Take an exclusive ``flock`` on ``fd`` within ``timeout`` seconds, or raise
-    :class:`LogUnavailable`. Polls a non-blocking lock: ``flock`` itself has no timeout, and a
-    signal-based one would not be safe in a threaded web worker."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return
-    except BlockingIOError:
-        pass
-    deadline = time.monotonic() + timeout
-    pause = 0.0002
+def _flock_until(fd: int, deadline: float) -> None:
+    """Take an exclusive ``flock`` on ``fd`` before ``deadline`` (``time.monotonic()``), or
+    raise :class:`LogUnavailable`. Polls a non-blocking lock: ``flock`` itself has no timeout,
+    and a signal-based one would not be safe in a threaded web worker."""
+    pause = 0.0001
     while True:
-        # Short pauses first: the turn usually changes hands within a millisecond.
-        time.sleep(pause)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                raise LogUnavailable(
-                    f"audit store busy: no writer turn within {timeout:g} s"
-                ) from None
-        pause = min(pause * 2, 0.005)
+                raise LogUnavailable("audit store busy: no writer turn in time") from None
+        # Short pauses: the turn changes hands within a millisecond, and a long pause would let
+        # later arrivals overtake a waiter again and again (polling is not first come, first
+        # served).
+        time.sleep(pause)
+        pause = min(pause * 2, 0.001)
 
 
 def _close_quietly(conn: sqlite3.Connection) -> None:
@@ -484,7 +487,7 @@ class AuditLog:
         # How long an append waits for the writer lock before giving up (fail fast: a locked
         # or stalled store answers 503 in seconds instead of holding the request).
         self._write_timeout = write_timeout
-        self._sqlite_writer = None if self._postgres else _SqliteWriter(engine, write_timeout)
+        self._sqlite_writer = None if self._postgres else _SqliteWriter(engine)
         # Right edge of the tree at the last size this instance committed. Only a hint: it is
         # used only when the size read under the write lock still matches.
         self._frontier: merkle.Frontier | None = None
@@ -574,25 +577,38 @@ class AuditLog:
             if not isinstance(new, NewEvent):
                 raise TypeError("append takes NewEvent records")
         ticket = _Ticket(tuple(news))
+        # One deadline for the whole append (waiting for the group's leader, the turn lock, the
+        # database lock): a stalled store answers within the write timeout, not a multiple.
+        deadline = time.monotonic() + self._write_timeout
         with self._queue_lock:
             self._queue.append(ticket)
-        with self._leader_lock:
+        if not self._leader_lock.acquire(timeout=self._write_timeout):
+            with self._queue_lock:
+                if any(t is ticket for t in self._queue):  # nobody took it: give up cleanly
+                    self._queue = [t for t in self._queue if t is not ticket]
+                    raise LogUnavailable("audit store busy: no writer turn in time")
+            # A leader took this ticket with its batch; its commit ends by its own deadline.
+            self._leader_lock.acquire()
+        try:
             if not ticket.done:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
-                self._commit_batch(batch)
+                self._commit_batch(batch, deadline)
+        finally:
+            self._leader_lock.release()
         if ticket.error is not None:
             raise ticket.error
         assert ticket.result is not None  # done without error means committed
         return ticket.result
 
-    def _commit_batch(self, batch: list[_Ticket]) -> None:
+    def _commit_batch(self, batch: list[_Ticket], deadline: float) -> None:
         news = [new for ticket in batch for new in ticket.events]
         try:
             if self._sqlite_writer is not None:
-                appended, frontier = self._commit_sqlite(self._sqlite_writer, news)
+                appended, frontier = self._commit_sqlite(self._sqlite_writer, news, deadline)
             else:
-                with self.write_transaction(timeout=self._write_timeout) as conn:
+                left = max(0.001, deadline - time.monotonic())
+                with self.write_transaction(timeout=left) as conn:
                     appended, frontier = self._append_locked(conn, news)
         except AuditError as exc:
             for ticket in batch:
@@ -614,20 +630,24 @@ class AuditLog:
             offset += len(ticket.events)
 
     def _commit_sqlite(
-        self, writer: _SqliteWriter, news: Sequence[NewEvent]
+        self, writer: _SqliteWriter, news: Sequence[NewEvent], deadline: float
     ) -> tuple[list[Event], merkle.Frontier]:
         """One durable append transaction on the embedded store, through the driver."""
         try:
-            with writer.turn():
-                return self._commit_sqlite_turn(writer, news)
+            with writer.turn(deadline):
+                return self._commit_sqlite_turn(writer, news, deadline)
         except OSError as exc:  # the lock file cannot be opened or locked
             raise LogUnavailable(f"audit event not written: {exc}") from exc
 
     def _commit_sqlite_turn(
-        self, writer: _SqliteWriter, news: Sequence[NewEvent]
+        self, writer: _SqliteWriter, news: Sequence[NewEvent], deadline: float
     ) -> tuple[list[Event], merkle.Frontier]:
         try:
             conn = writer.connection()
+            # SQLite's lock is waited for only until the deadline (another process that skips
+            # the turn lock, retention, may hold it); pooled connections keep the long timeout.
+            left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+            conn.execute(f"PRAGMA busy_timeout={left_ms}")
             # The write lock first, so the size read and the inserts are one atomic step.
             conn.execute("BEGIN IMMEDIATE")
             try:

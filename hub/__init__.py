@@ -65,7 +65,9 @@ def create_app(config: Config | None = None) -> Flask:
         )
 
     engine = make_engine(config.database_url)
-    audit_engine = make_audit_engine(config.audit_database_url)
+    audit_engine = make_audit_engine(
+        config.audit_database_url, timeout=config.audit_write_timeout_seconds
+    )
     server_key = load_server_key(config.server_key_file, create=not production)
     hub_state = HubState(
         config=config,

@@ -75,7 +75,7 @@ class Config:
     anonymous_refusals_per_minute: int = 30
     # Beyond this many distinct clients refused in a minute, the others' refusals are counted
     # in one event for all of them (someone rotating addresses cannot flood the log either).
-    anonymous_refusal_clients_per_minute: int = 200
+    anonymous_refusal_clients_per_minute: int = 30
     argon2: Argon2Params = field(default_factory=Argon2Params)
 
     @property

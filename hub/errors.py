@@ -15,6 +15,7 @@ from consent import ConsentError, ErrorKind
 from hub.i18n import N_
 from hub.recording import AuditUnavailable, request_id
 from hub.refusals import Throttled, record_refused
+from hub.security import CrossSiteRefused
 
 # Stable API codes and French messages per HTTP status.
 STATUS_CODES: dict[int, tuple[str, str]] = {
@@ -100,15 +101,17 @@ def _page(status: int, message: str | None = None) -> tuple[str, int]:
 _RECORDED_REFUSALS = {403: "forbidden", 429: "rate_limited"}
 
 
-def _record_refusal(purpose: str) -> int | None:
-    """Record a refusal; the status to answer instead, if any: 503 when the audit store is
-    down, 429 when an anonymous client is past its budget of refusals."""
+def _record_refusal(purpose: str, *, counted: bool = False) -> int | None:
+    """Record a refusal; the status to answer instead, if any: 503 when it cannot be recorded
+    (nor counted), 429 when a client is past its budget of refusals. ``counted``: a request
+    the person cannot have sent (forged or cross-site form), counted like an anonymous one."""
     try:
         record_refused(
             Action.ACCESS_REFUSED,
             object_type="page" if request.endpoint else "",
             object_id=request.endpoint or "",
             purpose=purpose,
+            counted=counted,
         )
     except AuditUnavailable:
         return 503
@@ -119,7 +122,9 @@ def _record_refusal(purpose: str) -> int | None:
 
 def _handle_http(error: HTTPException) -> Any:
     status = error.code or 500
-    if status in _RECORDED_REFUSALS and not isinstance(error, Throttled):
+    if isinstance(error, CrossSiteRefused):
+        status = _record_refusal("cross_site", counted=True) or status
+    elif status in _RECORDED_REFUSALS and not isinstance(error, Throttled):
         # A throttled refusal was counted where it was raised.
         status = _record_refusal(_RECORDED_REFUSALS[status]) or status
     code, message = STATUS_CODES.get(status, (f"http_{status}", N_("Erreur.")))
@@ -134,7 +139,7 @@ def _handle_http(error: HTTPException) -> Any:
 
 
 def _handle_csrf(error: CSRFError) -> Any:
-    override = _record_refusal("csrf")
+    override = _record_refusal("csrf", counted=True)
     if override is not None:
         return _handle_http(ServiceUnavailable() if override == 503 else Throttled())
     message = _("Le formulaire a expiré ou n'a pas été envoyé depuis Maillon. Rechargez la page.")

@@ -28,6 +28,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
+from werkzeug.exceptions import Forbidden
 
 from charter.vocabulary import (
     ORG_KIND_LABELS_EN,
@@ -181,6 +182,11 @@ def role_required(*roles: Role) -> Callable[[F], F]:
     return decorator
 
 
+class CrossSiteRefused(Forbidden):
+    """A form posted from another site (``Sec-Fetch-Site``): refused, and counted like an
+    anonymous refusal even when a session cookie came with it — the person did not send it."""
+
+
 def _before_request() -> Any:
     g.csp_nonce = secrets.token_urlsafe(18)
     endpoint = request.endpoint or ""
@@ -191,7 +197,7 @@ def _before_request() -> Any:
     ) not in ("same-origin", "none"):
         # Browsers say where a request comes from even when no Referer is sent: a form posted
         # from another site is refused before any CSRF token is even considered.
-        abort(403)
+        raise CrossSiteRefused()
     if current_user.is_authenticated:
         last_seen = _timestamp(session.get("last_seen"))
         idle = timedelta(minutes=state().config.session_idle_minutes)

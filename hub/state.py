@@ -50,16 +50,19 @@ class HubState:
     def audit_space(self) -> tuple[str, StoreSpace | None]:
         """How much room the audit store has left: ``("ok" | "low", space)``, or
         ``("unknown", None)`` when the hub cannot see it (a PostgreSQL server's disk is watched
-        by its operators). ``low`` is below ``MAILLON_AUDIT_FREE_SPACE_WARN_MB``: the log is
-        fail-closed, so once its volume is full every audited request answers 503."""
+        by its operators). ``low`` is below ``MAILLON_AUDIT_FREE_SPACE_WARN_MB`` (or a fifth of
+        the volume, when that is less): the log is fail-closed, so once its volume is full
+        every audited request answers 503."""
         try:
             space = self.audit_log.space()
         except OSError:
             return ("unknown", None)
         if space is None:
             return ("unknown", None)
-        low = space.free < self.config.audit_free_space_warn_mb * 1024 * 1024
-        return ("low" if low else "ok", space)
+        # On a volume smaller than five times the threshold, a fifth of it: the warning must
+        # not stay on for good where the threshold is most of the disk.
+        threshold = min(self.config.audit_free_space_warn_mb * 1024 * 1024, space.total // 5)
+        return ("low" if space.free < threshold else "ok", space)
 
     def accounts(self, session: Session) -> Accounts:
         """Account services bound to ``session``."""

@@ -273,9 +273,15 @@ def fresh_code(clock: FakeClock, secret: str) -> str:
 
 
 def login(
-    client: FlaskClient, clock: FakeClock, account: Account, *, code: str | None = None
+    client: FlaskClient,
+    clock: FakeClock,
+    account: Account,
+    *,
+    code: str | None = None,
+    **environ: str,
 ) -> Any:
-    """Log in through the real form (CSRF included); returns the response."""
+    """Log in through the real form (CSRF included); returns the response. ``environ``: WSGI
+    values of the post (e.g. ``REMOTE_ADDR``)."""
     token = csrf_token(client, "/connexion")
     return client.post(
         "/connexion",
@@ -285,6 +291,7 @@ def login(
             "password": account.password,
             "code": code if code is not None else fresh_code(clock, account.totp_secret),
         },
+        environ_base=environ,
     )
 
 

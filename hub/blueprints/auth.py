@@ -15,8 +15,8 @@ from hub.extensions import limiter
 from hub.forms import ActivationForm, LoginForm, PasswordChangeForm, ReauthForm
 from hub.i18n import N_, MessageError
 from hub.models import User
-from hub.recording import record
-from hub.refusals import record_refused
+from hub.recording import append_staged, new_event, record, stage
+from hub.refusals import record_refusal, record_refused
 from hub.security import (
     end_session,
     fresh_login_required,
@@ -74,27 +74,37 @@ def login() -> Any:
             start_session(result.user)
             target = safe_next(request.args.get("next")) or url_for("main.index")
             return redirect(target)
-        # The typed email is never logged: an unknown account leaves the object empty, and
-        # such refusals are counted per client and minute (anyone can send them); a refusal
-        # for an existing account keeps its own event for the DPO.
-        if account_id:
-            record(
-                Action.AUTH_LOGIN_REFUSED,
-                object_type="user",
-                object_id=account_id,
-                decision=Decision.DENY,
-                rule=result.outcome,
+        # The typed email is never logged: an unknown account leaves the object empty. Anyone
+        # can send wrong passwords, so refusals are counted: per client and minute for unknown
+        # accounts, per account and minute for existing ones (the first names the account,
+        # the rest one event naming it), whatever addresses they come from.
+        refused = new_event(
+            Action.AUTH_LOGIN_REFUSED,
+            object_type="user",
+            object_id=account_id,
+            decision=Decision.DENY,
+            rule=result.outcome,
+        )
+        lockout = (
+            stage(
+                db(),
+                new_event(
+                    Action.AUTH_LOCKOUT,
+                    object_type="user",
+                    object_id=account_id,
+                    decision=Decision.DENY,
+                ),
             )
-        else:
-            record_refused(Action.AUTH_LOGIN_REFUSED, object_type="user", rule=result.outcome)
-        if result.outcome is LoginOutcome.LOCKED_NOW:
-            record(
-                Action.AUTH_LOCKOUT,
-                object_type="user",
-                object_id=account_id,
-                decision=Decision.DENY,
-            )
-        db().commit()  # failure counters and lockout must persist
+            if result.outcome is LoginOutcome.LOCKED_NOW
+            else None
+        )
+        # Failure counters and the lockout persist first, whatever follows: they only restrict,
+        # and a refusal that is throttled (429) or cannot be recorded (503) must still count
+        # towards the lockout. The lockout's event is staged with it (at least once).
+        db().commit()
+        if lockout is not None:
+            append_staged(db(), [lockout])
+        record_refusal(refused, account=account_id)
         form.code.data = ""  # never echo a code back into the page
         flash(_(LOGIN_REFUSED), "error")
         return render_template("auth/login.html", form=form), 200

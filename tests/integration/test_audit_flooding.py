@@ -23,15 +23,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import OperationalError
 
 from audit import merkle
+from audit.anomalies import burst_count
 from audit.errors import LogUnavailable
 from audit.events import Action, Decision, Event, NewEvent
 from audit.store import AuditLog
-from hub import create_app
+from hub import create_app, refusals
 from hub.config import Config
 from hub.demo import seed_demo
-from hub.models import RefusalCount
+from hub.extensions import limiter
+from hub.models import RefusalCount, User
 from hub.refusals import minute_of
 from hub.tasks import record_refusal_bursts
 from tests.conftest import (
@@ -63,6 +66,16 @@ def _bursts(app: Flask) -> list[Event]:
     return _new_events(app, before)
 
 
+def _settle(clock: FakeClock) -> None:
+    """Move past the minute and the next one: the beat records a minute once it is settled."""
+    clock.advance(minutes=2)
+
+
+def _count_of(event: Event) -> int:
+    assert event.action is Action.ACCESS_REFUSED_BURST
+    return burst_count(event)
+
+
 def _forged_post(client: FlaskClient, **environ: Any) -> Any:
     """A login form posted without its CSRF token (what any script can send)."""
     return client.post("/connexion", data={"email": "x", "password": "y"}, environ_base=environ)
@@ -88,15 +101,17 @@ def test_forty_forged_posts_add_two_events_not_forty(app: Flask, clock: FakeCloc
         Decision.DENY,
     )
     assert first.actor_user is None and first.ip_hash
-    # And nothing more is recorded while the minute lasts
+    # And nothing more is recorded while the minute lasts, nor just after it
     assert _bursts(app) == []
-    # When the minute is over, the beat records the other 40 as one counted event
+    clock.advance(minutes=1)
+    assert _bursts(app) == []
+    # When the minute is settled, the beat records the other 40 as one counted event
     clock.advance(minutes=1)
     (burst,) = _bursts(app)
     assert burst.action is Action.ACCESS_REFUSED_BURST and burst.decision is Decision.DENY
-    assert (burst.object_type, burst.object_id) == ("refusals", "40")
+    assert burst.rule == f"count:40/minute:{minute_of(first.time):%Y-%m-%dT%H:%M}Z"
+    assert _count_of(burst) == 40 and burst.object_id == ""
     assert burst.ip_hash == first.ip_hash  # the same client, by its keyed hash only
-    assert burst.rule == f"minute:{minute_of(first.time):%Y-%m-%dT%H:%MZ}"
     # And a second run records nothing twice; the counts are gone
     assert _bursts(app) == []
     state = app.extensions["maillon"]
@@ -132,9 +147,9 @@ def test_every_kind_of_anonymous_refusal_is_counted_together(app: Flask, clock: 
     ]
     assert [r.status_code for r in responses] == [403, 400, 404, 200, 401, 400]
     assert [e.action for e in _new_events(app, before)] == [Action.ACCESS_REFUSED]
-    clock.advance(minutes=1)
+    _settle(clock)
     (burst,) = _bursts(app)
-    assert burst.object_id == "5"
+    assert _count_of(burst) == 5
 
 
 def test_a_logged_in_person_refusals_keep_one_event_each(
@@ -151,16 +166,65 @@ def test_a_logged_in_person_refusals_keep_one_event_each(
     assert {e.actor_user for e in events} != {None}
 
 
-def test_a_known_account_refused_login_keeps_its_own_event(
+def test_refused_logins_of_an_account_are_counted_per_account(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    # Given wrong codes for one existing account, from many addresses
+    before = _size(app)
+    for n in range(6):
+        response = login(
+            app.test_client(), clock, territory["cpip"], code="000000", REMOTE_ADDR=f"203.0.113.{n}"
+        )
+        assert response.status_code == 200
+    # Then the first has its own event naming the account, the rest are counted for it
+    (first,) = _new_events(app, before)
+    assert first.action is Action.AUTH_LOGIN_REFUSED and first.object_id
+    _settle(clock)
+    (burst,) = _bursts(app)
+    assert (burst.object_type, burst.object_id, burst.purpose) == ("user", first.object_id, "login")
+    assert _count_of(burst) == 5 and burst.ip_hash == ""
+
+
+@pytest.mark.config(anonymous_refusals_per_minute=3)
+def test_a_throttled_wrong_password_still_counts_towards_the_lockout(
     app: Flask, clock: FakeClock, territory: dict[str, Account]
 ) -> None:
     client = app.test_client()
+    statuses = [
+        login(client, clock, territory["cpip"], code="000000").status_code for _ in range(10)
+    ]
+    assert statuses[-1] == 429  # past the budget of refusals
+    # The eleventh try, with the right code, is refused: the account is locked all the same
+    assert login(client, clock, territory["cpip"]).status_code in (200, 429)
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        user = session.scalar(select(User).where(User.email == territory["cpip"].email))
+        assert user is not None and user.locked_until is not None
+
+
+def test_forged_forms_in_a_logged_in_person_name_are_counted(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    # Another page of the same site (a sibling sub-domain gets the Lax cookie) posts forms in
+    # the person's name: they did not send them, so they do not grow the log one by one
+    client = app.test_client()
+    login(client, clock, territory["cpip"])
+    token = csrf_token(client, "/compte")
     before = _size(app)
-    for _ in range(3):
-        login(client, clock, territory["cpip"], code="000000")
-    events = _new_events(app, before)
-    assert [e.action for e in events] == [Action.AUTH_LOGIN_REFUSED] * 3
-    assert all(e.object_id for e in events)  # the DPO sees which account was tried
+    for _ in range(5):
+        response = client.post(
+            "/langue",
+            data={"lang": "en", "csrf_token": token},
+            headers={"Sec-Fetch-Site": "same-site"},
+        )
+        assert response.status_code == 403
+    for _ in range(5):
+        assert client.post("/langue", data={"lang": "en"}).status_code == 400  # no CSRF token
+    (first,) = _new_events(app, before)
+    assert first.purpose == "cross_site"
+    _settle(clock)
+    (burst,) = _bursts(app)
+    assert _count_of(burst) == 9
 
 
 @pytest.mark.config(anonymous_refusal_clients_per_minute=3)
@@ -175,13 +239,24 @@ def test_rotating_addresses_cannot_flood_either(app: Flask, clock: FakeClock) ->
     firsts = _new_events(app, before)
     assert len(firsts) == 3 and len({e.ip_hash for e in firsts}) == 3
     # And after the minute: one counted event per one of them, one for all the others
-    clock.advance(minutes=1)
+    _settle(clock)
     bursts = _bursts(app)
     per_client = [b for b in bursts if b.purpose != "all_clients"]
     (shared,) = [b for b in bursts if b.purpose == "all_clients"]
-    assert sorted(b.object_id for b in per_client) == ["1", "1", "1"]
+    assert [_count_of(b) for b in per_client] == [1, 1, 1]
     assert {b.ip_hash for b in per_client} == {e.ip_hash for e in firsts}
-    assert (shared.object_id, shared.ip_hash) == ("10", "")  # 5 clients x 2 refusals
+    assert (_count_of(shared), shared.ip_hash) == (10, "")  # 5 clients x 2 refusals
+
+
+def test_an_ipv6_client_is_its_64_network(app: Flask, clock: FakeClock) -> None:
+    client = app.test_client()
+    before = _size(app)
+    for n in range(40):
+        response = _forged_post(client, REMOTE_ADDR=f"2001:db8:1:2::{n:x}")
+        assert response.status_code == (400 if n < 30 else 429)  # one budget for the network
+    assert len(_new_events(app, before)) == 1
+    assert _forged_post(client, REMOTE_ADDR="2001:db8:1:3::1").status_code == 400  # another one
+    assert len(_new_events(app, before)) == 2
 
 
 def test_an_api_client_with_a_valid_token_is_not_throttled_with_the_others(
@@ -208,9 +283,54 @@ def test_a_refusal_the_log_cannot_take_is_503_and_still_counted(
     assert _forged_post(client).status_code == 503
     state.audit_log = good
     assert _forged_post(client).status_code == 400  # the minute's first event was not written
-    clock.advance(minutes=1)
+    _settle(clock)
     (burst,) = _bursts(app)
-    assert burst.object_id == "2"
+    assert _count_of(burst) == 2
+
+
+def test_a_first_refusal_failing_after_the_beat_took_its_minute_is_still_counted(
+    app: Flask, clock: FakeClock
+) -> None:
+    # The first refusal's row is written, the beat takes the minute (nothing left to count),
+    # then that refusal's append fails: it must be counted again, for the next run
+    state = app.extensions["maillon"]
+    minute = minute_of(clock())
+    client = "a" * 64
+    with app.app_context(), state.session_factory() as session:
+        assert refusals._count(session, client, minute)
+        clock.advance(minutes=5)
+        assert refusals.record_bursts(session, clock()) == 0
+        refusals._unrecord(session, client, minute)
+        session.commit()
+    (burst,) = _bursts(app)
+    assert _count_of(burst) == 1 and burst.ip_hash == client
+
+
+def test_a_refusal_that_cannot_be_counted_is_503_and_appends_nothing(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = app.extensions["maillon"]
+
+    def broken() -> Any:
+        raise OperationalError("SELECT 1", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(state, "session_factory", broken)
+    client = app.test_client()
+    before = _size(app)
+    for n in range(20):
+        assert _forged_post(client, REMOTE_ADDR=f"198.51.100.{n}").status_code == 503
+    assert _size(app) == before  # never one event per refusal, whatever happens
+
+
+def test_a_rate_limit_store_failure_does_not_break_refusals(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*_args: Any) -> bool:
+        raise ConnectionError("redis down")
+
+    monkeypatch.setattr(limiter.limiter, "hit", down)
+    client = app.test_client()
+    assert [_forged_post(client).status_code for _ in range(3)] == [400, 400, 400]
 
 
 def _unwritable_engine(tmp_path: Path) -> Any:
@@ -226,7 +346,7 @@ def test_the_dpo_anomalies_weigh_a_counted_burst(app: Flask, clock: FakeClock) -
     before = _size(app)
     for _ in range(12):
         _forged_post(client)
-    clock.advance(minutes=1)
+    _settle(clock)
     _bursts(app)
     # Two events (the first refusal, then the count of the eleven others) weigh twelve
     findings = refusal_bursts(_new_events(app, before))
@@ -274,14 +394,25 @@ def test_a_locked_audit_store_answers_503_fast_and_changes_nothing(
     app: Flask, clock: FakeClock, territory: dict[str, Account], audit_locked: None
 ) -> None:
     client = app.test_client()
+    answered: list[Any] = []
     started = time.monotonic()
-    response = login(client, clock, territory["cpip"])
+    # In a thread: if the timeout did not work, the test fails instead of hanging
+    attempt = threading.Thread(
+        target=lambda: answered.append(login(client, clock, territory["cpip"]))
+    )
+    attempt.start()
+    attempt.join(timeout=30)
     elapsed = time.monotonic() - started
-    # Then the person gets 503 after the configured second, not the 60 s database timeout
-    # (a loose bound: what matters is that the request did not wait for the lock to go)
-    assert response.status_code == 503
-    assert elapsed < 30
+    assert not attempt.is_alive(), "the request waited for the lock"
+    # Then the person gets 503 after about the configured second, not the 60 s database
+    # timeout (bounded loosely: the machine is shared)
+    assert answered[0].status_code == 503
+    assert elapsed < 5
     assert client.get("/").status_code == 302  # no session was opened
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        user = session.scalar(select(User).where(User.email == territory["cpip"].email))
+        assert user is not None and user.last_login_at is None
 
 
 @pytest.mark.config(audit_write_timeout_seconds=1)
