@@ -1,0 +1,601 @@
+"""Envelope v1: a *fiche de liaison* sealed on the sender's device (DESIGN §6.2).
+
+The format is written down in ``docs/envelope.md`` with test vectors; this module is its Python
+implementation (the browser module is the other). In short:
+
+- the form's values are split into **views**, one per distinct set of fields a recipient may
+  see; each view's JSON is encrypted once with AES-256-GCM under a fresh key;
+- that key is **sealed** with HPKE to every recipient device entitled to the view, ``info``
+  binding the protocol, the form, the view and the recipient key;
+- a **manifest** lists the form, case, charter, consent, purpose, sender, time, the sender's
+  directory checkpoint and each view's fields, ciphertext digest and sealed keys; the sender's
+  device signs it as a compact JWS (``alg: Ed25519`` only) over the exact bytes sent.
+
+Two verbs: :func:`seal` (the sender) and :func:`open_form` (a recipient); :func:`verify`
+holds the checks the hub and the recipient share. Each returns a fully verified value or raises
+:class:`~exchange.errors.MalformedError` / :class:`~exchange.errors.VerificationError` with a
+stable code. The JWS is made and checked here rather than by a JOSE library: one algorithm,
+three header members, nothing negotiable, and a test checks that joserfc reads ours and we read
+joserfc's.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from exchange.encoding import b64d, b64e, canonical_json, members, parse_json_object
+from exchange.errors import MalformedError, VerificationError
+from exchange.hpke import Suite, sealed_size, suite_named
+from exchange.hpke import seal as hpke_seal
+from exchange.keys import KEY_ID_PREFIX, DeviceKey, DeviceSecrets
+
+FORMAT = "maillon/fiche/1"
+JWS_TYPE = "maillon-fiche+jws"
+ALGORITHM = "Ed25519"
+
+# Limits (docs/envelope.md): the hub refuses anything larger before reading it.
+MAX_ENVELOPE_BYTES = 1024 * 1024
+MAX_MANIFEST_BYTES = 256 * 1024
+MAX_VIEWS = 16
+MAX_RECIPIENTS = 200
+MAX_FIELDS = 64
+MAX_VALUE_CHARS = 20_000
+MAX_CHECKPOINT_CHARS = 4096
+
+FieldValue = str | int | bool | None
+
+_FORM_ID = re.compile(r"f-[a-z2-7]{26}")
+_VIEW_ID = re.compile(r"v[1-9][0-9]?")
+_FIELD_ID = re.compile(r"[a-z][a-z0-9_]{0,63}\.[a-z][a-z0-9_]{0,63}")
+_CASE_REF = re.compile(r"C-[0-9A-Z]{4}-[0-9A-Z]{4}")
+_CHARTER_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_WORD = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_PUBLIC_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
+_KEY_ID = re.compile(KEY_ID_PREFIX + r"[A-Za-z0-9_-]{43}")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+
+_VIEW_KEY_SIZE = 32
+_NONCE_SIZE = 12
+
+
+# -- the manifest --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CharterRef:
+    """The charter version the sender applied: its id, version and digest."""
+
+    id: str
+    version: int
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who sends: the device that signs, the person (or API client) and the organisation."""
+
+    device: str
+    user: str
+    org: str
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A recipient device of a view, and the view key sealed to it."""
+
+    device: str
+    suite: Suite
+    sealed_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """One view: the fields it holds, the digest of its ciphertext, who can open it."""
+
+    id: str
+    fields: tuple[str, ...]
+    digest: bytes
+    recipients: tuple[Recipient, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What the sender signed."""
+
+    form: str
+    case: str
+    charter: CharterRef
+    consent: str | None
+    purpose: str
+    sender: Sender
+    created: datetime
+    directory: str
+    views: tuple[View, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as a JSON object (the order of members is the documented one)."""
+        return {
+            "v": 1,
+            "form": self.form,
+            "case": self.case,
+            "charter": {
+                "id": self.charter.id,
+                "version": self.charter.version,
+                "digest": self.charter.digest,
+            },
+            "consent": self.consent,
+            "purpose": self.purpose,
+            "sender": {
+                "device": self.sender.device,
+                "user": self.sender.user,
+                "org": self.sender.org,
+            },
+            "created": self.created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "directory": self.directory,
+            "views": [
+                {
+                    "id": view.id,
+                    "fields": list(view.fields),
+                    "digest": b64e(view.digest),
+                    "recipients": [
+                        {"device": r.device, "suite": r.suite.value, "key": b64e(r.sealed_key)}
+                        for r in view.recipients
+                    ],
+                }
+                for view in self.views
+            ],
+        }
+
+    def recipients(self) -> dict[str, str]:
+        """Every recipient device and the view it receives."""
+        return {r.device: view.id for view in self.views for r in view.recipients}
+
+    def view(self, view_id: str) -> View:
+        """The view called ``view_id`` (a caller bug when there is none)."""
+        for view in self.views:
+            if view.id == view_id:
+                return view
+        raise KeyError(view_id)
+
+
+def _text(value: object, pattern: re.Pattern[str], *, what: str) -> str:
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise MalformedError("invalid_member", "%(what)s est invalide.", what=what)
+    return value
+
+
+def _parse_manifest(obj: dict[str, Any]) -> Manifest:
+    members(
+        obj,
+        what="le manifeste",
+        required={
+            "v", "form", "case", "charter", "consent", "purpose", "sender", "created",
+            "directory", "views",
+        },
+    )  # fmt: skip
+    if obj["v"] != 1 or isinstance(obj["v"], bool):
+        raise MalformedError("unknown_version", "Version de manifeste inconnue.")
+    charter = members(obj["charter"], what="charter", required={"id", "version", "digest"})
+    version = charter["version"]
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version < 2**31:
+        raise MalformedError("invalid_member", "%(what)s est invalide.", what="charter.version")
+    sender = members(obj["sender"], what="sender", required={"device", "user", "org"})
+    consent = obj["consent"]
+    if consent is not None:
+        consent = _text(consent, _PUBLIC_ID, what="consent")
+    directory = obj["directory"]
+    if not isinstance(directory, str) or not 0 < len(directory) <= MAX_CHECKPOINT_CHARS:
+        raise MalformedError("invalid_member", "%(what)s est invalide.", what="directory")
+    created_text = _text(obj["created"], _TIME, what="created")
+    try:
+        created = datetime.strptime(created_text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise MalformedError("invalid_member", "%(what)s est invalide.", what="created") from None
+    views_json = obj["views"]
+    if not isinstance(views_json, list) or not 1 <= len(views_json) <= MAX_VIEWS:
+        raise MalformedError("invalid_member", "%(what)s est invalide.", what="views")
+    views = tuple(_parse_view(item, position) for position, item in enumerate(views_json, 1))
+    seen: set[str] = set()
+    total = 0
+    for view in views:
+        for recipient in view.recipients:
+            if recipient.device in seen:
+                raise MalformedError(
+                    "duplicate_recipient",
+                    "L'appareil %(device)s figure deux fois parmi les destinataires.",
+                    device=recipient.device,
+                )
+            seen.add(recipient.device)
+            total += 1
+    if total > MAX_RECIPIENTS:
+        raise MalformedError("too_large", "%(what)s est trop long.", what="recipients")
+    return Manifest(
+        form=_text(obj["form"], _FORM_ID, what="form"),
+        case=_text(obj["case"], _CASE_REF, what="case"),
+        charter=CharterRef(
+            id=_text(charter["id"], _CHARTER_ID, what="charter.id"),
+            version=version,
+            digest=_text(charter["digest"], _DIGEST, what="charter.digest"),
+        ),
+        consent=consent,
+        purpose=_text(obj["purpose"], _WORD, what="purpose"),
+        sender=Sender(
+            device=_text(sender["device"], _KEY_ID, what="sender.device"),
+            user=_text(sender["user"], _PUBLIC_ID, what="sender.user"),
+            org=_text(sender["org"], _PUBLIC_ID, what="sender.org"),
+        ),
+        created=created,
+        directory=directory,
+        views=views,
+    )
+
+
+def _parse_view(item: object, position: int) -> View:
+    view = members(item, what="une vue", required={"id", "fields", "digest", "recipients"})
+    view_id = _text(view["id"], _VIEW_ID, what="views.id")
+    if view_id != f"v{position}":
+        # One spelling per manifest: views are numbered in order.
+        raise MalformedError("invalid_member", "%(what)s est invalide.", what="views.id")
+    fields = view["fields"]
+    if (
+        not isinstance(fields, list)
+        or not 1 <= len(fields) <= MAX_FIELDS
+        or [_text(f, _FIELD_ID, what="views.fields") for f in fields] != sorted(set(fields))
+    ):
+        raise MalformedError("invalid_member", "%(what)s est invalide.", what="views.fields")
+    recipients = view["recipients"]
+    if not isinstance(recipients, list) or not 1 <= len(recipients) <= MAX_RECIPIENTS:
+        raise MalformedError("invalid_member", "%(what)s est invalide.", what="views.recipients")
+    digest = b64d(view["digest"], what="views.digest", max_bytes=32)
+    if len(digest) != 32:
+        raise MalformedError("invalid_member", "%(what)s est invalide.", what="views.digest")
+    return View(
+        id=view_id,
+        fields=tuple(fields),
+        digest=digest,
+        recipients=tuple(_parse_recipient(r) for r in recipients),
+    )
+
+
+def _parse_recipient(item: object) -> Recipient:
+    recipient = members(item, what="un destinataire", required={"device", "suite", "key"})
+    suite = suite_named(recipient["suite"])
+    sealed = b64d(recipient["key"], what="recipients.key", max_bytes=4096)
+    if len(sealed) != sealed_size(suite, _VIEW_KEY_SIZE):
+        raise MalformedError("invalid_member", "%(what)s est invalide.", what="recipients.key")
+    return Recipient(
+        device=_text(recipient["device"], _KEY_ID, what="recipients.device"),
+        suite=suite,
+        sealed_key=sealed,
+    )
+
+
+# -- the envelope --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A parsed envelope: the signed manifest (as sent and as read) and the view ciphertexts.
+
+    Parsing checks the form only; :func:`verify` checks the signature and the digests.
+    """
+
+    jws: str
+    header: dict[str, str]
+    manifest: Manifest
+    views: dict[str, bytes]
+    signing_input: bytes
+    signature: bytes
+
+    @property
+    def manifest_bytes(self) -> bytes:
+        """The exact manifest bytes the sender signed."""
+        return b64d(self.jws.split(".")[1], what="le manifeste")
+
+    def to_bytes(self) -> bytes:
+        """The envelope as sent (UTF-8 JSON): the signed manifest and the views, as they were
+        signed and digested."""
+        return _body(self.jws, self.views)
+
+    def form_id(self) -> str:
+        """The form's id."""
+        return self.manifest.form
+
+
+def parse(data: bytes) -> Envelope:
+    """Read an envelope strictly (size, members, base64, the JWS header, the manifest);
+    :class:`MalformedError` otherwise. Nothing is verified yet: see :func:`verify`."""
+    outer = parse_json_object(data, what="l'enveloppe", max_bytes=MAX_ENVELOPE_BYTES)
+    members(outer, what="l'enveloppe", required={"format", "manifest", "views"})
+    if outer["format"] != FORMAT:
+        raise MalformedError("unknown_version", "Format d'enveloppe inconnu.")
+    jws = outer["manifest"]
+    if not isinstance(jws, str) or len(jws) > MAX_MANIFEST_BYTES * 2:
+        raise MalformedError("invalid_member", "%(what)s est invalide.", what="manifest")
+    parts = jws.split(".")
+    if len(parts) != 3:
+        raise MalformedError("invalid_jws", "Le manifeste n'est pas un JWS compact.")
+    header_bytes = b64d(parts[0], what="l'en-tête JWS", max_bytes=1024)
+    payload = b64d(parts[1], what="le manifeste", max_bytes=MAX_MANIFEST_BYTES)
+    signature = b64d(parts[2], what="la signature", max_bytes=64)
+    header = parse_json_object(header_bytes, what="l'en-tête JWS", max_bytes=1024)
+    members(header, what="l'en-tête JWS", required={"alg", "kid", "typ"})
+    if header["alg"] != ALGORITHM:
+        # Pinned: "none", HMAC or RSA never reach a verifier (RFC 8725 §3.1).
+        raise MalformedError(
+            "alg_not_allowed", "Algorithme de signature refusé : seul Ed25519 est accepté."
+        )
+    if header["typ"] != JWS_TYPE:
+        raise MalformedError("invalid_jws", "Type de JWS inattendu.")
+    _text(header["kid"], _KEY_ID, what="kid")
+    manifest = _parse_manifest(
+        parse_json_object(payload, what="le manifeste", max_bytes=MAX_MANIFEST_BYTES)
+    )
+    views_json = outer["views"]
+    if not isinstance(views_json, dict):
+        raise MalformedError("invalid_member", "%(what)s est invalide.", what="views")
+    expected = [view.id for view in manifest.views]
+    if sorted(views_json) != sorted(expected):
+        raise MalformedError(
+            "views_mismatch", "Les vues chiffrées ne correspondent pas à celles du manifeste."
+        )
+    views = {
+        view_id: b64d(views_json[view_id], what="une vue chiffrée", max_bytes=MAX_ENVELOPE_BYTES)
+        for view_id in expected
+    }
+    return Envelope(
+        jws=jws,
+        header={k: str(v) for k, v in header.items()},
+        manifest=manifest,
+        views=views,
+        signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"),
+        signature=signature,
+    )
+
+
+def verify(envelope: Envelope, sender_key: DeviceKey) -> Manifest:
+    """The checks the hub and every recipient make before anything else; the manifest when
+    they all hold, :class:`VerificationError` at the first that does not.
+
+    1. the key the caller looked up is the one the manifest and the JWS header name;
+    2. that key signed the exact manifest bytes;
+    3. every view's ciphertext has the digest the manifest lists.
+    """
+    manifest = envelope.manifest
+    # 1. The sender's device, named twice, is the key that verifies.
+    if not (envelope.header["kid"] == manifest.sender.device == sender_key.key_id):
+        raise VerificationError(
+            "sender_key_mismatch", "La clé de l'expéditeur ne correspond pas au manifeste."
+        )
+    # 2. The signature over the exact bytes sent.
+    sender_key.verify(envelope.signature, envelope.signing_input)
+    # 3. Each view is the one the sender signed.
+    for view in manifest.views:
+        digest = hashlib.sha256(envelope.views[view.id]).digest()
+        if not hmac.compare_digest(digest, view.digest):
+            raise VerificationError(
+                "digest_mismatch",
+                "La vue %(view)s ne correspond pas à son empreinte signée.",
+                view=view.id,
+            )
+    return manifest
+
+
+def _body(jws: str, views: Mapping[str, bytes]) -> bytes:
+    return json.dumps(
+        {"format": FORMAT, "manifest": jws, "views": {k: b64e(v) for k, v in views.items()}},
+        separators=(",", ":"),
+    ).encode("ascii")
+
+
+# -- sealing ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """What one view will hold and who receives it."""
+
+    values: Mapping[str, FieldValue]
+    recipients: Sequence[DeviceKey]
+
+
+def plan_views(
+    values: Mapping[str, FieldValue], entitled: Mapping[DeviceKey, frozenset[str]]
+) -> list[ViewPlan]:
+    """One view per distinct set of fields: each recipient device gets exactly the fields it
+    is entitled to (the charter × consent decision, made before); devices entitled to nothing
+    receive nothing."""
+    groups: dict[frozenset[str], list[DeviceKey]] = {}
+    for device, fields in entitled.items():
+        visible = frozenset(f for f in fields if f in values)
+        if visible:
+            groups.setdefault(visible, []).append(device)
+    plans = [
+        ViewPlan({f: values[f] for f in sorted(fields)}, sorted(devices, key=lambda d: d.key_id))
+        for fields, devices in groups.items()
+    ]
+    return sorted(plans, key=lambda p: (sorted(p.values), p.recipients[0].key_id))
+
+
+def new_form_id() -> str:
+    """A random form id (128 bits, base32): the idempotency key of a send."""
+    return "f-" + base64.b32encode(os.urandom(16)).decode("ascii").rstrip("=").lower()
+
+
+def _info(form: str, view: str, device: str) -> bytes:
+    # The HPKE context: protocol, form, view and the recipient key it was sealed to. A sealed
+    # key moved to another form, view or recipient does not open.
+    return b"\x00".join([FORMAT.encode(), form.encode(), view.encode(), device.encode()])
+
+
+def _aad(form: str, view: str) -> bytes:
+    return b"\x00".join([FORMAT.encode(), b"view", form.encode(), view.encode()])
+
+
+def _check_values(values: Mapping[str, FieldValue]) -> None:
+    if not 1 <= len(values) <= MAX_FIELDS:
+        raise ValueError("a view holds 1 to MAX_FIELDS fields")
+    for field, value in values.items():
+        if _FIELD_ID.fullmatch(field) is None:
+            raise ValueError(f"not a field id: {field!r}")
+        if not (value is None or isinstance(value, str | int | bool)):
+            raise ValueError(f"field {field} holds a {type(value).__name__}")
+        if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+            raise ValueError(f"field {field} is longer than {MAX_VALUE_CHARS} characters")
+
+
+def seal(
+    *,
+    secrets: DeviceSecrets,
+    user: str,
+    org: str,
+    case: str,
+    charter: CharterRef,
+    consent: str | None,
+    purpose: str,
+    directory: str,
+    views: Sequence[ViewPlan],
+    now: datetime,
+    form_id: str | None = None,
+) -> Envelope:
+    """Seal a form: encrypt each view under a fresh key, seal the key to each of its
+    recipients, sign the manifest. The result is parsed back and verified before it is
+    returned, so a sender never sends what a recipient would refuse."""
+    form = form_id or new_form_id()
+    view_entries: list[View] = []
+    ciphertexts: dict[str, bytes] = {}
+    for position, plan in enumerate(views, 1):
+        _check_values(plan.values)
+        view_id = f"v{position}"
+        key = AESGCM.generate_key(bit_length=256)
+        nonce = os.urandom(_NONCE_SIZE)
+        plaintext = canonical_json({"fields": dict(plan.values)})
+        ciphertext = nonce + AESGCM(key).encrypt(nonce, plaintext, _aad(form, view_id))
+        ciphertexts[view_id] = ciphertext
+        view_entries.append(
+            View(
+                id=view_id,
+                fields=tuple(sorted(plan.values)),
+                digest=hashlib.sha256(ciphertext).digest(),
+                recipients=tuple(
+                    Recipient(
+                        device=device.key_id,
+                        suite=device.suite,
+                        sealed_key=hpke_seal(
+                            device.suite, device.kem, key, _info(form, view_id, device.key_id)
+                        ),
+                    )
+                    for device in plan.recipients
+                ),
+            )
+        )
+    manifest = Manifest(
+        form=form,
+        case=case,
+        charter=charter,
+        consent=consent,
+        purpose=purpose,
+        sender=Sender(device=secrets.public.key_id, user=user, org=org),
+        created=now.astimezone(UTC).replace(microsecond=0),
+        directory=directory,
+        views=tuple(view_entries),
+    )
+    return _sign(manifest, ciphertexts, secrets)
+
+
+def _sign(manifest: Manifest, ciphertexts: Mapping[str, bytes], secrets: DeviceSecrets) -> Envelope:
+    """Sign ``manifest`` and assemble the envelope (also used to build the test vectors)."""
+    header = {"alg": ALGORITHM, "kid": secrets.public.key_id, "typ": JWS_TYPE}
+    signing_input = (
+        b64e(json.dumps(header, separators=(",", ":")).encode())
+        + "."
+        + b64e(json.dumps(manifest.to_json(), separators=(",", ":"), ensure_ascii=False).encode())
+    )
+    jws = signing_input + "." + b64e(secrets.sign(signing_input.encode("ascii")))
+    envelope = parse(_body(jws, ciphertexts))
+    verify(envelope, secrets.public)
+    return envelope
+
+
+# -- opening ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenedForm:
+    """A form opened by one recipient device: the verified manifest, its view, the values."""
+
+    manifest: Manifest
+    view: str
+    values: dict[str, FieldValue]
+
+
+def open_form(
+    envelope: Envelope | bytes, *, secrets: DeviceSecrets, sender_key: DeviceKey
+) -> OpenedForm:
+    """Open a received form with this device's keys; the caller has looked ``sender_key`` up
+    in the verified key directory.
+
+    1. the envelope reads (:func:`parse`);
+    2. the shared checks hold (:func:`verify`: sender key, signature, digests);
+    3. this device is a recipient, of exactly one view, with its own suite;
+    4. the view key opens with this device's HPKE key, bound to form, view and device;
+    5. the view decrypts, bound to form and view;
+    6. it holds exactly the fields the signed manifest lists for it, with scalar values.
+    """
+    # 1.
+    parsed = parse(envelope) if isinstance(envelope, bytes) else envelope
+    # 2.
+    manifest = verify(parsed, sender_key)
+    # 3.
+    me = secrets.public
+    mine = [(view, r) for view in manifest.views for r in view.recipients if r.device == me.key_id]
+    if len(mine) != 1:
+        raise VerificationError(
+            "not_a_recipient", "Cet appareil n'est pas destinataire de cette fiche."
+        )
+    view, recipient = mine[0]
+    if recipient.suite is not me.suite:
+        raise VerificationError(
+            "seal_invalid", "La clé scellée n'est pas de la suite de l'appareil."
+        )
+    # 4.
+    key = secrets.receiving.open(recipient.sealed_key, _info(manifest.form, view.id, me.key_id))
+    if len(key) != _VIEW_KEY_SIZE:
+        raise VerificationError("seal_invalid", "La clé de vue n'a pas la bonne taille.")
+    # 5.
+    ciphertext = parsed.views[view.id]
+    if len(ciphertext) < _NONCE_SIZE + 16:
+        raise VerificationError("view_invalid", "La vue chiffrée est tronquée.")
+    try:
+        plaintext = AESGCM(key).decrypt(
+            ciphertext[:_NONCE_SIZE], ciphertext[_NONCE_SIZE:], _aad(manifest.form, view.id)
+        )
+    except InvalidTag:
+        raise VerificationError("view_invalid", "La vue ne se déchiffre pas.") from None
+    # 6.
+    try:
+        body = parse_json_object(plaintext, what="la vue", max_bytes=MAX_ENVELOPE_BYTES)
+        values = members(body, what="la vue", required={"fields"})["fields"]
+    except MalformedError:
+        raise VerificationError("fields_mismatch", "La vue déchiffrée est illisible.") from None
+    if not isinstance(values, dict) or sorted(values) != list(view.fields):
+        raise VerificationError(
+            "fields_mismatch",
+            "Les champs déchiffrés ne sont pas ceux que le manifeste annonce.",
+        )
+    if not all(v is None or isinstance(v, str | int | bool) for v in values.values()):
+        raise VerificationError("fields_mismatch", "Une valeur de la vue n'est pas simple.")
+    return OpenedForm(manifest=manifest, view=view.id, values=values)
