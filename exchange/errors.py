@@ -39,3 +39,17 @@ class VerificationError(ExchangeError):
 class KeystoreError(ExchangeError):
     """A keystore or recovery backup cannot be opened (wrong passphrase, damaged, unknown
     version); the file is left as it was."""
+
+
+class ConflictError(ExchangeError):
+    """The hub's state forbids the request (a key already published, a form already sent with
+    other content…); nothing was stored."""
+
+
+class ForbiddenError(ExchangeError):
+    """The caller may not do this (not the key's owner, a recipient not entitled…); nothing was
+    stored."""
+
+
+class NotFoundError(ExchangeError):
+    """No such key or form for this caller."""

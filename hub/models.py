@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+import exchange.server.tables  # noqa: F401 - the exchange's tables join the one MetaData
 from charter.vocabulary import OrgKind, Role
 from hub.db import Base, utcnow
 
