@@ -125,6 +125,17 @@ class SignatureLine:
         """The line, without its newline."""
         return f"{_DASH}{self.name} {_b64(self.key_id + self.signature)}"
 
+    @classmethod
+    def parse(cls, line: str) -> SignatureLine:
+        """Parse one ``— name base64(key ID || signature)`` line (without its newline)."""
+        if not isinstance(line, str) or not line.startswith(_DASH):
+            raise CheckpointError("malformed signature line")
+        name, _, blob = line[len(_DASH) :].partition(" ")
+        raw = _unb64(blob)
+        if len(raw) < 5:
+            raise CheckpointError("signature too short")
+        return cls(_check_name(name), raw[:4], raw[4:])
+
 
 @dataclass(frozen=True, slots=True)
 class SignedNote:
@@ -156,16 +167,7 @@ class SignedNote:
         lines = sig_block.split("\n")[:-1]
         if not lines or len(lines) > _MAX_SIGNATURES:
             raise CheckpointError("a note needs between 1 and 32 signature lines")
-        signatures = []
-        for line in lines:
-            if not line.startswith(_DASH):
-                raise CheckpointError("malformed signature line")
-            name, _, blob = line[len(_DASH) :].partition(" ")
-            raw = _unb64(blob)
-            if len(raw) < 5:
-                raise CheckpointError("signature too short")
-            signatures.append(SignatureLine(_check_name(name), raw[:4], raw[4:]))
-        return cls(text, tuple(signatures))
+        return cls(text, tuple(SignatureLine.parse(line) for line in lines))
 
 
 class NoteSigner:
@@ -303,13 +305,22 @@ class CosignatureVerifier:
             raise CheckpointError("not a cosignature verifier key")
         return cls(name, Ed25519PublicKey.from_public_bytes(public))
 
-    def verify(self, note: SignedNote) -> datetime:
-        """Raise unless this witness cosigned the note; return the cosignature time."""
+    def signed(self, line: SignatureLine) -> bool:
+        """Whether ``line`` claims to be by this witness (same key name and key ID)."""
+        return line.name == self.name and line.key_id == self.key_id
+
+    def check(self, note: SignedNote) -> datetime | None:
+        """The time of this witness's cosignature on the note, ``None`` if it carries none.
+
+        Every line of this key must verify (as signed-note requires, one failing line rejects
+        the note, even beside a good one): :class:`CheckpointError` otherwise.
+        """
+        found: datetime | None = None
         for line in note.signatures:
-            if line.name != self.name or line.key_id != self.key_id:
+            if not self.signed(line):
                 continue
             if len(line.signature) != 8 + 64:
-                raise CheckpointError("malformed cosignature")
+                raise CheckpointError(f"malformed cosignature by {self.name}")
             (timestamp,) = struct.unpack(">Q", line.signature[:8])
             if timestamp >= 2**63:
                 raise CheckpointError("cosignature timestamp out of range")
@@ -317,8 +328,19 @@ class CosignatureVerifier:
                 self.public_key.verify(line.signature[8:], _cosigned_message(note.text, timestamp))
             except InvalidSignature:
                 raise CheckpointError(f"bad cosignature by {self.name}") from None
-            return datetime.fromtimestamp(timestamp, UTC)
-        raise CheckpointError(f"no cosignature by {self.name}")
+            try:
+                when = datetime.fromtimestamp(timestamp, UTC)
+            except (OverflowError, OSError, ValueError):  # signed, but past year 9999
+                raise CheckpointError("cosignature timestamp out of range") from None
+            found = when if found is None else max(found, when)
+        return found
+
+    def verify(self, note: SignedNote) -> datetime:
+        """Raise unless this witness cosigned the note; return the cosignature time."""
+        when = self.check(note)
+        if when is None:
+            raise CheckpointError(f"no cosignature by {self.name}")
+        return when
 
 
 @dataclass(frozen=True, slots=True)

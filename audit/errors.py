@@ -39,8 +39,35 @@ class TamperingDetected(AuditError):  # noqa: N818
         self.index = index
 
 
+class ForkDetected(TamperingDetected):
+    """The log's key signed two histories: two checkpoints of one size with different roots,
+    or a kept checkpoint that is not a prefix of the exported tree (see :mod:`audit.fork`).
+
+    ``index`` is the first event that differs when what was kept lets the verifier locate it
+    (leaf hashes of an earlier export), ``None`` when only roots were kept.
+    """
+
+
 class WitnessError(AuditError):
     """A witness refused to cosign (inconsistent checkpoint, unknown log key, bad state)."""
+
+
+class WitnessRegistryError(AuditError):
+    """A change to the log's registry of accepted witnesses was refused (bad or duplicate key,
+    unknown witness)."""
+
+
+class CosignatureRefused(AuditError):  # noqa: N818 - reads better at the call site
+    """A cosignature the log will not store; nothing was stored.
+
+    ``code`` is stable (the hub answers it as the API error code): ``malformed_checkpoint``,
+    ``malformed_cosignature``, ``unknown_checkpoint``, ``unknown_witness``, ``bad_cosignature``,
+    ``too_many_cosignatures``.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class RetentionError(AuditError):

@@ -124,6 +124,10 @@ class Action(StrEnum):
     AUDIT_READ = "audit.read"
     AUDIT_EXPORT = "audit.export"
     AUDIT_PRUNE = "audit.prune"
+    # A witness's cosignature of a checkpoint, stored (allow) or refused (deny, rule: the code).
+    AUDIT_COSIGN = "audit.cosign"
+    ADMIN_WITNESS_ADD = "admin.witness.add"
+    ADMIN_WITNESS_REMOVE = "admin.witness.remove"
     RETENTION_DESTROY = "retention.destroy"
     ACCESS_REFUSED = "access.refused"
     # Refused anonymous requests of one client in one minute beyond the first, counted in one

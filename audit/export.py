@@ -10,7 +10,10 @@ Layout (format ``maillon-audit-export``, version 1)::
     leaves.bin          the store's leaf hashes for the same events, 32 bytes each, in order:
                         they let the verifier name the exact event that was edited when only
                         the event bytes were changed
-    checkpoints.jsonl   one JSON string per line: a signed checkpoint note, oldest first
+    checkpoints.jsonl   one JSON string per line: a signed checkpoint note, oldest first, with
+                        the witnesses' cosignature lines the log stored for it after its own
+                        signature (c2sp.org/tlog-cosignature; readers that do not know a
+                        witness key ignore its lines, as signed-note says)
     log.vkey            the log's signed-note verifier key (name+keyid+base64 key); a verifier
                         should pin the key it trusts instead of reading this file
     segment.json        only after a retention prune: {"cut", "frontier": [base64 hashes],
@@ -73,7 +76,7 @@ def export_log(log: AuditLog, directory: Path, *, verifier: NoteVerifier) -> Exp
             events_out.write(event_from_row(row).canonical() + b"\n")
             leaves.write(bytes(row.leaf_hash))
             expected += 1
-    notes = [n for n in log.checkpoints() if _note_size(n) <= size]
+    notes = [n for n in log.checkpoints(with_cosignatures=True) if _note_size(n) <= size]
     with (directory / CHECKPOINTS).open("w", encoding="utf-8") as out:
         for note in notes:
             out.write(json.dumps(note) + "\n")

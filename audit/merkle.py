@@ -202,6 +202,40 @@ def tree_root_at(size: int, source: SubtreeSource) -> bytes:
     return range_hash(0, size, source) if size else EMPTY_ROOT
 
 
+RangeSource = Callable[[int, int], bytes | None]
+"""``source(start, end)`` → MTH(D[start:end]) when it is known, else ``None``."""
+
+
+def first_difference(size: int, ours: RangeSource, theirs: RangeSource) -> tuple[int, int]:
+    """The range ``[start, end)`` holding the first leaf where two trees of ``size`` leaves
+    differ, as narrow as the hashes both sides know allow (one leaf: ``end - start == 1``).
+
+    The trees' roots must differ. The search descends RFC 6962's split from the root: when
+    both sides know the left child's hash and it differs, the first difference is there; when
+    it is equal, the difference is in the right child (the parent differs, hashes do not
+    collide); when either side does not know it, the search stops at the node it is in. So
+    it never claims more than the known hashes prove: with every leaf hash on both sides it
+    names the leaf; with a frontier only (the complete subtrees of a kept tree) it names the
+    first complete subtree that differs.
+    """
+    if size <= 0:
+        raise ProofError("an empty tree has no leaf to differ")
+    a, b = ours(0, size), theirs(0, size)
+    if a is not None and a == b:
+        raise ProofError("the trees do not differ")
+    start, end = 0, size
+    while end - start > 1:
+        middle = start + _split(end - start)
+        a, b = ours(start, middle), theirs(start, middle)
+        if a is None or b is None:
+            break
+        if a != b:
+            end = middle
+        else:
+            start = middle
+    return start, end
+
+
 # --- verification (RFC 9162) ----------------------------------------------------------------
 
 

@@ -19,6 +19,10 @@ Tables
 ``audit_checkpoints``  signed checkpoint notes (see :mod:`audit.checkpoint`). Append-only.
 ``audit_segments``     signed records of retention cuts (see :mod:`audit.retention`).
                        Append-only; the only thing that lets old events be deleted.
+``audit_witnesses``    the registry of accepted witnesses: one row per addition or removal of
+                       a witness key (vkey). Append-only: the registry is each key's last row.
+``audit_cosignatures`` verified witness cosignatures (c2sp.org/tlog-cosignature lines), one per
+                       checkpoint and witness key. Append-only.
 
 Append-only is enforced by triggers on SQLite and PostgreSQL: UPDATE is always refused,
 DELETE of an event is refused unless a segment record covers its ``seq``, and DELETE from the
@@ -26,10 +30,10 @@ tail is refused unless the very same row is already in ``audit_events``. In prod
 application's PostgreSQL role should further be granted only ``INSERT, SELECT`` on these tables
 (and ``DELETE`` on ``audit_events`` only for the role that runs retention), e.g.::
 
-    REVOKE ALL ON audit_events, audit_tail, audit_nodes, audit_checkpoints, audit_segments
-        FROM maillon_app;
+    REVOKE ALL ON audit_events, audit_tail, audit_nodes, audit_checkpoints, audit_segments,
+        audit_witnesses, audit_cosignatures FROM maillon_app;
     GRANT INSERT, SELECT ON audit_events, audit_tail, audit_nodes, audit_checkpoints,
-        audit_segments TO maillon_app;
+        audit_segments, audit_witnesses, audit_cosignatures TO maillon_app;
     GRANT DELETE ON audit_tail TO maillon_app;  -- moves only, enforced by the trigger
     GRANT SELECT ON audit_all_events TO maillon_app;
 
@@ -61,9 +65,11 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Connection,
     Engine,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -80,11 +86,24 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from audit import merkle
-from audit.checkpoint import Checkpoint, NoteSigner, SignedNote
-from audit.errors import AuditError, LogUnavailable, ProofError
+from audit.checkpoint import (
+    Checkpoint,
+    CosignatureVerifier,
+    NoteSigner,
+    SignatureLine,
+    SignedNote,
+)
+from audit.errors import (
+    AuditError,
+    CheckpointError,
+    CosignatureRefused,
+    LogUnavailable,
+    ProofError,
+    WitnessRegistryError,
+)
 from audit.events import Event, NewEvent, from_micros, to_micros
 
 metadata = MetaData()
@@ -152,7 +171,50 @@ segments_table = Table(
     Column("note", Text, nullable=False),
 )
 
-_APPEND_ONLY = ("audit_events", "audit_tail", "audit_nodes", "audit_checkpoints", "audit_segments")
+witnesses_table = Table(
+    "audit_witnesses",
+    metadata,
+    Column("id", _Seq, primary_key=True, autoincrement=True),
+    Column("vkey", String(512), nullable=False),
+    # True: the witness was accepted then; False: removed. A key's last row says which it is.
+    Column("accepted", Boolean, nullable=False),
+    Column("time_us", BigInteger, nullable=False),
+)
+
+cosignatures_table = Table(
+    "audit_cosignatures",
+    metadata,
+    Column(
+        "checkpoint_id",
+        _Seq,
+        ForeignKey("audit_checkpoints.id"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    # The witness's verifier key (vkey), as the registry holds it.
+    Column("witness", String(512), primary_key=True),
+    # The signature line exactly as the witness made it: exports append it to the note.
+    Column("line", Text, nullable=False),
+    # The cosignature's own timestamp (POSIX seconds, signed by the witness).
+    Column("cosigned_at", BigInteger, nullable=False),
+    Column("time_us", BigInteger, nullable=False),
+)
+
+# At most this many witnesses are accepted at once, and a checkpoint carries at most
+# MAX_COSIGNATURES cosignatures: with the log's own signature a cosigned note then stays within
+# the 32 signature lines a note may have (audit.checkpoint), whatever witnesses came and went.
+MAX_WITNESSES = 16
+MAX_COSIGNATURES = 31
+
+_APPEND_ONLY = (
+    "audit_events",
+    "audit_tail",
+    "audit_nodes",
+    "audit_checkpoints",
+    "audit_segments",
+    "audit_witnesses",
+    "audit_cosignatures",
+)
 # Tables whose DELETE is guarded by a condition rather than always refused.
 _GUARDED_DELETE = ("audit_events", "audit_tail")
 _COLUMN_NAMES = tuple(c.name for c in events_table.columns)
@@ -356,6 +418,27 @@ class StoreSpace:
 
     free: int
     total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cosignature:
+    """A witness's cosignature, verified, on a checkpoint this log signed and stored."""
+
+    checkpoint: Checkpoint
+    checkpoint_id: int
+    witness: CosignatureVerifier
+    line: SignatureLine
+    time: datetime  # the witness's own timestamp, as it signed it
+
+
+def _probe(witness: CosignatureVerifier) -> SignatureLine:
+    """A line naming ``witness`` (no signature): what a registry lookup matches on."""
+    return SignatureLine(witness.name, witness.key_id, b"")
+
+
+def _note_text(note: str) -> str:
+    """The signed text of a stored note (what precedes its signature lines)."""
+    return note[: note.rfind("\n\n") + 1]
 
 
 class _Ticket:
@@ -869,20 +952,203 @@ class AuditLog:
             raise LogUnavailable(f"checkpoint not stored: {exc}") from exc
         return note
 
-    def checkpoints(self, *, since_size: int = 0) -> list[str]:
-        """Stored checkpoint notes with ``size >= since_size``, oldest first."""
+    def checkpoints(self, *, since_size: int = 0, with_cosignatures: bool = False) -> list[str]:
+        """Stored checkpoint notes with ``size >= since_size``, oldest first.
+
+        ``with_cosignatures``: each note with the cosignature lines stored for it appended
+        (in the order they were stored), as exports carry them.
+        """
+        c = checkpoints_table.c
         with self._read() as conn:
             rows = conn.execute(
-                select(checkpoints_table.c.note)
-                .where(checkpoints_table.c.size >= since_size)
-                .order_by(checkpoints_table.c.id)
+                select(c.id, c.note).where(c.size >= since_size).order_by(c.id)
             ).all()
-        return [str(r.note) for r in rows]
+            lines = self._cosignature_lines(conn, c.size >= since_size) if with_cosignatures else {}
+        return [str(r.note) + lines.get(int(r.id), "") for r in rows]
 
-    def latest_checkpoint(self) -> str | None:
-        """The most recent checkpoint note, if any."""
+    def latest_checkpoint(self, *, with_cosignatures: bool = False) -> str | None:
+        """The checkpoint note of the largest signed tree (the newest of that size), if any.
+
+        By size, not by insertion: a retention prune signs a checkpoint at its (smaller) cut
+        just before the one covering its own event, and a witness asking meanwhile must not be
+        shown a tree smaller than one it may already have cosigned.
+        """
+        c = checkpoints_table.c
         with self._read() as conn:
             row = conn.execute(
-                select(checkpoints_table.c.note).order_by(checkpoints_table.c.id.desc()).limit(1)
+                select(c.id, c.note).order_by(c.size.desc(), c.id.desc()).limit(1)
             ).first()
-        return None if row is None else str(row.note)
+            if row is None:
+                return None
+            lines = self._cosignature_lines(conn, c.id == row.id) if with_cosignatures else {}
+        return str(row.note) + lines.get(int(row.id), "")
+
+    @staticmethod
+    def _cosignature_lines(conn: Connection, where: Any) -> dict[int, str]:
+        """Cosignature lines (each ending with a newline) by checkpoint id, for the
+        checkpoints ``where`` selects."""
+        k = cosignatures_table.c
+        rows = conn.execute(
+            select(k.checkpoint_id, k.line)
+            .join(checkpoints_table, checkpoints_table.c.id == k.checkpoint_id)
+            .where(where)
+            .order_by(k.checkpoint_id, k.time_us, k.witness)
+        )
+        lines: dict[int, str] = {}
+        for row in rows:
+            lines[int(row.checkpoint_id)] = lines.get(int(row.checkpoint_id), "") + row.line + "\n"
+        return lines
+
+    # --- witnesses and their cosignatures ------------------------------------------------
+
+    @staticmethod
+    def _accepted(conn: Connection) -> dict[str, CosignatureVerifier]:
+        """The accepted witnesses by vkey, in the order they were (last) accepted."""
+        w = witnesses_table.c
+        accepted: dict[str, CosignatureVerifier] = {}
+        for row in conn.execute(select(w.vkey, w.accepted).order_by(w.id)):
+            accepted.pop(str(row.vkey), None)
+            if row.accepted:
+                accepted[str(row.vkey)] = CosignatureVerifier.from_vkey(str(row.vkey))
+        return accepted
+
+    def witnesses(self) -> list[CosignatureVerifier]:
+        """The witnesses whose cosignatures this log accepts, in the order they were added."""
+        with self._read() as conn:
+            return list(self._accepted(conn).values())
+
+    def add_witness(self, vkey: str) -> CosignatureVerifier:
+        """Accept cosignatures by the witness key ``vkey`` (``name+keyid+base64``, type 0x04).
+
+        :class:`WitnessRegistryError` if it is not a witness key, is already accepted, shares
+        its name and key ID with an accepted key, or the registry is full.
+        """
+        witness = self._witness_key(vkey)
+        return self._change_registry(witness, accepted=True)
+
+    def remove_witness(self, vkey: str) -> CosignatureVerifier:
+        """Stop accepting cosignatures by ``vkey`` (those stored stay: they were valid)."""
+        witness = self._witness_key(vkey)
+        return self._change_registry(witness, accepted=False)
+
+    @staticmethod
+    def _witness_key(vkey: str) -> CosignatureVerifier:
+        try:
+            return CosignatureVerifier.from_vkey(vkey)
+        except (CheckpointError, ValueError) as exc:
+            raise WitnessRegistryError(f"not a witness verifier key: {exc}") from None
+
+    def _change_registry(
+        self, witness: CosignatureVerifier, *, accepted: bool
+    ) -> CosignatureVerifier:
+        vkey = witness.vkey()  # canonical text: the registry compares keys by it
+        try:
+            with self._writer.begin() as conn:
+                current = self._accepted(conn)
+                if accepted:
+                    if vkey in current:
+                        raise WitnessRegistryError(f"{witness.name} is already accepted")
+                    if any(w.signed(_probe(witness)) for w in current.values()):
+                        raise WitnessRegistryError(
+                            f"another accepted key has the name and key ID of {witness.name}"
+                        )
+                    if len(current) >= MAX_WITNESSES:
+                        raise WitnessRegistryError(f"at most {MAX_WITNESSES} witnesses")
+                elif vkey not in current:
+                    raise WitnessRegistryError(f"{witness.name} is not an accepted witness")
+                conn.execute(
+                    insert(witnesses_table).values(
+                        vkey=vkey, accepted=accepted, time_us=to_micros(self._clock())
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise LogUnavailable(f"witness registry not changed: {exc}") from exc
+        return witness
+
+    def check_cosignature(self, note: str, line: str) -> Cosignature:
+        """Verify a witness's cosignature ``line`` on the checkpoint ``note`` (as this log
+        served it, its own signature included); store nothing.
+
+        :class:`CosignatureRefused` with a stable code unless the line is by an accepted
+        witness, over a checkpoint this log signed and stored, and verifies.
+        """
+        try:
+            with self._read() as conn:
+                return self._check_cosignature(conn, note, line)
+        except SQLAlchemyError as exc:
+            raise LogUnavailable(f"audit store unreadable: {exc}") from exc
+
+    def add_cosignature(self, note: str, line: str) -> bool:
+        """Verify (as :meth:`check_cosignature`) and store a cosignature; ``True`` when
+        stored, ``False`` when this witness's cosignature on that checkpoint already was (a
+        retry: the first one is kept). Nothing is stored on :class:`CosignatureRefused`."""
+        try:
+            with self._writer.begin() as conn:
+                cosignature = self._check_cosignature(conn, note, line)
+                k = cosignatures_table.c
+                stored = conn.execute(
+                    select(k.witness).where(k.checkpoint_id == cosignature.checkpoint_id)
+                ).all()
+                vkey = cosignature.witness.vkey()
+                if any(row.witness == vkey for row in stored):
+                    return False
+                if len(stored) >= MAX_COSIGNATURES:
+                    raise CosignatureRefused(
+                        "too_many_cosignatures",
+                        f"checkpoint already carries {MAX_COSIGNATURES} cosignatures",
+                    )
+                conn.execute(
+                    insert(cosignatures_table).values(
+                        checkpoint_id=cosignature.checkpoint_id,
+                        witness=vkey,
+                        line=cosignature.line.text(),
+                        cosigned_at=int(cosignature.time.timestamp()),
+                        time_us=to_micros(self._clock()),
+                    )
+                )
+        except IntegrityError:
+            return False  # the same cosignature, stored meanwhile by a concurrent retry
+        except SQLAlchemyError as exc:
+            raise LogUnavailable(f"cosignature not stored: {exc}") from exc
+        return True
+
+    def _check_cosignature(self, conn: Connection, note: str, line: str) -> Cosignature:
+        try:
+            parsed = SignedNote.parse(note)
+            checkpoint = Checkpoint.parse_body(parsed.text)
+        except CheckpointError as exc:
+            raise CosignatureRefused("malformed_checkpoint", f"not a checkpoint: {exc}") from None
+        if checkpoint.size >= 2**63:  # no database integer holds it: no such checkpoint here
+            raise CosignatureRefused("malformed_checkpoint", "tree size out of range")
+        try:
+            signature = SignatureLine.parse(line.removesuffix("\n"))
+        except CheckpointError as exc:
+            raise CosignatureRefused(
+                "malformed_cosignature", f"not a signature line: {exc}"
+            ) from None
+        witness = next((w for w in self._accepted(conn).values() if w.signed(signature)), None)
+        if witness is None:
+            raise CosignatureRefused(
+                "unknown_witness", f"{signature.name} is not an accepted witness key"
+            )
+        c = checkpoints_table.c
+        # Its text, byte for byte, must be one this log signed: size and root alone would let
+        # a cosignature over another timestamp (another body) be attached to it.
+        stored = conn.execute(
+            select(c.id, c.note)
+            .where(c.size == checkpoint.size, c.root == checkpoint.root)
+            .order_by(c.id)
+        ).all()
+        checkpoint_id = next(
+            (int(r.id) for r in stored if _note_text(str(r.note)) == parsed.text), None
+        )
+        if checkpoint_id is None:
+            raise CosignatureRefused(
+                "unknown_checkpoint",
+                f"this log signed no such checkpoint of size {checkpoint.size}",
+            )
+        try:
+            when = witness.verify(SignedNote(parsed.text, (signature,)))
+        except CheckpointError as exc:
+            raise CosignatureRefused("bad_cosignature", str(exc)) from None
+        return Cosignature(checkpoint, checkpoint_id, witness, signature, when)

@@ -14,6 +14,12 @@ Requests use the body of the C2SP tlog-witness ``add-checkpoint`` call::
     <blank line>
     <signed checkpoint note>
 
+Against a running hub, :func:`witness_round` does one round over the hub's journal API
+(``/api/v1/journal/…``): fetch the latest checkpoint, fetch the consistency proof from the size
+last cosigned, cosign, post the cosignature. It takes the HTTP request as a callable, so this
+package needs no HTTP client and the ``maillon witness`` client command only wires its
+authenticated session in.
+
 Command line (``python -m audit.witness``)::
 
     keygen --name dpo.example.fr/witness --out witness.pem     # prints the witness vkey
@@ -43,12 +49,27 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from audit.checkpoint import Checkpoint, Cosigner, NoteVerifier, SignedNote
+from audit.checkpoint import Checkpoint, Cosigner, NoteVerifier, SignatureLine, SignedNote
 from audit.errors import AuditError, CheckpointError, ProofError, WitnessError
 from audit.events import format_time
 from audit.merkle import EMPTY_ROOT, HASH_SIZE, verify_consistency
 
 STATE_VERSION = 1
+
+# The hub's journal API, relative to ``/api/v1/journal/`` (the hub routes these very names).
+JOURNAL_CHECKPOINT = "point-de-controle"
+JOURNAL_CONSISTENCY = "preuve-de-coherence"
+JOURNAL_COSIGNATURES = "cosignatures"
+# A checkpoint note, a proof of at most 2 * 64 hashes, an answer: far below this.
+MAX_RESPONSE_BYTES = 64 * 1024
+
+Fetch = Callable[[str, str, bytes | None], tuple[int, bytes]]
+"""``fetch(method, path, body)`` → ``(HTTP status, response body)``.
+
+``path`` is relative to the hub's ``/api/v1/journal/`` (query string included), ``body`` the
+JSON to post (``None`` for a GET). The caller adds the base URL, the bearer token and its
+timeouts; it may stop reading past :data:`MAX_RESPONSE_BYTES`, and the round refuses more.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +195,82 @@ class Witness:
         WitnessState(state.log_vkey, checkpoint.size, checkpoint.root).save(self._path)
         line = self._cosigner.cosign(parsed.text, self._clock())
         return parsed.with_signature(line)
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    """One witness round: the checkpoint cosigned, the size it was proven from, the
+    cosignature line, and whether the hub stored it (``False``: it already held it)."""
+
+    checkpoint: Checkpoint
+    old_size: int
+    cosignature: SignatureLine
+    stored: bool
+
+
+def _answer(fetch: Fetch, method: str, path: str, body: object = None) -> dict[str, object]:
+    """Call the hub; the JSON object it answers with a 2xx status, else :class:`WitnessError`."""
+    data = None if body is None else json.dumps(body).encode("utf-8")
+    status, raw = fetch(method, path, data)
+    if len(raw) > MAX_RESPONSE_BYTES:
+        raise WitnessError(f"the hub's answer to {path} is larger than {MAX_RESPONSE_BYTES} bytes")
+    try:
+        answer = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        answer = None
+    if not 200 <= status < 300:
+        code = answer.get("error") if isinstance(answer, dict) else None
+        raise WitnessError(f"the hub answered {status} ({code or 'no error code'}) to {path}")
+    if not isinstance(answer, dict):
+        raise WitnessError(f"the hub's answer to {path} is not a JSON object")
+    return answer
+
+
+def witness_round(witness: Witness, fetch: Fetch) -> RoundResult:
+    """Cosign the hub's latest checkpoint if it extends what this witness cosigned before.
+
+    1. fetch the latest checkpoint (the hub's signed note, other witnesses' lines included);
+    2. fetch the consistency proof from the size this witness last cosigned to that size;
+    3. cosign through :meth:`Witness.cosign`, which verifies the log's signature, refuses a
+       rollback or an inconsistent tree, and saves its new state durably first;
+    4. post the cosignature line to the hub.
+
+    :class:`WitnessError` when the hub refuses, answers nonsense, or the witness refuses. A
+    failed post leaves the witness advanced (it did cosign): the next round cosigns again.
+    """
+    note = _answer(fetch, "GET", JOURNAL_CHECKPOINT).get("note")
+    if not isinstance(note, str):
+        raise WitnessError("the hub's checkpoint answer carries no note")
+    try:
+        # Read only to ask for the right proof: Witness.cosign verifies everything.
+        claimed = Checkpoint.parse_body(SignedNote.parse(note).text)
+    except CheckpointError as exc:
+        raise WitnessError(f"the hub's checkpoint is malformed: {exc}") from None
+    old = witness.state().size
+    proof: list[bytes] = []
+    if 0 < old < claimed.size:
+        answer = _answer(fetch, "GET", f"{JOURNAL_CONSISTENCY}?ancien={old}&nouveau={claimed.size}")
+        hashes = answer.get("proof")
+        if (
+            answer.get("old") != old
+            or answer.get("new") != claimed.size
+            or not isinstance(hashes, list)
+            or len(hashes) > 128
+            or not all(isinstance(h, str) for h in hashes)
+        ):
+            raise WitnessError("the hub's consistency proof answer is malformed")
+        try:
+            proof = [base64.b64decode(h, validate=True) for h in hashes]
+        except binascii.Error:
+            raise WitnessError("the hub's consistency proof is not base64") from None
+    cosigned = witness.cosign(note, proof, old)
+    line = cosigned.signatures[-1]
+    stored = _answer(
+        fetch, "POST", JOURNAL_COSIGNATURES, {"checkpoint": note, "cosignature": line.text()}
+    ).get("stored")
+    if not isinstance(stored, bool):
+        raise WitnessError("the hub's answer to the cosignature is malformed")
+    return RoundResult(claimed, old, line, stored)
 
 
 def _load_key(path: Path) -> Ed25519PrivateKey:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import secrets
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -684,6 +684,44 @@ class Cases:
             )
             reasons.update((r.field, r) for r in decision.reasons)
         return Decided({f: reasons[f] for f in catalogue}, stored, state, birth)
+
+    def decide_fields(
+        self,
+        ctx: CaseContext,
+        purpose: str,
+        field_ids: Sequence[str],
+        *,
+        sender: Organisation,
+        state: ConsentState | None = None,
+    ) -> Decision:
+        """May ``ctx``'s recipient receive ``field_ids`` from ``sender`` for ``purpose`` now?
+
+        The decision a liaison form's view is checked with, on the relay and again at each
+        delivery: the charter for the recipient's role in this case, the sender organisation's
+        kind and declinations, the meeting windows and the consent in force for this purpose and
+        recipient (:func:`consent.may_view`, as for the case's own values).
+        """
+        case = ctx.case
+        return may_view(
+            compiled(ctx.version),
+            state if state is not None else self.consent_state(case),
+            ctx.recipient,
+            purpose,
+            list(field_ids),
+            recipient_org=ctx.recipient_org,
+            at=self.clock(),
+            birth_date=self.birth_date(case, ctx.consent_rules),
+            sender_org_kind=sender.kind,
+            meeting_dates=self.meetings(case.group),
+            declinations=self._declinations(case.group, sender).get(sender.id, []),
+        )
+
+    def send_decision(self, ctx: CaseContext, field_ids: Sequence[str]) -> Decision:
+        """May ``ctx``'s organisation put ``field_ids`` in a liaison form on the case (charter ×
+        consent, as for recording values)?"""
+        return self._publish_decision(
+            ctx.case.group, ctx.organisation, ctx.version, list(field_ids), case=ctx.case
+        )
 
     def view(
         self,

@@ -22,6 +22,8 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 from werkzeug.serving import run_simple
 
+from audit.checkpoint import CosignatureVerifier
+from audit.errors import AuditError, CheckpointError, WitnessRegistryError
 from audit.events import Action
 from audit.export import export_log
 from charter import CharterError, has_errors, lint, load_charter
@@ -499,7 +501,73 @@ def audit_export(out: Path) -> None:
     summary = export_log(hub_state.audit_log, out, verifier=hub_state.audit_signer.verifier())
     click.echo(f"Journal exporté dans {out} ({summary.size} événements).")
     vkey = hub_state.audit_signer.verifier().vkey()
-    click.echo(f"Vérifier : python -m audit.verify {out} --key '{vkey}'")
+    # The keys to pin are those the DPO received from the log's operator and from each
+    # witness; the hub's own copies are printed for convenience.
+    witnesses = "".join(f" --witness-key '{w.vkey()}'" for w in hub_state.audit_log.witnesses())
+    click.echo(f"Vérifier : python -m audit.verify {out} --key '{vkey}'{witnesses}")
+
+
+@audit_group.group("witness")
+def audit_witness() -> None:
+    """Witnesses whose cosignatures the hub accepts and keeps (registry in the audit store)."""
+
+
+def _witness_key(vkey: str) -> CosignatureVerifier:
+    try:
+        return CosignatureVerifier.from_vkey(vkey)
+    except CheckpointError as error:
+        _fail(f"Clé de témoin refusée ({error}) : attendu nom+identifiant+base64, type 0x04.")
+
+
+def _change_witnesses(vkey: str, *, accept: bool) -> CosignatureVerifier:
+    """Record the change, then make it (fail closed): a typo or a duplicate records nothing."""
+    log = _state().audit_log
+    witness = _witness_key(vkey)
+    accepted = {w.vkey() for w in log.witnesses()}
+    if accept and witness.vkey() in accepted:
+        _fail("Ce témoin est déjà accepté.")
+    if not accept and witness.vkey() not in accepted:
+        _fail("Ce témoin n'est pas accepté.")
+    action = Action.ADMIN_WITNESS_ADD if accept else Action.ADMIN_WITNESS_REMOVE
+    _record_cli(action, "audit_witness", witness.key_id.hex())
+    try:
+        return log.add_witness(vkey) if accept else log.remove_witness(vkey)
+    except WitnessRegistryError as error:
+        _fail(f"Registre des témoins inchangé : {error}")
+    except AuditError as error:
+        _fail(f"Journal d'audit indisponible : {error}")
+
+
+@audit_witness.command("add")
+@click.argument("vkey")
+@with_appcontext
+def audit_witness_add(vkey: str) -> None:
+    """Accept the cosignatures of the witness key VKEY (``python -m audit.witness keygen``).
+
+    Take the key from the witness itself (the partner or the DPO), never from the hub.
+    """
+    witness = _change_witnesses(vkey, accept=True)
+    click.echo(f"Témoin accepté : {witness.name} ({witness.key_id.hex()}).")
+
+
+@audit_witness.command("remove")
+@click.argument("vkey")
+@with_appcontext
+def audit_witness_remove(vkey: str) -> None:
+    """Stop accepting the witness key VKEY (its cosignatures already kept stay exported)."""
+    witness = _change_witnesses(vkey, accept=False)
+    click.echo(f"Témoin retiré : {witness.name} ({witness.key_id.hex()}).")
+
+
+@audit_witness.command("list")
+@with_appcontext
+def audit_witness_list() -> None:
+    """List the accepted witness keys, one vkey a line."""
+    witnesses = _state().audit_log.witnesses()
+    for witness in witnesses:
+        click.echo(witness.vkey())
+    if not witnesses:
+        click.echo("Aucun témoin accepté.", err=True)
 
 
 @audit_group.command("prune")

@@ -44,6 +44,13 @@ KINDS: dict[str, tuple[str, str]] = {
             "dossier %(ref)s : un titulaire de l'autorité parentale n'est pas informé."
         ),
     ),
+    "form_received": (
+        N_("Fiche de liaison reçue"),
+        N_(
+            "Une fiche de liaison scellée vous a été adressée dans le dossier %(ref)s : "
+            "ouvrez-la sur un appareil enregistré."
+        ),
+    ),
     "consent_expired": (
         N_("Consentement expiré"),
         N_(

@@ -18,11 +18,17 @@ from enum import StrEnum
 from importlib import metadata
 from typing import Any
 
+from audit.witness import JOURNAL_CHECKPOINT, JOURNAL_CONSISTENCY, JOURNAL_COSIGNATURES
 from charter import ReasonCode
 from charter.vocabulary import OrgKind, Role
 from consent import ConsentStatus, EvidenceKind, Grantor
 from consent.receipt import LANGUAGES, RECEIPT_VERSION
+from exchange.envelope import FORMAT, MAX_ENVELOPE_BYTES, MAX_FIELDS
+from exchange.server.devices import MAX_DEVICES, MAX_LABEL
+from exchange.server.directory import MAX_ENTRIES_PER_PAGE
 from hub.api_auth import ALGORITHM, ASSERTION_TYPE, CLIENT_ALGORITHMS, MAX_TOKEN_BYTES
+from hub.blueprints.liaison import MAX_INT_ARG
+from hub.blueprints.witness import MAX_LINE_CHARS, MAX_NOTE_CHARS, MAX_SIZE
 from hub.models import CASE_STATUSES
 
 OPENAPI_VERSION = "3.1.0"
@@ -216,6 +222,57 @@ def _schemas() -> dict[str, Any]:
             # A form may carry more (RFC 6749 §3.2): the hub ignores it.
             "additionalProperties": True,
         },
+        "SignedCheckpoint": _object(
+            {
+                "note": {
+                    "type": "string",
+                    "description": "The checkpoint as a C2SP signed note (c2sp.org/"
+                    "tlog-checkpoint): origin, size, base64 root, timestamp line, a blank line, "
+                    "the log's signature line, then the witnesses' cosignature lines "
+                    "(c2sp.org/tlog-cosignature). Verify it with the log's key: nothing in it "
+                    "is to be trusted as sent.",
+                }
+            }
+        ),
+        "ConsistencyProof": _object(
+            {
+                "old": {"type": "integer", "minimum": 0, "maximum": MAX_SIZE},
+                "new": {"type": "integer", "minimum": 0, "maximum": MAX_SIZE},
+                "proof": {
+                    "type": "array",
+                    "description": "RFC 6962 consistency proof, base64 SHA-256 hashes (empty "
+                    "when old is 0 or equals new).",
+                    "items": {"type": "string", "contentEncoding": "base64"},
+                },
+            }
+        ),
+        "CosignatureRequest": _object(
+            {
+                "checkpoint": {
+                    "type": "string",
+                    "maxLength": MAX_NOTE_CHARS,
+                    "description": "The signed checkpoint note, as the hub served it.",
+                },
+                "cosignature": {
+                    "type": "string",
+                    "maxLength": MAX_LINE_CHARS,
+                    "description": "The witness's signature line over that checkpoint: "
+                    "``— <witness key name> base64(key ID || timestamp || Ed25519 "
+                    "signature)`` (c2sp.org/tlog-cosignature v1).",
+                },
+            }
+        ),
+        "CosignatureStored": _object(
+            {
+                "size": {"type": "integer", "minimum": 0, "maximum": MAX_SIZE},
+                "witness": {"type": "string", "description": "The witness key's name."},
+                "stored": {
+                    "type": "boolean",
+                    "description": "False when this witness's cosignature of the checkpoint "
+                    "was already kept (a retry): the first one stays.",
+                },
+            }
+        ),
         "Whoami": _object(
             {
                 "client_id": _STRING,
@@ -356,6 +413,166 @@ def _schemas() -> dict[str, Any]:
             {"reference": {"type": "string", "pattern": _REFERENCE}, "consent": _ref("Consent")}
         ),
         "Receipt": _receipt_schema(grantors, labelled_kind),
+        **_liaison_schemas(),
+    }
+
+
+def _liaison_schemas() -> dict[str, Any]:
+    """Key directory, devices and sealed forms (docs/envelope.md)."""
+    b64url = {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"}
+    key_record = {
+        "type": "object",
+        "description": "A device's public keys (docs/envelope.md, Device keys).",
+        "properties": {
+            "v": {"const": 1},
+            "sign": {**b64url, "description": "Ed25519 public key."},
+            "kem": {
+                "type": "object",
+                "properties": {"suite": {"enum": ["x25519", "mlkem768-x25519"]}, "pk": b64url},
+                "required": ["suite", "pk"],
+            },
+        },
+        "required": ["v", "sign", "kem"],
+    }
+    device = {
+        "key_id": {"type": "string", "pattern": "^dk_[A-Za-z0-9_-]+$"},
+        "key": key_record,
+        "label": {"type": "string", "maxLength": MAX_LABEL},
+        "fingerprint": {"type": "string", "description": "The numéro de sécurité."},
+        "index": {"type": "integer", "minimum": 0, "description": "Its key.add entry."},
+        "revoked": {"type": "boolean"},
+    }
+    refusal = {
+        "type": "object",
+        "properties": {
+            "code": _STRING,
+            "field": _STRING,
+            "device": _STRING,
+            "article": _STRING,
+            "message": _STRING,
+        },
+        "required": ["code", "message"],
+        "additionalProperties": False,
+    }
+    return {
+        "DirectoryHead": _object(
+            {
+                "checkpoint": {
+                    "type": "string",
+                    "description": "The key directory's latest signed checkpoint (C2SP signed "
+                    "note, origin ``<hub host>/cles``).",
+                },
+                "size": {"type": "integer", "minimum": 0},
+                "vkey": {
+                    "type": "string",
+                    "description": "The directory's verifier key: pin the one your hub's "
+                    "operator gave you, never trust this copy alone.",
+                },
+            }
+        ),
+        "DirectoryEntries": _object(
+            {
+                "start": {"type": "integer", "minimum": 0},
+                "entries": {
+                    "type": "array",
+                    "maxItems": MAX_ENTRIES_PER_PAGE,
+                    "description": "Canonical JSON entries (key.add, key.revoke), base64url.",
+                    "items": b64url,
+                },
+            }
+        ),
+        "DirectoryProof": _object(
+            {"proof": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}}}
+        ),
+        "DeviceRequest": {
+            "type": "object",
+            "properties": {"key": key_record, "label": {"type": "string", "maxLength": MAX_LABEL}},
+            "required": ["key"],
+        },
+        "Device": _object(device),
+        "DeviceRegistered": _object({**device, "checkpoint": _STRING}),
+        "Devices": _object({"devices": {"type": "array", "items": _object(device)}}),
+        "Recipients": _object(
+            {
+                "case": {"type": "string", "pattern": _REFERENCE},
+                "charter": _object(
+                    {"id": _STRING, "version": {"type": "integer"}, "digest": _STRING}
+                ),
+                "recipients": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "owner": {
+                                "type": "string",
+                                "description": "A person's or a system's public id.",
+                            },
+                            "organisation": _STRING,
+                            "fields": _STRINGS,
+                            "devices": _STRINGS,
+                        }
+                    ),
+                },
+            }
+        ),
+        "Envelope": {
+            "type": "object",
+            "description": f"A sealed liaison form, envelope v1 (docs/envelope.md), at most "
+            f"{MAX_ENVELOPE_BYTES} bytes.",
+            "properties": {
+                "format": {"const": FORMAT},
+                "manifest": {"type": "string", "description": "Compact JWS, alg Ed25519."},
+                "views": {"type": "object", "additionalProperties": b64url},
+            },
+            "required": ["format", "manifest", "views"],
+        },
+        "FormAccepted": _object(
+            {
+                "form": _STRING,
+                "stored": {
+                    "type": "boolean",
+                    "description": "False for a retried send of a form already stored.",
+                },
+                "recipients": {"type": "integer", "minimum": 0},
+            }
+        ),
+        "FormRefusal": {
+            "allOf": [_ref("Error")],
+            "properties": {"refusals": {"type": "array", "items": refusal}},
+        },
+        "Inbox": _object(
+            {
+                "forms": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "form": _STRING,
+                            "device": _STRING,
+                            "view": _STRING,
+                            "purpose": _STRING,
+                            "received_at": _INSTANT,
+                            "delivered": {"type": "boolean"},
+                            "opened": {"type": "boolean"},
+                            "cursor": {"type": "integer"},
+                        }
+                    ),
+                }
+            }
+        ),
+        "FormAck": _object(
+            {"form": _STRING, "recorded": {"enum": ["form.open", "form.violation"]}}
+        ),
+        "FormAckRequest": {
+            "type": "object",
+            "properties": {
+                "appareil": {"type": "string", "description": "The recipient device's key id."},
+                "code": {
+                    "type": "string",
+                    "description": "For a violation: the check that failed (e.g. "
+                    "``fields_mismatch``).",
+                },
+            },
+            "required": ["appareil"],
+        },
     }
 
 
@@ -617,6 +834,95 @@ def _paths() -> dict[str, Any]:
                 ),
             },
         },
+        f"/api/v1/journal/{JOURNAL_CHECKPOINT}": {
+            "get": {
+                "operationId": "journal_checkpoint",
+                "summary": "The audit log's largest signed checkpoint, with its cosignatures.",
+                "description": "For witnesses (partners' systems, the DPO): verify the log's "
+                "signature, fetch a consistency proof from the checkpoint last cosigned, then "
+                "post a cosignature. Recorded as ``api.read`` of ``audit_checkpoint``.",
+                "responses": _bearer(
+                    {
+                        "200": _json("The signed note.", _ref("SignedCheckpoint")),
+                        "404": _error("The log has signed no checkpoint yet.", "no_checkpoint"),
+                    }
+                ),
+            }
+        },
+        f"/api/v1/journal/{JOURNAL_CONSISTENCY}": {
+            "get": {
+                "operationId": "journal_consistency",
+                "summary": "A consistency proof between two sizes of the audit log.",
+                "description": "Proves that the tree of ``ancien`` events is a prefix of the "
+                "tree of ``nouveau`` events (RFC 6962 §2.1.2). Recorded as ``api.read`` of "
+                "``audit_proof``.",
+                "parameters": [
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": True,
+                        "description": description,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SIZE},
+                    }
+                    for name, description in (
+                        ("ancien", "The smaller tree size (the one last cosigned)."),
+                        ("nouveau", "The larger tree size (the checkpoint to cosign)."),
+                    )
+                ],
+                "responses": _bearer(
+                    {
+                        "200": _json("The proof.", _ref("ConsistencyProof")),
+                        "400": _error(
+                            "Sizes missing, not decimal integers, or ``ancien`` larger than "
+                            "``nouveau`` (``invalid_request``); or ``nouveau`` beyond the log's "
+                            "size (``size_out_of_range``).",
+                            "invalid_request",
+                            "size_out_of_range",
+                        ),
+                    }
+                ),
+            }
+        },
+        f"/api/v1/journal/{JOURNAL_COSIGNATURES}": {
+            "post": {
+                "operationId": "journal_cosign",
+                "summary": "A witness's cosignature of a checkpoint the hub signed.",
+                "description": "Kept only from a witness key the hub accepts "
+                "(``flask --app hub audit witness add``), over a checkpoint the log signed, "
+                "when it verifies; otherwise nothing is kept. Exported with the log for the "
+                "offline verifier (``--witness-key``). Recorded as ``audit.cosign``.",
+                "requestBody": _body(_ref("CosignatureRequest")),
+                "responses": _bearer(
+                    {
+                        "200": _json(
+                            "This witness's cosignature of the checkpoint was already kept.",
+                            _ref("CosignatureStored"),
+                        ),
+                        "201": _json("The cosignature is kept.", _ref("CosignatureStored")),
+                        "400": _error(
+                            "The body is not the expected object, the checkpoint is not a "
+                            "signed note, or the cosignature not a signature line.",
+                            "invalid_request",
+                            "malformed_checkpoint",
+                            "malformed_cosignature",
+                        ),
+                        "403": _error(
+                            "The witness key is not one the hub accepts.", "unknown_witness"
+                        ),
+                        "404": _error("The log signed no such checkpoint.", "unknown_checkpoint"),
+                        "409": _error(
+                            "The checkpoint carries the most cosignatures a note may have.",
+                            "too_many_cosignatures",
+                        ),
+                        "413": _TOO_LARGE,
+                        "422": _error(
+                            "The cosignature does not verify with the witness's key.",
+                            "bad_cosignature",
+                        ),
+                    }
+                ),
+            }
+        },
         f"{consent}/recu": {
             "parameters": [_reference_parameter(), _consent_parameter()],
             "post": {
@@ -642,6 +948,291 @@ def _paths() -> dict[str, Any]:
                     }
                 ),
             },
+        },
+    }
+
+
+# Codes of exchange.errors, by the status hub.blueprints.liaison gives their family.
+_MALFORMED = (
+    "invalid_request",
+    "invalid_json",
+    "invalid_member",
+    "missing_member",
+    "unknown_member",
+    "duplicate_member",
+    "invalid_base64",
+    "too_large",
+    "unknown_version",
+    "unknown_suite",
+    "invalid_key",
+    "invalid_jws",
+    "alg_not_allowed",
+    "duplicate_recipient",
+    "views_mismatch",
+)
+_UNVERIFIED = (
+    "signature_invalid",
+    "digest_mismatch",
+    "sender_key_mismatch",
+    "view_invalid",
+    "fields_mismatch",
+    "key_unknown",
+    "key_revoked",
+)
+
+
+def _int_query(name: str, description: str, *, required: bool = True) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_INT_ARG},
+    }
+
+
+def _form_parameter() -> dict[str, Any]:
+    return {
+        "name": "form_id",
+        "in": "path",
+        "required": True,
+        "description": "The form's id (``f-`` and 26 base32 characters).",
+        "schema": {"type": "string"},
+    }
+
+
+def _liaison_paths() -> dict[str, Any]:
+    """The key directory, devices and the relay of sealed forms (hub.blueprints.liaison)."""
+    form_refused = _error(
+        "Refused by the charter, the consent, the case team or the directory: ``refusals`` "
+        "names each field, recipient device and article; nothing is stored.",
+        "form_refused",
+        "not_involved",
+        "sender_device",
+        "sender_mismatch",
+        schema="FormRefusal",
+    )
+    gone = {
+        "403": _error(
+            "The device may no longer see its view (consent withdrawn, case team).",
+            "form_refused",
+            schema="FormRefusal",
+        ),
+        "404": _error(
+            "No such form for this device, or past retention.", "form_unknown", "form_expired"
+        ),
+    }
+    ack: dict[str, Any] = {
+        "parameters": [_form_parameter()],
+        "requestBody": _body(_ref("FormAckRequest")),
+        "responses": _bearer(
+            {
+                "200": _json("Recorded.", _ref("FormAck")),
+                **gone,
+                "413": _TOO_LARGE,
+            }
+        ),
+    }
+    return {
+        "/api/v1/annuaire": {
+            "get": {
+                "operationId": "directory_head",
+                "summary": "The key directory's latest signed checkpoint.",
+                "description": "Every device key registration and revocation is an entry of a "
+                "Merkle log (docs/envelope.md). Recorded as ``api.read`` of ``annuaire``.",
+                "responses": _bearer({"200": _json("The head.", _ref("DirectoryHead"))}),
+            }
+        },
+        "/api/v1/annuaire/entrees": {
+            "get": {
+                "operationId": "directory_entries",
+                "summary": f"Entries [debut, fin) of the key directory ({MAX_ENTRIES_PER_PAGE} "
+                "at most a page).",
+                "parameters": [
+                    _int_query("debut", "First entry (default 0).", required=False),
+                    _int_query("fin", "End, exclusive (default: a page).", required=False),
+                ],
+                "responses": _bearer(
+                    {
+                        "200": _json("The entries.", _ref("DirectoryEntries")),
+                        "400": _error("Not an interval of the directory.", "invalid_request"),
+                    }
+                ),
+            }
+        },
+        "/api/v1/annuaire/coherence": {
+            "get": {
+                "operationId": "directory_consistency",
+                "summary": "A consistency proof between two sizes of the key directory.",
+                "parameters": [
+                    _int_query("ancien", "The smaller size (at least 1)."),
+                    _int_query("nouveau", "The larger size (at most the directory's)."),
+                ],
+                "responses": _bearer(
+                    {
+                        "200": _json("The proof.", _ref("DirectoryProof")),
+                        "400": _error("Sizes missing or out of range.", "invalid_request"),
+                    }
+                ),
+            }
+        },
+        "/api/v1/appareils": {
+            "get": {
+                "operationId": "devices",
+                "summary": "The calling system's device keys, revoked ones included.",
+                "responses": _bearer({"200": _json("The devices.", _ref("Devices"))}),
+            },
+            "post": {
+                "operationId": "device_register",
+                "summary": "Register a device key of the calling system in the key directory.",
+                "description": f"At most {MAX_DEVICES} keys in force per owner. Recorded as "
+                "``key.register``; answers the directory checkpoint that includes it.",
+                "requestBody": _body(_ref("DeviceRequest")),
+                "responses": _bearer(
+                    {
+                        "201": _json("Registered.", _ref("DeviceRegistered")),
+                        "400": _error("Not a device key record.", *_MALFORMED),
+                        "409": _error(
+                            "Key already published (in force or revoked: never twice), or too "
+                            "many devices.",
+                            "key_exists",
+                            "too_many_devices",
+                        ),
+                        "413": _TOO_LARGE,
+                    }
+                ),
+            },
+        },
+        "/api/v1/appareils/{key_id}/revocation": {
+            "parameters": [
+                {
+                    "name": "key_id",
+                    "in": "path",
+                    "required": True,
+                    "description": "The device's key id (``dk_…``).",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "post": {
+                "operationId": "device_revoke",
+                "summary": "Revoke one of the calling system's device keys (key.revoke).",
+                "responses": _bearer(
+                    {
+                        "200": _json("Revoked.", _ref("Device")),
+                        "403": _error("The key is not the caller's.", "not_owner"),
+                        "404": _error("Unknown key.", "key_unknown"),
+                        "409": _error("Already revoked.", "key_revoked"),
+                    }
+                ),
+            },
+        },
+        "/api/v1/dossiers/{reference}/destinataires": {
+            "parameters": [_reference_parameter()],
+            "get": {
+                "operationId": "form_recipients",
+                "summary": "Who may receive which fields of a form on the case, and their keys.",
+                "description": "Decided as the relay decides (charter × consent × case team). "
+                "The sender checks every device key against its own verified copy of the "
+                "directory before sealing. Recorded as ``api.read`` of the case.",
+                "parameters": [
+                    {
+                        "name": "finalite",
+                        "in": "query",
+                        "required": True,
+                        "description": "The purpose of the form.",
+                        "schema": _STRING,
+                    },
+                    {
+                        "name": "champs",
+                        "in": "query",
+                        "required": True,
+                        "description": f"Field ids, comma-separated (1 to {MAX_FIELDS}).",
+                        "schema": _STRING,
+                    },
+                ],
+                "responses": _bearer(
+                    {
+                        "200": _json("The recipients.", _ref("Recipients")),
+                        "400": _error("Purpose or fields missing.", "invalid_request"),
+                        "403": _CASE_REFUSED,
+                    }
+                ),
+            },
+        },
+        "/api/v1/fiches": {
+            "get": {
+                "operationId": "form_inbox",
+                "summary": "Forms received by the calling system's devices, newest first.",
+                "parameters": [
+                    _int_query("avant", "Cursor: forms before this one.", required=False)
+                ],
+                "responses": _bearer(
+                    {
+                        "200": _json("The inbox (no content).", _ref("Inbox")),
+                        "400": _error("Invalid cursor.", "invalid_request"),
+                    }
+                ),
+            },
+            "post": {
+                "operationId": "form_send",
+                "summary": "Send a sealed liaison form (envelope v1 as the body).",
+                "description": "Stored only if the signature verifies, the sender device is in "
+                "force, the sender may publish every field and each recipient may see its view "
+                "now, and the recipients are exactly the devices in force of the people and "
+                "systems entitled. Idempotent on the form id. Recorded as ``form.send`` (or "
+                "``form.send.refused``); recipients are told without content.",
+                "requestBody": _body(_ref("Envelope")),
+                "responses": _bearer(
+                    {
+                        "200": _json("This form was already stored.", _ref("FormAccepted")),
+                        "201": _json("Stored and relayed.", _ref("FormAccepted")),
+                        "400": _error("Not a well-formed envelope v1.", *_MALFORMED),
+                        "403": form_refused,
+                        "409": _error("Another form has this id.", "form_exists"),
+                        "413": _TOO_LARGE,
+                        "422": _error("A check of the envelope failed.", *_UNVERIFIED),
+                    }
+                ),
+            },
+        },
+        "/api/v1/fiches/{form_id}": {
+            "parameters": [_form_parameter()],
+            "get": {
+                "operationId": "form_deliver",
+                "summary": "The envelope, for one of the caller's recipient devices.",
+                "description": "Only while the device's owner may see its view now (consent, "
+                "case team) and within retention. Recorded as ``form.deliver``.",
+                "parameters": [
+                    {
+                        "name": "appareil",
+                        "in": "query",
+                        "required": True,
+                        "description": "The recipient device's key id.",
+                        "schema": _STRING,
+                    }
+                ],
+                "responses": _bearer(
+                    {
+                        "200": _json("The envelope as sent.", _ref("Envelope")),
+                        **gone,
+                    }
+                ),
+            },
+        },
+        "/api/v1/fiches/{form_id}/ouverture": {
+            "post": {
+                **ack,
+                "operationId": "form_opened",
+                "summary": "The recipient opened and checked the form (form.open).",
+            }
+        },
+        "/api/v1/fiches/{form_id}/violation": {
+            "post": {
+                **ack,
+                "operationId": "form_violation",
+                "summary": "The recipient found the form not as signed or as the charter allows.",
+                "description": "Recorded as ``form.violation``, a charter violation the DPO sees.",
+            }
         },
     }
 
@@ -673,7 +1264,7 @@ def describe(server_url: str) -> dict[str, Any]:
         },
         "servers": [{"url": server_url}],
         "security": [{"bearer": []}],
-        "paths": _paths(),
+        "paths": {**_paths(), **_liaison_paths()},
         "components": {
             "securitySchemes": {
                 "bearer": {

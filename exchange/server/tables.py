@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from consent.db import UTCDateTime, metadata
@@ -88,4 +89,41 @@ recovery_backups = Table(
     Column("user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
     Column("data", LargeBinary, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+# A relayed form: the envelope as received (ciphertext only) and what the hub needs to route it
+# and enforce consent and retention on delivery. ``digest`` (SHA-256 of the stored bytes) makes
+# a retried send with the same form id a no-op, and a different one a conflict.
+forms = Table(
+    "exchange_forms",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("form_id", String(28), nullable=False, unique=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
+    Column("sender_key_id", String(46), nullable=False),
+    Column("sender_user_id", Integer, ForeignKey("users.id")),
+    Column("sender_client_id", Integer, ForeignKey("api_clients.id")),
+    Column("sender_org_id", Integer, ForeignKey("organisations.id"), nullable=False),
+    Column("purpose", String(64), nullable=False),
+    Column("charter_ref", String(80), nullable=False),
+    Column("envelope", LargeBinary, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+form_recipients = Table(
+    "exchange_form_recipients",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("form_row_id", Integer, ForeignKey("exchange_forms.id"), nullable=False, index=True),
+    Column("key_id", String(46), nullable=False),
+    Column("view_id", String(4), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id"), index=True),
+    Column("api_client_id", Integer, ForeignKey("api_clients.id"), index=True),
+    Column("organisation_id", Integer, ForeignKey("organisations.id"), nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Column("opened_at", UTCDateTime),
+    UniqueConstraint("form_row_id", "key_id"),
+    CheckConstraint("(user_id IS NULL) <> (api_client_id IS NULL)", name="one_owner"),
 )

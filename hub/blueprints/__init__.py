@@ -15,13 +15,18 @@ def register(app: Flask) -> None:
         charter,
         consent,
         dpo,
+        liaison,
         main,
+        witness,
     )
 
     app.register_blueprint(main.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(liaison.bp, name_prefix=api.bp.name)  # endpoints api.liaison.*
+    # As if nested in the API (endpoints api.witness.*): its bearer check and exemptions apply.
+    app.register_blueprint(witness.bp, name_prefix=api.bp.name)
     app.register_blueprint(charter.bp)
     app.register_blueprint(cases.bp)
     app.register_blueprint(consent.bp)

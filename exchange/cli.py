@@ -1,0 +1,385 @@
+"""``maillon``: the command a partner's system (or its IT staff) runs to exchange sealed forms.
+
+Everything lives in one folder (``--dossier``, default ``$MAILLON_CLIENT_DIR`` or
+``~/.maillon``)::
+
+    config.json     the hub's address, the API client id, its private key file, the directory key
+    keystore.json   this device's private keys, under a passphrase ($MAILLON_PASSPHRASE or asked)
+    annuaire.json   the verified replica of the key directory
+
+Typical use::
+
+    maillon init --hub https://maillon.example.fr --client-id ID --client-key client.pem \\
+                 --directory-key 'maillon.example.fr/cles+…'
+    maillon keys create && maillon keys register --label "Serveur APPI"
+    maillon send --case C-7K3Q-X9M2 --purpose suivi_parcours fiche.json
+    maillon inbox && maillon open f-…
+
+Exit status: 0 done, 1 refused (by the hub or a check), 2 bad usage or unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from exchange import directory as directory_module
+from exchange.client import (
+    Credentials,
+    Fetcher,
+    HttpFetcher,
+    HubClient,
+    open_received,
+    plan_form,
+    seal_plan,
+)
+from exchange.directory import Directory
+from exchange.envelope import parse, verify
+from exchange.errors import ExchangeError, MalformedError
+from exchange.hpke import Suite
+from exchange.keys import DeviceSecrets
+from exchange.keystore import Kind, lock, unlock, write_atomically
+
+CONFIG = "config.json"
+KEYSTORE = "keystore.json"
+DIRECTORY = "annuaire.json"
+
+
+class UsageError(Exception):
+    """The command cannot run as asked (exit 2); the message says why, in French."""
+
+
+@dataclass
+class Workspace:
+    """The client's folder and what it holds."""
+
+    folder: Path
+    fetcher: Fetcher | None = None  # tests inject the hub's test client here
+
+    def path(self, name: str) -> Path:
+        """A file of the folder."""
+        return self.folder / name
+
+    def config(self) -> dict[str, Any]:
+        """The folder's configuration (``maillon init`` writes it)."""
+        path = self.path(CONFIG)
+        if not path.exists():
+            raise UsageError(f"Aucune configuration dans {self.folder} : lancez « maillon init ».")
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+
+    def client(self, progress: bool = True) -> HubClient:
+        """The hub client, authenticated with the folder's API client key."""
+        config = self.config()
+        key = load_pem_private_key(Path(config["client_key"]).read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise UsageError("La clé du client API doit être une clé Ed25519 (PEM).")
+        fetcher = self.fetcher or HttpFetcher(config["hub"])
+        return HubClient(
+            fetcher,
+            Credentials(config["client_id"], config["hub"], key),
+            progress=_progress if progress else (lambda _text: None),
+        )
+
+    def secrets(self) -> DeviceSecrets:
+        """This device's keys, unlocked with the passphrase."""
+        path = self.path(KEYSTORE)
+        if not path.exists():
+            raise UsageError("Aucune clé d'appareil : lancez « maillon keys create ».")
+        return unlock(path.read_bytes(), _passphrase("MAILLON_PASSPHRASE", "Phrase de passe : "))
+
+    def replica(self) -> tuple[Directory, list[bytes]]:
+        """The saved directory replica (empty before the first sync), checked again."""
+        vkey = self.config()["directory_key"]
+        path = self.path(DIRECTORY)
+        if not path.exists():
+            return Directory.empty(vkey), []
+        return directory_module.load(path, vkey)
+
+    def synced(self, client: HubClient) -> Directory:
+        """The replica brought up to date with the hub and saved (after verification only)."""
+        replica, entries = self.replica()
+        replica, entries = client.sync(replica, entries)
+        directory_module.save(self.path(DIRECTORY), replica, entries)
+        return replica
+
+
+def _progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _passphrase(variable: str, prompt: str) -> str:
+    value = os.environ.get(variable)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise UsageError(f"Phrase de passe absente : définissez {variable}.")
+    return getpass.getpass(prompt)
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=1))
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def _init(ws: Workspace, args: argparse.Namespace) -> int:
+    ws.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config = {
+        "hub": args.hub.rstrip("/"),
+        "client_id": args.client_id,
+        "client_key": str(Path(args.client_key).resolve()),
+        "directory_key": args.directory_key or "",
+    }
+    write_atomically(ws.path(CONFIG), json.dumps(config, indent=1).encode())
+    if not args.directory_key:
+        announced = ws.client().directory_vkey()
+        if not args.trust_on_first_use:
+            print(
+                "Clé de l'annuaire annoncée par le hub :\n  " + announced + "\n"
+                "Comparez-la avec celle que le hub publie hors ligne (courrier, réunion), puis "
+                "relancez avec --directory-key.",
+                file=sys.stderr,
+            )
+            return 1
+        config["directory_key"] = announced
+        write_atomically(ws.path(CONFIG), json.dumps(config, indent=1).encode())
+    print(f"Dossier prêt : {ws.folder}")
+    return 0
+
+
+def _keys_create(ws: Workspace, args: argparse.Namespace) -> int:
+    if ws.path(KEYSTORE).exists() and not args.replace:
+        raise UsageError(
+            "Ce dossier a déjà des clés d'appareil (--replace pour en créer d'autres)."
+        )
+    suite = Suite.MLKEM768_X25519 if args.post_quantum else Suite.X25519
+    secrets = DeviceSecrets.generate(suite)
+    passphrase = _passphrase("MAILLON_PASSPHRASE", "Nouvelle phrase de passe : ")
+    write_atomically(ws.path(KEYSTORE), lock(secrets, passphrase))
+    print(f"Clé d'appareil créée : {secrets.public.key_id}")
+    print(f"Numéro de sécurité : {secrets.public.fingerprint}")
+    return 0
+
+
+def _keys_register(ws: Workspace, args: argparse.Namespace) -> int:
+    secrets = ws.secrets()
+    answer = ws.client().register(secrets.public, args.label)
+    print(f"Clé publiée dans l'annuaire (entrée {answer['index']}) : {answer['key_id']}")
+    return 0
+
+
+def _keys_list(ws: Workspace, _args: argparse.Namespace) -> int:
+    _print(ws.client().devices())
+    return 0
+
+
+def _keys_revoke(ws: Workspace, args: argparse.Namespace) -> int:
+    ws.client().revoke(args.key_id)
+    print(f"Clé révoquée : {args.key_id}")
+    return 0
+
+
+def _keys_backup(ws: Workspace, args: argparse.Namespace) -> int:
+    secrets = ws.secrets()
+    recovery = _passphrase("MAILLON_RECOVERY_PASSPHRASE", "Phrase de passe de secours : ")
+    write_atomically(Path(args.out), lock(secrets, recovery, kind=Kind.RECOVERY))
+    print(f"Sauvegarde de secours écrite : {args.out} (gardez la phrase de passe à part)")
+    return 0
+
+
+def _keys_restore(ws: Workspace, args: argparse.Namespace) -> int:
+    recovery = _passphrase("MAILLON_RECOVERY_PASSPHRASE", "Phrase de passe de secours : ")
+    secrets = unlock(Path(args.backup).read_bytes(), recovery, kind=Kind.RECOVERY)
+    passphrase = _passphrase("MAILLON_PASSPHRASE", "Nouvelle phrase de passe : ")
+    ws.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomically(ws.path(KEYSTORE), lock(secrets, passphrase))
+    print(f"Clés restaurées : {secrets.public.key_id}")
+    return 0
+
+
+def _keys_fingerprint(ws: Workspace, args: argparse.Namespace) -> int:
+    if args.key_id:
+        replica, _entries = ws.replica()
+        state = replica.state(args.key_id)
+        if state is None:
+            raise UsageError("Clé absente de l'annuaire vérifié (lancez « maillon sync »).")
+        print(f"{state.owner} — {state.key.fingerprint}" + ("" if state.current else " (révoquée)"))
+        return 0
+    print(ws.secrets().public.fingerprint)
+    return 0
+
+
+def _sync(ws: Workspace, _args: argparse.Namespace) -> int:
+    replica = ws.synced(ws.client())
+    print(f"Annuaire vérifié : {replica.size} entrées.")
+    return 0
+
+
+def _send(ws: Workspace, args: argparse.Namespace) -> int:
+    values = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    if not isinstance(values, dict) or not values:
+        raise UsageError('Le fichier doit contenir un objet JSON {"champ": valeur, …}.')
+    client = ws.client()
+    secrets = ws.secrets()
+    replica = ws.synced(client)
+    answer = client.recipients(args.case, args.purpose, list(values))
+    plan = plan_form(answer, values, replica, args.purpose)
+    print(f"Fiche pour le dossier {plan.case}, finalité « {plan.purpose} » :")
+    for owner, fields, count in plan.owners:
+        print(f"  {owner} ({count} appareil·s) : {', '.join(fields)}")
+    if plan.left_out:
+        print("  Personne ne peut recevoir : " + ", ".join(plan.left_out))
+    if not plan.views:
+        print("Aucun destinataire autorisé : rien n'est envoyé.", file=sys.stderr)
+        return 1
+    if not args.yes and input("Envoyer ? [o/N] ").strip().lower() not in ("o", "oui", "y"):
+        print("Rien n'est envoyé.")
+        return 1
+    me = client.call("GET", "/api/v1/moi")
+    envelope = seal_plan(
+        plan,
+        secrets=secrets,
+        sender=f"client:{me['client_id']}",
+        org=me["organisation"]["id"],
+        directory_note=replica.note,
+        now=datetime.now(UTC),
+    )
+    sent = client.send(envelope)
+    print(f"Fiche envoyée : {sent['form']} ({sent['recipients']} appareil·s).")
+    return 0
+
+
+def _inbox(ws: Workspace, _args: argparse.Namespace) -> int:
+    _print(ws.client().inbox())
+    return 0
+
+
+def _open(ws: Workspace, args: argparse.Namespace) -> int:
+    client = ws.client()
+    secrets = ws.secrets()
+    replica = ws.synced(client)
+    key_id = secrets.public.key_id
+    data = client.fetch_form(args.form, key_id)
+    try:
+        opened = open_received(data, secrets=secrets, replica=replica)
+    except ExchangeError as error:
+        if not isinstance(error, MalformedError):
+            # Not as signed, or not what the manifest lists: the DPO must see it.
+            client.acknowledge(args.form, key_id, violation=error.code)
+        raise
+    client.acknowledge(args.form, key_id)
+    _print(
+        {
+            "form": opened.manifest.form,
+            "case": opened.manifest.case,
+            "purpose": opened.manifest.purpose,
+            "sender": opened.manifest.sender.user,
+            "created": opened.manifest.created.isoformat(),
+            "values": opened.values,
+        }
+    )
+    return 0
+
+
+def _verify(ws: Workspace, args: argparse.Namespace) -> int:
+    replica, _entries = ws.replica()
+    envelope = parse(Path(args.envelope).read_bytes())
+    manifest = verify(envelope, replica.key(envelope.manifest.sender.device))
+    replica.check_peer(manifest.directory)
+    print(f"Fiche {manifest.form} : signature, empreintes et annuaire vérifiés.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="maillon", description="Fiches de liaison scellées.")
+    parser.add_argument(
+        "--dossier",
+        default=os.environ.get("MAILLON_CLIENT_DIR", str(Path.home() / ".maillon")),
+        help="dossier des clés et de l'annuaire",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    init = commands.add_parser("init", help="configurer le dossier")
+    init.add_argument("--hub", required=True)
+    init.add_argument("--client-id", required=True)
+    init.add_argument("--client-key", required=True, help="clé privée Ed25519 du client API (PEM)")
+    init.add_argument("--directory-key", default="", help="clé de l'annuaire, comparée hors ligne")
+    init.add_argument("--trust-on-first-use", action="store_true")
+    init.set_defaults(run=_init)
+    keys = commands.add_parser("keys", help="clés de l'appareil").add_subparsers(
+        dest="keys", required=True
+    )
+    create = keys.add_parser("create")
+    create.add_argument("--post-quantum", action="store_true", help="clé hybride ML-KEM-768")
+    create.add_argument("--replace", action="store_true")
+    create.set_defaults(run=_keys_create)
+    register = keys.add_parser("register")
+    register.add_argument("--label", default="Appareil")
+    register.set_defaults(run=_keys_register)
+    keys.add_parser("list").set_defaults(run=_keys_list)
+    revoke = keys.add_parser("revoke")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(run=_keys_revoke)
+    backup = keys.add_parser("backup")
+    backup.add_argument("--out", required=True)
+    backup.set_defaults(run=_keys_backup)
+    restore = keys.add_parser("restore")
+    restore.add_argument("backup")
+    restore.set_defaults(run=_keys_restore)
+    fingerprint = keys.add_parser("fingerprint")
+    fingerprint.add_argument("key_id", nargs="?", default="")
+    fingerprint.set_defaults(run=_keys_fingerprint)
+    commands.add_parser("sync", help="vérifier l'annuaire").set_defaults(run=_sync)
+    send = commands.add_parser("send", help="sceller et envoyer une fiche")
+    send.add_argument("--case", required=True)
+    send.add_argument("--purpose", required=True)
+    send.add_argument("--yes", action="store_true", help="ne pas demander de confirmation")
+    send.add_argument("file", help='les valeurs : {"champ": valeur, …}')
+    send.set_defaults(run=_send)
+    commands.add_parser("inbox", help="fiches reçues").set_defaults(run=_inbox)
+    opening = commands.add_parser("open", help="ouvrir une fiche reçue")
+    opening.add_argument("form")
+    opening.set_defaults(run=_open)
+    check = commands.add_parser("verify", help="vérifier une enveloppe hors ligne")
+    check.add_argument("envelope")
+    check.set_defaults(run=_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, fetcher: Fetcher | None = None) -> int:
+    """Run ``maillon``; the exit status."""
+    args = build_parser().parse_args(argv)
+    workspace = Workspace(Path(args.dossier).expanduser(), fetcher)
+    try:
+        return int(args.run(workspace, args))
+    except UsageError as error:
+        print(f"maillon : {error}", file=sys.stderr)
+        return 2
+    except MalformedError as error:
+        print(f"maillon : {error.code} — {error.message % error.params}", file=sys.stderr)
+        return 2
+    except ExchangeError as error:
+        message = error.message % error.params if error.params else error.message
+        print(f"maillon : refusé ({error.code}) — {message}", file=sys.stderr)
+        for refusal in getattr(error, "details", {}).get("refusals", []):
+            print(f"  - {json.dumps(refusal, ensure_ascii=False)}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"maillon : {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

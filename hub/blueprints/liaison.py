@@ -1,0 +1,375 @@
+"""API of sealed liaison forms for organisation systems: key directory, devices, relay.
+
+Thin views over :mod:`exchange.server` and :mod:`hub.liaison`: authenticate (bearer token, as
+the rest of the API), record the act in the audit log before it takes effect, commit. The hub
+never sees a form's content (docs/envelope.md).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+from flask_babel import gettext as _
+
+from audit.events import Action, Decision
+from exchange.envelope import parse
+from exchange.errors import ExchangeError, MalformedError
+from exchange.server.directory import MAX_ENTRIES_PER_PAGE
+from exchange.server.relay import FormRefusedError
+from hub import liaison
+from hub.cases import CaseAccessDeniedError, charter_ref, loggable_reference
+from hub.consents import tell
+from hub.errors import ApiError
+from hub.extensions import csrf, limiter
+from hub.models import ApiClient, Case, User
+from hub.recording import record, record_case
+from hub.state import cases, db, state
+
+# Registered under the API (endpoints api.liaison.*): its bearer check runs first.
+bp = Blueprint("liaison", __name__, url_prefix="/api/v1")
+csrf.exempt(bp)  # bearer tokens only
+
+MAX_INT_ARG = 2**31 - 1
+
+
+def _client() -> ApiClient:
+    client: ApiClient = g.api_client
+    return client
+
+
+def _int_arg(name: str, default: int | None = None) -> int:
+    raw = request.args.get(name)
+    if raw is None and default is not None:
+        return default
+    # ASCII digits only, within the 32-bit columns they are compared with (PostgreSQL refuses
+    # a larger literal instead of finding nothing).
+    if raw is None or not raw.isascii() or not raw.isdigit() or int(raw) > MAX_INT_ARG:
+        raise ApiError(400, "invalid_request", _("Paramètre %(name)s invalide.", name=name))
+    return int(raw)
+
+
+def _refused(error: ExchangeError) -> ApiError:
+    """The API error of an exchange refusal (one mapping: docs/api.md)."""
+    status = {
+        "MalformedError": 400,
+        "VerificationError": 422,
+        "ConflictError": 409,
+        "ForbiddenError": 403,
+        "FormRefusedError": 403,
+        "NotFoundError": 404,
+    }.get(type(error).__name__, 400)
+    details: dict[str, Any] = {}
+    if isinstance(error, FormRefusedError):
+        details["refusals"] = [r.to_json() for r in error.refusals]
+    return ApiError(status, error.code, _(error.message, **error.params), details=details)
+
+
+# -- key directory ---------------------------------------------------------------------------
+
+
+@bp.route("/annuaire")
+def directory() -> Any:
+    """The directory's latest signed checkpoint, its size and its verifier key."""
+    log = liaison.directory_log(db(), state())
+    record(Action.API_READ, object_type="annuaire", object_id="checkpoint")
+    return jsonify(
+        {
+            "checkpoint": log.checkpoint(),
+            "size": log.size(),
+            "vkey": log.signer.verifier().vkey(),
+        }
+    )
+
+
+@bp.route("/annuaire/entrees")
+def directory_entries() -> Any:
+    """Entries ``[debut, fin)`` of the directory, as base64url of their canonical bytes."""
+    log = liaison.directory_log(db(), state())
+    start = _int_arg("debut", 0)
+    end = min(_int_arg("fin", start + MAX_ENTRIES_PER_PAGE), start + MAX_ENTRIES_PER_PAGE)
+    end = min(end, log.size())
+    if start > end:
+        raise ApiError(400, "invalid_request", _("Intervalle d'entrées invalide."))
+    record(Action.API_READ, object_type="annuaire", object_id="entries")
+    entries = log.entries(start, end)
+    return jsonify(
+        {
+            "start": start,
+            "entries": [base64.urlsafe_b64encode(e).rstrip(b"=").decode() for e in entries],
+        }
+    )
+
+
+@bp.route("/annuaire/coherence")
+def directory_consistency() -> Any:
+    """Consistency proof between two sizes of the directory (for witnesses and clients that
+    keep only checkpoints)."""
+    log = liaison.directory_log(db(), state())
+    old, new = _int_arg("ancien"), _int_arg("nouveau")
+    if not 0 < old <= new <= log.size():
+        raise ApiError(400, "invalid_request", _("Tailles invalides."))
+    record(Action.API_READ, object_type="annuaire", object_id="consistency")
+    proof = log.consistency_proof(old, new)
+    return jsonify({"proof": [base64.b64encode(h).decode() for h in proof]})
+
+
+# -- devices -------------------------------------------------------------------------------
+
+
+def _device_json(device: Any) -> dict[str, Any]:
+    return {
+        "key_id": device.key.key_id,
+        "key": device.key.record(),
+        "label": device.label,
+        "fingerprint": device.key.fingerprint,
+        "index": device.added_idx,
+        "revoked": device.revoked_at is not None,
+    }
+
+
+@bp.route("/appareils", methods=["GET", "POST"])
+def devices() -> Any:
+    """The calling system's device keys; POST registers one (``{"key": record, "label"}``)."""
+    client = _client()
+    service = liaison.devices(db(), state())
+    owner = liaison.client_owner(client)
+    if request.method == "GET":
+        record(Action.API_READ, object_type="api_client", object_id=client.client_id)
+        return jsonify({"devices": [_device_json(d) for d in service.of(owner)]})
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or "key" not in body:
+        raise ApiError(400, "invalid_request", _('Corps attendu : {"key": …, "label": …}.'))
+    try:
+        device = service.register(body["key"], owner=owner, label=str(body.get("label", "")))
+    except ExchangeError as error:
+        db().rollback()
+        raise _refused(error) from error
+    record(Action.KEY_REGISTER, object_type="device", object_id=device.key.key_id)
+    checkpoint = service.log.checkpoint()
+    db().commit()
+    response = jsonify(_device_json(device) | {"checkpoint": checkpoint})
+    response.status_code = 201
+    return response
+
+
+@bp.route("/appareils/<key_id>/revocation", methods=["POST"])
+def revoke_device(key_id: str) -> Any:
+    """Revoke one of the calling system's device keys."""
+    client = _client()
+    service = liaison.devices(db(), state())
+    try:
+        device = service.revoke(key_id, by=liaison.client_owner(client), reason="owner")
+    except ExchangeError as error:
+        db().rollback()
+        raise _refused(error) from error
+    record(Action.KEY_REVOKE, object_type="device", object_id=key_id)
+    db().commit()
+    return jsonify(_device_json(device))
+
+
+# -- forms -----------------------------------------------------------------------------------
+
+
+@bp.route("/dossiers/<reference>/destinataires")
+def recipients(reference: str) -> Any:
+    """Who a form on the case could go to for ``finalite``, with the fields of ``champs``
+    (comma-separated) each may see and their device keys: what the sender seals to after
+    checking every key against its own verified directory."""
+    client = _client()
+    purpose = request.args.get("finalite", "")
+    fields = sorted({f for f in request.args.get("champs", "").split(",") if f})
+    if not purpose or not fields or len(fields) > 64:
+        raise ApiError(400, "invalid_request", _("Indiquez la finalité et 1 à 64 champs."))
+    service = cases()
+    case = service.by_reference(reference) if "\x00" not in reference else None
+    try:
+        if case is None:
+            raise CaseAccessDeniedError("", rule="unknown_case", code="not_involved")
+        ctx = service.context_for_organisation(case, client.organisation)
+    except CaseAccessDeniedError as error:
+        record_case(Action.API_READ, loggable_reference(reference), allowed=False, rule=error.rule)
+        db().commit()
+        raise ApiError(
+            403, "not_involved", _("Vous ne prenez pas part à ce dossier (besoin d'en connaître).")
+        ) from error
+    found = liaison.candidates(service, state(), case, client, purpose=purpose, fields=fields)
+    record_case(
+        Action.API_READ, case.reference, purpose=purpose, charter_version=charter_ref(ctx.version)
+    )
+    db().commit()
+    version = ctx.version
+    return jsonify(
+        {
+            "case": case.reference,
+            "charter": {
+                "id": version.charter_id,
+                "version": version.version,
+                "digest": version.digest,
+            },
+            "recipients": [
+                {
+                    "owner": c.owner,
+                    "organisation": c.organisation,
+                    "fields": list(c.fields),
+                    "devices": list(c.devices),
+                }
+                for c in found
+            ],
+        }
+    )
+
+
+@bp.route("/fiches", methods=["POST"])
+@limiter.limit("120 per minute")
+def send_form() -> Any:
+    """Relay a sealed form (the envelope as the body): checked, stored, recipients told."""
+    client = _client()
+    service = liaison.relay(db(), state(), client)
+    data = request.get_data(cache=False)
+    try:
+        accepted = service.accept(data, caller=liaison.client_owner(client))
+    except ExchangeError as error:
+        db().rollback()
+        case_ref = _case_reference(data)
+        record(
+            Action.FORM_SEND_REFUSED,
+            object_type="case" if case_ref else "api",
+            object_id=case_ref or "api.send_form",
+            decision=Decision.DENY,
+            rule=error.code,
+        )
+        db().commit()
+        raise _refused(error) from error
+    manifest = accepted.manifest
+    if accepted.stored:
+        record(
+            Action.FORM_SEND,
+            object_type="case",
+            object_id=manifest.case,
+            purpose=manifest.purpose,
+            decision=Decision.ALLOW,
+            rule=manifest.form,
+        )
+        case = db().get(Case, accepted.case_id)
+        people = [
+            user
+            for row in accepted.recipients
+            if row.user_id is not None and (user := db().get(User, row.user_id)) is not None
+        ]
+        if case is not None and people:
+            tell(cases(), case, "form_received", f"form:{manifest.form}", people)
+    db().commit()
+    response = jsonify(
+        {
+            "form": manifest.form,
+            "stored": accepted.stored,
+            "recipients": len(accepted.recipients),
+        }
+    )
+    response.status_code = 201 if accepted.stored else 200
+    return response
+
+
+def _case_reference(data: bytes) -> str:
+    """The case a refused form named, when it can be read (for the DPO's journal)."""
+    try:
+        return parse(data).manifest.case
+    except MalformedError:
+        return ""
+
+
+@bp.route("/fiches")
+def inbox() -> Any:
+    """Forms received by the calling system's devices, newest first (no content)."""
+    client = _client()
+    service = liaison.relay(db(), state(), client)
+    rows = service.inbox(liaison.client_owner(client), before=_int_arg("avant", 0) or None)
+    record(Action.API_READ, object_type="api_client", object_id=client.client_id)
+    return jsonify(
+        {
+            "forms": [
+                {
+                    "form": row.form_id,
+                    "device": row.key_id,
+                    "view": row.view_id,
+                    "purpose": row.purpose,
+                    "received_at": row.created_at.isoformat(),
+                    "delivered": row.delivered_at is not None,
+                    "opened": row.opened_at is not None,
+                    "cursor": row.id,
+                }
+                for row in rows
+            ]
+        }
+    )
+
+
+@bp.route("/fiches/<form_id>")
+def deliver(form_id: str) -> Any:
+    """The envelope for one of the caller's recipient devices, while it may still see its view
+    (consent, case team) and within retention."""
+    client = _client()
+    key_id = request.args.get("appareil", "")
+    service = liaison.relay(db(), state(), client)
+    try:
+        envelope, row = service.deliver(form_id, key_id, caller=liaison.client_owner(client))
+    except ExchangeError as error:
+        db().rollback()
+        record(
+            Action.FORM_DELIVER,
+            object_type="form",
+            object_id=form_id,
+            decision=Decision.DENY,
+            rule=error.code,
+        )
+        db().commit()
+        raise _refused(error) from error
+    case = db().get(Case, row.case_id)
+    record(
+        Action.FORM_DELIVER,
+        object_type="case",
+        object_id=case.reference if case is not None else "",
+        purpose=row.purpose,
+        rule=form_id,
+    )
+    db().commit()
+    return Response(envelope, mimetype="application/json")
+
+
+def _ack(form_id: str, action: Action) -> Any:
+    client = _client()
+    body = request.get_json(silent=True) or {}
+    key_id = str(body.get("appareil", "")) if isinstance(body, dict) else ""
+    service = liaison.relay(db(), state(), client)
+    try:
+        row = service.mark_opened(form_id, key_id, caller=liaison.client_owner(client))
+    except ExchangeError as error:
+        db().rollback()
+        raise _refused(error) from error
+    code = str(body.get("code", "")) if action is Action.FORM_VIOLATION else ""
+    case = db().get(Case, row.case_id)
+    record(
+        action,
+        object_type="case",
+        object_id=case.reference if case is not None else "",
+        purpose=row.purpose,
+        decision=Decision.DENY if action is Action.FORM_VIOLATION else Decision.ALLOW,
+        rule=code if code.replace("_", "").isalnum() and len(code) <= 40 else form_id,
+    )
+    db().commit()
+    return jsonify({"form": form_id, "recorded": action.value})
+
+
+@bp.route("/fiches/<form_id>/ouverture", methods=["POST"])
+def opened(form_id: str) -> Any:
+    """The recipient's client opened and checked the form (``{"appareil": key id}``)."""
+    return _ack(form_id, Action.FORM_OPEN)
+
+
+@bp.route("/fiches/<form_id>/violation", methods=["POST"])
+def violation(form_id: str) -> Any:
+    """The recipient's client found the form not as signed or not as the charter allows
+    (``{"appareil", "code"}``): recorded as a charter violation the DPO sees."""
+    return _ack(form_id, Action.FORM_VIOLATION)

@@ -1,0 +1,225 @@
+"""The hub's side of sealed liaison forms: who the caller is, what the charter, the consent and
+the case team allow (the relay's :class:`~exchange.server.relay.Entitlements`), and the
+services bound to a request's session.
+
+The exchange package checks envelopes, keeps the key directory and relays ciphertext without
+knowing the hub; the decisions it asks for are taken here with the very functions case reads use
+(:meth:`hub.cases.Cases.decide_fields`, :meth:`~hub.cases.Cases.send_decision`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlalchemy.orm import Session
+
+from audit.checkpoint import NoteSigner
+from charter import Reason
+from exchange.envelope import Manifest
+from exchange.errors import ForbiddenError
+from exchange.server.devices import Devices, Owner
+from exchange.server.directory import DirectoryLog
+from exchange.server.relay import Entitlements, Refusal, Relay, Sending
+from hub.cases import CaseAccessDeniedError, CaseContext, Cases, charter_ref
+from hub.models import ApiClient, Case, Organisation, User
+from hub.state import HubState
+
+DIRECTORY_SUFFIX = "/cles"
+
+
+def directory_origin(base_url: str) -> str:
+    """The name the key directory's checkpoints are signed under: the hub's host and ``/cles``."""
+    return base_url.split("://", 1)[-1].rstrip("/") + DIRECTORY_SUFFIX
+
+
+def directory_signer(hub_state: HubState) -> NoteSigner:
+    """The directory's checkpoint signer (the server key, under the directory's own name)."""
+    return NoteSigner(directory_origin(hub_state.config.base_url), hub_state.server_key)
+
+
+def user_owner(user: User) -> Owner:
+    """A person as the owner of devices."""
+    return Owner("user", user.id, user.public_id, user.organisation_id, user.organisation.public_id)
+
+
+def client_owner(client: ApiClient) -> Owner:
+    """An organisation's API client as the owner of devices."""
+    return Owner(
+        "client",
+        client.id,
+        client.client_id,
+        client.organisation_id,
+        client.organisation.public_id,
+    )
+
+
+def directory_log(session: Session, hub_state: HubState) -> DirectoryLog:
+    """The key directory log on ``session``."""
+    return DirectoryLog(session, clock=hub_state.clock, signer=directory_signer(hub_state))
+
+
+def devices(session: Session, hub_state: HubState) -> Devices:
+    """Device keys on ``session``."""
+    return Devices(session, clock=hub_state.clock, log=directory_log(session, hub_state))
+
+
+def relay(session: Session, hub_state: HubState, caller: User | ApiClient) -> Relay:
+    """The relay on ``session``, deciding for ``caller``."""
+    return Relay(
+        session,
+        clock=hub_state.clock,
+        entitlements=HubEntitlements(hub_state.cases(session), caller),
+    )
+
+
+def _refusal(reason: Reason, code: str, device: str = "") -> Refusal:
+    return Refusal(
+        code, reason.message_fr(), field=reason.field, device=device, article=reason.article
+    )
+
+
+@dataclass
+class HubEntitlements(Entitlements):
+    """Charter × consent × case team, for one caller (a person or an organisation's system)."""
+
+    cases: Cases
+    caller: User | ApiClient
+
+    def _context(self, case: Case, who: User | ApiClient) -> CaseContext:
+        if isinstance(who, User):
+            return self.cases.context(case, who)
+        return self.cases.context_for_organisation(case, who.organisation)
+
+    def sender(self, manifest: Manifest, fields: frozenset[str]) -> tuple[Sending, list[Refusal]]:
+        """The caller's part in the case, the purpose at this step, the charter version its
+        organisation signed, the consent named, and its right to send every field."""
+        case = self.cases.by_reference(manifest.case)
+        try:
+            if case is None:
+                raise CaseAccessDeniedError("", rule="unknown_case", code="not_involved")
+            ctx = self._context(case, self.caller)
+        except CaseAccessDeniedError as error:
+            raise ForbiddenError(
+                "not_involved", "Vous ne prenez pas part à ce dossier (besoin d'en connaître)."
+            ) from error
+        refusals: list[Refusal] = []
+        if manifest.purpose not in {p.id for p in self.cases.purposes_for(ctx)}:
+            refusals.append(
+                Refusal("purpose_not_for_step", "Finalité qui ne s'applique pas à cette étape.")
+            )
+        version = ctx.version
+        signed = (version.charter_id, version.version, version.digest)
+        stated = (manifest.charter.id, manifest.charter.version, manifest.charter.digest)
+        if stated != signed:
+            refusals.append(
+                Refusal(
+                    "charter_stale",
+                    "La fiche n'applique pas la version de la charte que votre organisation a "
+                    "signée : mettez à jour puis scellez de nouveau.",
+                )
+            )
+        if manifest.consent is not None:
+            state = self.cases.consent_state(case)
+            if manifest.consent not in {str(c.id) for c in state.consents if c.current}:
+                refusals.append(
+                    Refusal("consent_stale", "L'accord cité n'est pas un accord en vigueur.")
+                )
+        decision = self.cases.send_decision(ctx, sorted(fields))
+        refusals.extend(_refusal(r, "field_not_publishable") for r in decision.refusals)
+        return Sending(case.id, charter_ref(version), ctx.organisation.id), refusals
+
+    def recipient(
+        self, sending: Sending, manifest: Manifest, owner: Row[Any], fields: Sequence[str]
+    ) -> list[Refusal]:
+        """What the owner of the device ``owner`` may not see of ``fields`` now."""
+        session = self.cases.session
+        case = session.get(Case, sending.case_id)
+        sender = session.get(Organisation, sending.org_id)
+        assert case is not None and sender is not None  # rows of a stored or checked form
+        who: User | ApiClient | None = (
+            session.get(User, owner.user_id)
+            if owner.user_id is not None
+            else session.get(ApiClient, owner.api_client_id)
+        )
+        active = who is not None and (
+            who.is_active if isinstance(who, User) else who.active and who.organisation.active
+        )
+        if who is None or not active:
+            return [Refusal("recipient_inactive", "Destinataire désactivé.", device=owner.key_id)]
+        try:
+            ctx = self._context(case, who)
+        except CaseAccessDeniedError:
+            return [
+                Refusal(
+                    "recipient_not_involved",
+                    "Ce destinataire ne prend pas part au dossier.",
+                    device=owner.key_id,
+                )
+            ]
+        decision = self.cases.decide_fields(ctx, manifest.purpose, fields, sender=sender)
+        return [_refusal(r, "recipient_not_entitled", owner.key_id) for r in decision.refusals]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Someone a form on the case could go to: what they may see of the fields asked, and
+    their device keys in force (none: they cannot receive sealed forms yet)."""
+
+    owner: str
+    organisation: str
+    fields: tuple[str, ...]
+    devices: tuple[str, ...]
+
+
+def candidates(
+    service: Cases,
+    hub_state: HubState,
+    case: Case,
+    caller: User | ApiClient,
+    *,
+    purpose: str,
+    fields: Sequence[str],
+) -> list[Candidate]:
+    """Who may receive which of ``fields`` on ``case`` for ``purpose`` from ``caller`` now:
+    the people with a part in the case (référent, group, coordinator, team) and the systems of
+    the organisations following it — decided as the relay will decide, so a sender that seals to
+    exactly this is accepted. The sender checks every key against its verified directory."""
+    session = service.session
+    sender = caller.organisation
+    people: dict[int, User] = {}
+    group = case.group
+    for user in [case.referent, group.coordinator, *group.members]:
+        if user is not None:
+            people[user.id] = user
+    for member in service.team_of(case).members:
+        user = session.get(User, member.id)
+        if user is not None:
+            people[user.id] = user
+    systems = session.scalars(
+        select(ApiClient).where(
+            ApiClient.organisation_id.in_(service.team_of(case).partner_org_ids),
+            ApiClient.active.is_(True),
+        )
+    ).all()
+    index = devices(session, hub_state)
+    entitlements = HubEntitlements(service, caller)
+    found: list[Candidate] = []
+    everyone: list[User | ApiClient] = [*people.values(), *systems]
+    for who in everyone:
+        if who is caller or (isinstance(who, User) and not who.is_active):
+            continue
+        try:
+            ctx = entitlements._context(case, who)
+        except CaseAccessDeniedError:
+            continue
+        decision = service.decide_fields(ctx, purpose, fields, sender=sender)
+        allowed = tuple(f for f in fields if f in decision.allowed_fields)
+        if not allowed:
+            continue
+        owner = user_owner(who) if isinstance(who, User) else client_owner(who)
+        keys = tuple(d.key.key_id for d in index.of(owner))
+        found.append(Candidate(owner.name, who.organisation.public_id, allowed, keys))
+    return sorted(found, key=lambda c: c.owner)
