@@ -11,7 +11,7 @@ MO := $(PO:.po=.mo)
 $(STAMP): pyproject.toml audit/_fastmerkle.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[server,dev]'
 	touch $(STAMP)
 
 %.mo: %.po $(STAMP)

@@ -26,6 +26,7 @@ import binascii
 import hashlib
 import re
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -33,7 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from audit.errors import AuditError, CheckpointError
+from audit.errors import AuditError, CheckpointError, CosignatureRefused
 from audit.events import format_time, utc_time
 from audit.merkle import HASH_SIZE, Frontier
 
@@ -341,6 +342,55 @@ class CosignatureVerifier:
         if when is None:
             raise CheckpointError(f"no cosignature by {self.name}")
         return when
+
+
+@dataclass(frozen=True, slots=True)
+class PostedCosignature:
+    """A witness's cosignature as posted to a log, read but not yet checked against the log's
+    own checkpoints: the note text, its checkpoint, the accepted witness and its line."""
+
+    text: str
+    checkpoint: Checkpoint
+    witness: CosignatureVerifier
+    line: SignatureLine
+
+    def verify(self) -> datetime:
+        """The cosignature's time; :class:`CosignatureRefused` (``bad_cosignature``) unless the
+        line verifies over the note text with the witness's key."""
+        try:
+            return self.witness.verify(SignedNote(self.text, (self.line,)))
+        except CheckpointError as exc:
+            raise CosignatureRefused("bad_cosignature", str(exc)) from None
+
+
+def read_cosignature(
+    note: str, line: str, accepted: Iterable[CosignatureVerifier]
+) -> PostedCosignature:
+    """Read a posted cosignature (any log keeping them: the audit log, the key directory).
+
+    :class:`CosignatureRefused` with a stable code when ``note`` is not a checkpoint
+    (``malformed_checkpoint``, also for sizes no database integer holds), ``line`` not a
+    signature line (``malformed_cosignature``), or by no ``accepted`` witness
+    (``unknown_witness``). The caller then checks the text is one its log signed
+    (``unknown_checkpoint``) and calls :meth:`PostedCosignature.verify`.
+    """
+    try:
+        parsed = SignedNote.parse(note)
+        checkpoint = Checkpoint.parse_body(parsed.text)
+    except CheckpointError as exc:
+        raise CosignatureRefused("malformed_checkpoint", f"not a checkpoint: {exc}") from None
+    if checkpoint.size >= 2**63:
+        raise CosignatureRefused("malformed_checkpoint", "tree size out of range")
+    try:
+        signature = SignatureLine.parse(line.removesuffix("\n"))
+    except CheckpointError as exc:
+        raise CosignatureRefused("malformed_cosignature", f"not a signature line: {exc}") from None
+    witness = next((w for w in accepted if w.signed(signature)), None)
+    if witness is None:
+        raise CosignatureRefused(
+            "unknown_witness", f"{signature.name} is not an accepted witness key"
+        )
+    return PostedCosignature(parsed.text, checkpoint, witness, signature)
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,7 @@ from audit.checkpoint import (
     NoteSigner,
     SignatureLine,
     SignedNote,
+    read_cosignature,
 )
 from audit.errors import (
     AuditError,
@@ -1113,24 +1114,8 @@ class AuditLog:
         return True
 
     def _check_cosignature(self, conn: Connection, note: str, line: str) -> Cosignature:
-        try:
-            parsed = SignedNote.parse(note)
-            checkpoint = Checkpoint.parse_body(parsed.text)
-        except CheckpointError as exc:
-            raise CosignatureRefused("malformed_checkpoint", f"not a checkpoint: {exc}") from None
-        if checkpoint.size >= 2**63:  # no database integer holds it: no such checkpoint here
-            raise CosignatureRefused("malformed_checkpoint", "tree size out of range")
-        try:
-            signature = SignatureLine.parse(line.removesuffix("\n"))
-        except CheckpointError as exc:
-            raise CosignatureRefused(
-                "malformed_cosignature", f"not a signature line: {exc}"
-            ) from None
-        witness = next((w for w in self._accepted(conn).values() if w.signed(signature)), None)
-        if witness is None:
-            raise CosignatureRefused(
-                "unknown_witness", f"{signature.name} is not an accepted witness key"
-            )
+        posted = read_cosignature(note, line, self._accepted(conn).values())
+        checkpoint = posted.checkpoint
         c = checkpoints_table.c
         # Its text, byte for byte, must be one this log signed: size and root alone would let
         # a cosignature over another timestamp (another body) be attached to it.
@@ -1140,15 +1125,12 @@ class AuditLog:
             .order_by(c.id)
         ).all()
         checkpoint_id = next(
-            (int(r.id) for r in stored if _note_text(str(r.note)) == parsed.text), None
+            (int(r.id) for r in stored if _note_text(str(r.note)) == posted.text), None
         )
         if checkpoint_id is None:
             raise CosignatureRefused(
                 "unknown_checkpoint",
                 f"this log signed no such checkpoint of size {checkpoint.size}",
             )
-        try:
-            when = witness.verify(SignedNote(parsed.text, (signature,)))
-        except CheckpointError as exc:
-            raise CosignatureRefused("bad_cosignature", str(exc)) from None
-        return Cosignature(checkpoint, checkpoint_id, witness, signature, when)
+        when = posted.verify()
+        return Cosignature(checkpoint, checkpoint_id, posted.witness, posted.line, when)

@@ -273,7 +273,18 @@ def witness_round(witness: Witness, fetch: Fetch) -> RoundResult:
     return RoundResult(claimed, old, line, stored)
 
 
-def _load_key(path: Path) -> Ed25519PrivateKey:
+def create_key(path: Path) -> Ed25519PrivateKey:
+    """A new witness key, written to ``path`` (PEM, mode 0600; never over an existing file)."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+    return key
+
+
+def load_key(path: Path) -> Ed25519PrivateKey:
+    """The witness key written by :func:`create_key`; :class:`WitnessError` otherwise."""
     try:
         key = load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError) as exc:
@@ -302,12 +313,7 @@ def main(argv: list[str] | None = None, *, clock: Callable[[], datetime] | None 
     args = parser.parse_args(argv)
     try:
         if args.command == "keygen":
-            key = Ed25519PrivateKey.generate()
-            pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-            fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(pem)
-            print(Cosigner(args.name, key).verifier().vkey())
+            print(Cosigner(args.name, create_key(args.out)).verifier().vkey())
             return 0
         if args.command == "init":
             Witness.init(args.state, args.log_key)
@@ -319,7 +325,7 @@ def main(argv: list[str] | None = None, *, clock: Callable[[], datetime] | None 
             print(f"cannot read request: {exc}", file=sys.stderr)
             return 2
         old, proof, note = parse_request(body)
-        witness = Witness(args.state, Cosigner(args.name, _load_key(args.key)), clock=now)
+        witness = Witness(args.state, Cosigner(args.name, load_key(args.key)), clock=now)
         cosigned = witness.cosign(note, proof, old)
     except FileExistsError as exc:
         print(f"refused: {exc}", file=sys.stderr)

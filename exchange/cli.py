@@ -14,6 +14,9 @@ Typical use::
     maillon keys create && maillon keys register --label "Serveur APPI"
     maillon send --case C-7K3Q-X9M2 --purpose suivi_parcours fiche.json
     maillon inbox && maillon open f-…
+    maillon witness keygen --name dpo.example.fr/temoin     # give the printed key to the hub
+    maillon witness init --annuaire --journal --journal-key 'maillon.example.fr/audit+…'
+    maillon witness run                                       # e.g. from cron, every hour
 
 Exit status: 0 done, 1 refused (by the hub or a check), 2 bad usage or unreadable input.
 """
@@ -34,6 +37,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from audit.checkpoint import Cosigner
+from audit.errors import CheckpointError, WitnessError
+from audit.witness import Witness, create_key, load_key, witness_round
 from exchange import directory as directory_module
 from exchange.client import (
     Credentials,
@@ -302,6 +308,78 @@ def _verify(ws: Workspace, args: argparse.Namespace) -> int:
     return 0
 
 
+# -- witness -----------------------------------------------------------------------------------
+
+WITNESS_KEY = "witness.pem"
+# The hub's two logs a witness can watch: API prefix, state file, how the log key is named.
+WITNESSED = {
+    "journal": ("/api/v1/journal/", "witness-journal.json", "journal d'audit"),
+    "annuaire": ("/api/v1/annuaire/", "witness-annuaire.json", "annuaire des clés"),
+}
+
+
+def _witness_keygen(ws: Workspace, args: argparse.Namespace) -> int:
+    config = ws.config()
+    if ws.path(WITNESS_KEY).exists():
+        raise UsageError("Ce dossier a déjà une clé de témoin.")
+    try:
+        cosigner = Cosigner(args.name, create_key(ws.path(WITNESS_KEY)))
+    except CheckpointError as error:
+        ws.path(WITNESS_KEY).unlink(missing_ok=True)
+        raise UsageError(f"Nom de témoin refusé : {error}") from None
+    config["witness_name"] = cosigner.name
+    write_atomically(ws.path(CONFIG), json.dumps(config, indent=1).encode())
+    print("Clé de témoin créée. À remettre à l'exploitant du hub (« audit witness add ») :")
+    print(cosigner.verifier().vkey())
+    return 0
+
+
+def _witness_init(ws: Workspace, args: argparse.Namespace) -> int:
+    keys = {"journal": args.journal_key, "annuaire": ws.config()["directory_key"]}
+    chosen = [log for log in WITNESSED if getattr(args, log)] or ["annuaire"]
+    for log in chosen:
+        if not keys[log]:
+            raise UsageError(
+                "Indiquez la clé du journal d'audit (--journal-key), comparée hors ligne."
+            )
+        Witness.init(ws.path(WITNESSED[log][1]), keys[log])
+        print(f"Témoin du {WITNESSED[log][2]} prêt, depuis l'arbre vide.")
+    return 0
+
+
+def _witness_run(ws: Workspace, args: argparse.Namespace) -> int:
+    config = ws.config()
+    if "witness_name" not in config:
+        raise UsageError("Aucune clé de témoin : lancez « maillon witness keygen ».")
+    cosigner = Cosigner(config["witness_name"], load_key(ws.path(WITNESS_KEY)))
+    chosen = [log for log in WITNESSED if getattr(args, log)]
+    chosen = chosen or [log for log in WITNESSED if ws.path(WITNESSED[log][1]).exists()]
+    if not chosen:
+        raise UsageError("Aucun journal suivi : lancez « maillon witness init ».")
+    client = ws.client()
+    refused = 0
+    for log in chosen:
+        prefix, state_file, label = WITNESSED[log]
+        witness = Witness(ws.path(state_file), cosigner, clock=lambda: datetime.now(UTC))
+
+        def fetch(method: str, path: str, body: bytes | None, prefix: str = prefix) -> Any:
+            answer = client.raw(method, prefix + path, raw=body)
+            return answer.status, answer.body
+
+        try:
+            result = witness_round(witness, fetch)
+        except WitnessError as error:
+            print(f"maillon : {label} — REFUSÉ : {error}", file=sys.stderr)
+            refused += 1
+            continue
+        kept = "conservée" if result.stored else "déjà conservée"
+        print(
+            f"{label} : taille {result.checkpoint.size} cosignée (depuis {result.old_size}), "
+            f"cosignature {kept} par le hub."
+        )
+    return 1 if refused else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(prog="maillon", description="Fiches de liaison scellées.")
@@ -355,6 +433,21 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("verify", help="vérifier une enveloppe hors ligne")
     check.add_argument("envelope")
     check.set_defaults(run=_verify)
+    witness = commands.add_parser(
+        "witness", help="témoin : cosigner les points de contrôle du journal et de l'annuaire"
+    ).add_subparsers(dest="witness", required=True)
+    keygen = witness.add_parser("keygen", help="créer la clé de témoin")
+    keygen.add_argument("--name", required=True, help="ex. dpo.demoville.fr/temoin")
+    keygen.set_defaults(run=_witness_keygen)
+    watch = witness.add_parser("init", help="commencer à suivre un journal")
+    watch.add_argument("--journal", action="store_true", help="le journal d'audit")
+    watch.add_argument("--journal-key", default="", help="clé du journal d'audit (hors ligne)")
+    watch.add_argument("--annuaire", action="store_true", help="l'annuaire des clés (défaut)")
+    watch.set_defaults(run=_witness_init)
+    run = witness.add_parser("run", help="un tour : vérifier la cohérence et cosigner")
+    run.add_argument("--journal", action="store_true")
+    run.add_argument("--annuaire", action="store_true")
+    run.set_defaults(run=_witness_run)
     return parser
 
 
@@ -376,6 +469,9 @@ def main(argv: Sequence[str] | None = None, *, fetcher: Fetcher | None = None) -
         for refusal in getattr(error, "details", {}).get("refusals", []):
             print(f"  - {json.dumps(refusal, ensure_ascii=False)}", file=sys.stderr)
         return 1
+    except WitnessError as error:  # a state or key the witness cannot use
+        print(f"maillon : témoin — {error}", file=sys.stderr)
+        return 2
     except OSError as error:
         print(f"maillon : {error}", file=sys.stderr)
         return 2

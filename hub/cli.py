@@ -28,7 +28,7 @@ from audit.events import Action
 from audit.export import export_log
 from charter import CharterError, has_errors, lint, load_charter
 from charter.vocabulary import OVERSIGHT_ROLES, OrgKind, Role
-from hub import migrate, totp
+from hub import liaison, migrate, totp
 from hub.api_auth import ClientKeyError, parse_public_jwk
 from hub.charters import Charters
 from hub.demo import accounts_as_json, seed_demo
@@ -399,6 +399,17 @@ def api_client_register(org_name: str, name: str, jwk_file: Path) -> None:
         click.echo(client.client_id)
 
 
+@click.command("directory-key")
+@with_appcontext
+def directory_key() -> None:
+    """Print the key directory's verifier key.
+
+    Hand it to each partner out of band (letter, meeting): their client pins it with
+    ``maillon init --directory-key`` and then trusts no directory head signed by another key.
+    """
+    click.echo(liaison.directory_signer(_state()).verifier().vkey())
+
+
 @api_client_group.command("disable")
 @click.argument("client_id")
 @with_appcontext
@@ -646,6 +657,7 @@ def register(app: Flask) -> None:
         user_group,
         group_group,
         api_client_group,
+        directory_key,
         charter_group,
         audit_group,
         serve,
@@ -654,7 +666,7 @@ def register(app: Flask) -> None:
 
 
 def main() -> None:
-    """The ``maillon`` console script: ``flask --app hub`` under another name."""
+    """The ``maillon-hub`` console script: ``flask --app hub`` under another name."""
     from hub import create_app  # noqa: PLC0415
 
-    FlaskGroup(create_app=create_app)(prog_name="maillon")
+    FlaskGroup(create_app=create_app)(prog_name="maillon-hub")

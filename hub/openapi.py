@@ -481,9 +481,6 @@ def _liaison_schemas() -> dict[str, Any]:
                 },
             }
         ),
-        "DirectoryProof": _object(
-            {"proof": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}}}
-        ),
         "DeviceRequest": {
             "type": "object",
             "properties": {"key": key_record, "label": {"type": "string", "maxLength": MAX_LABEL}},
@@ -834,95 +831,6 @@ def _paths() -> dict[str, Any]:
                 ),
             },
         },
-        f"/api/v1/journal/{JOURNAL_CHECKPOINT}": {
-            "get": {
-                "operationId": "journal_checkpoint",
-                "summary": "The audit log's largest signed checkpoint, with its cosignatures.",
-                "description": "For witnesses (partners' systems, the DPO): verify the log's "
-                "signature, fetch a consistency proof from the checkpoint last cosigned, then "
-                "post a cosignature. Recorded as ``api.read`` of ``audit_checkpoint``.",
-                "responses": _bearer(
-                    {
-                        "200": _json("The signed note.", _ref("SignedCheckpoint")),
-                        "404": _error("The log has signed no checkpoint yet.", "no_checkpoint"),
-                    }
-                ),
-            }
-        },
-        f"/api/v1/journal/{JOURNAL_CONSISTENCY}": {
-            "get": {
-                "operationId": "journal_consistency",
-                "summary": "A consistency proof between two sizes of the audit log.",
-                "description": "Proves that the tree of ``ancien`` events is a prefix of the "
-                "tree of ``nouveau`` events (RFC 6962 §2.1.2). Recorded as ``api.read`` of "
-                "``audit_proof``.",
-                "parameters": [
-                    {
-                        "name": name,
-                        "in": "query",
-                        "required": True,
-                        "description": description,
-                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SIZE},
-                    }
-                    for name, description in (
-                        ("ancien", "The smaller tree size (the one last cosigned)."),
-                        ("nouveau", "The larger tree size (the checkpoint to cosign)."),
-                    )
-                ],
-                "responses": _bearer(
-                    {
-                        "200": _json("The proof.", _ref("ConsistencyProof")),
-                        "400": _error(
-                            "Sizes missing, not decimal integers, or ``ancien`` larger than "
-                            "``nouveau`` (``invalid_request``); or ``nouveau`` beyond the log's "
-                            "size (``size_out_of_range``).",
-                            "invalid_request",
-                            "size_out_of_range",
-                        ),
-                    }
-                ),
-            }
-        },
-        f"/api/v1/journal/{JOURNAL_COSIGNATURES}": {
-            "post": {
-                "operationId": "journal_cosign",
-                "summary": "A witness's cosignature of a checkpoint the hub signed.",
-                "description": "Kept only from a witness key the hub accepts "
-                "(``flask --app hub audit witness add``), over a checkpoint the log signed, "
-                "when it verifies; otherwise nothing is kept. Exported with the log for the "
-                "offline verifier (``--witness-key``). Recorded as ``audit.cosign``.",
-                "requestBody": _body(_ref("CosignatureRequest")),
-                "responses": _bearer(
-                    {
-                        "200": _json(
-                            "This witness's cosignature of the checkpoint was already kept.",
-                            _ref("CosignatureStored"),
-                        ),
-                        "201": _json("The cosignature is kept.", _ref("CosignatureStored")),
-                        "400": _error(
-                            "The body is not the expected object, the checkpoint is not a "
-                            "signed note, or the cosignature not a signature line.",
-                            "invalid_request",
-                            "malformed_checkpoint",
-                            "malformed_cosignature",
-                        ),
-                        "403": _error(
-                            "The witness key is not one the hub accepts.", "unknown_witness"
-                        ),
-                        "404": _error("The log signed no such checkpoint.", "unknown_checkpoint"),
-                        "409": _error(
-                            "The checkpoint carries the most cosignatures a note may have.",
-                            "too_many_cosignatures",
-                        ),
-                        "413": _TOO_LARGE,
-                        "422": _error(
-                            "The cosignature does not verify with the witness's key.",
-                            "bad_cosignature",
-                        ),
-                    }
-                ),
-            }
-        },
         f"{consent}/recu": {
             "parameters": [_reference_parameter(), _consent_parameter()],
             "post": {
@@ -1001,6 +909,103 @@ def _form_parameter() -> dict[str, Any]:
     }
 
 
+def _witness_paths(prefix: str, log: str) -> dict[str, Any]:
+    """The three witness routes of one of the hub's logs (hub.blueprints.witness): the audit
+    log under /api/v1/journal, the key directory under /api/v1/annuaire (same shapes and
+    codes; its events are ``api.read`` of ``annuaire`` and ``key.cosign``)."""
+    return {
+        f"{prefix}/{JOURNAL_CHECKPOINT}": {
+            "get": {
+                "operationId": f"{log}_checkpoint",
+                "summary": "The log's largest signed checkpoint, with its cosignatures.",
+                "description": "For witnesses (partners' systems, the DPO): verify the log's "
+                "signature, fetch a consistency proof from the checkpoint last cosigned, then "
+                "post a cosignature. Recorded as ``api.read``.",
+                "responses": _bearer(
+                    {
+                        "200": _json("The signed note.", _ref("SignedCheckpoint")),
+                        "404": _error("The log has signed no checkpoint yet.", "no_checkpoint"),
+                    }
+                ),
+            }
+        },
+        f"{prefix}/{JOURNAL_CONSISTENCY}": {
+            "get": {
+                "operationId": f"{log}_consistency",
+                "summary": "A consistency proof between two sizes of the log.",
+                "description": "Proves that the tree of ``ancien`` events is a prefix of the "
+                "tree of ``nouveau`` events (RFC 6962 §2.1.2). Recorded as ``api.read``.",
+                "parameters": [
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": True,
+                        "description": description,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SIZE},
+                    }
+                    for name, description in (
+                        ("ancien", "The smaller tree size (the one last cosigned)."),
+                        ("nouveau", "The larger tree size (the checkpoint to cosign)."),
+                    )
+                ],
+                "responses": _bearer(
+                    {
+                        "200": _json("The proof.", _ref("ConsistencyProof")),
+                        "400": _error(
+                            "Sizes missing, not decimal integers, or ``ancien`` larger than "
+                            "``nouveau`` (``invalid_request``); or ``nouveau`` beyond the log's "
+                            "size (``size_out_of_range``).",
+                            "invalid_request",
+                            "size_out_of_range",
+                        ),
+                    }
+                ),
+            }
+        },
+        f"{prefix}/{JOURNAL_COSIGNATURES}": {
+            "post": {
+                "operationId": f"{log}_cosign",
+                "summary": "A witness's cosignature of a checkpoint the hub signed.",
+                "description": "Kept only from a witness key the hub accepts "
+                "(``flask --app hub audit witness add``), over a checkpoint the log signed, "
+                "when it verifies; otherwise nothing is kept. The audit log's are exported for "
+                "the offline verifier (``--witness-key``). Recorded as ``audit.cosign`` "
+                "(``key.cosign`` for the directory).",
+                "requestBody": _body(_ref("CosignatureRequest")),
+                "responses": _bearer(
+                    {
+                        "200": _json(
+                            "This witness's cosignature of the checkpoint was already kept.",
+                            _ref("CosignatureStored"),
+                        ),
+                        "201": _json("The cosignature is kept.", _ref("CosignatureStored")),
+                        "400": _error(
+                            "The body is not the expected object, the checkpoint is not a "
+                            "signed note, or the cosignature not a signature line.",
+                            "invalid_request",
+                            "malformed_checkpoint",
+                            "malformed_cosignature",
+                        ),
+                        "403": _error(
+                            "The witness key is not one the hub accepts.", "unknown_witness"
+                        ),
+                        "404": _error("The log signed no such checkpoint.", "unknown_checkpoint"),
+                        "409": _error(
+                            "The checkpoint carries the most cosignatures a note may have.",
+                            "too_many_cosignatures",
+                        ),
+                        "413": _TOO_LARGE,
+                        "422": _error(
+                            "The cosignature does not verify with the witness's key.",
+                            "bad_cosignature",
+                        ),
+                    }
+                ),
+            }
+        },
+    }
+
+
 def _liaison_paths() -> dict[str, Any]:
     """The key directory, devices and the relay of sealed forms (hub.blueprints.liaison)."""
     form_refused = _error(
@@ -1056,22 +1061,6 @@ def _liaison_paths() -> dict[str, Any]:
                     {
                         "200": _json("The entries.", _ref("DirectoryEntries")),
                         "400": _error("Not an interval of the directory.", "invalid_request"),
-                    }
-                ),
-            }
-        },
-        "/api/v1/annuaire/coherence": {
-            "get": {
-                "operationId": "directory_consistency",
-                "summary": "A consistency proof between two sizes of the key directory.",
-                "parameters": [
-                    _int_query("ancien", "The smaller size (at least 1)."),
-                    _int_query("nouveau", "The larger size (at most the directory's)."),
-                ],
-                "responses": _bearer(
-                    {
-                        "200": _json("The proof.", _ref("DirectoryProof")),
-                        "400": _error("Sizes missing or out of range.", "invalid_request"),
                     }
                 ),
             }
@@ -1264,7 +1253,12 @@ def describe(server_url: str) -> dict[str, Any]:
         },
         "servers": [{"url": server_url}],
         "security": [{"bearer": []}],
-        "paths": {**_paths(), **_liaison_paths()},
+        "paths": {
+            **_paths(),
+            **_witness_paths("/api/v1/journal", "journal"),
+            **_liaison_paths(),
+            **_witness_paths("/api/v1/annuaire", "directory"),
+        },
         "components": {
             "securitySchemes": {
                 "bearer": {

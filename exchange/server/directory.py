@@ -16,11 +16,20 @@ from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from audit import merkle
-from audit.checkpoint import Checkpoint, NoteSigner
-from audit.errors import ProofError
+from audit.checkpoint import (
+    Checkpoint,
+    CosignatureVerifier,
+    NoteSigner,
+    PostedCosignature,
+    SignedNote,
+    read_cosignature,
+)
+from audit.errors import CosignatureRefused, ProofError
+from audit.store import MAX_COSIGNATURES
 from consent.db import dialect_insert
 from exchange.server.tables import (
     directory_checkpoints,
+    directory_cosignatures,
     directory_entries,
     directory_head,
     directory_nodes,
@@ -82,21 +91,90 @@ class DirectoryLog:
         ).scalar()
         return int(size or 0)
 
-    def checkpoint(self) -> str:
-        """The signed checkpoint of the current size (the empty tree's is signed on demand)."""
-        note = self.session.execute(
-            select(directory_checkpoints.c.note)
+    def checkpoint(self, *, with_cosignatures: bool = False) -> str:
+        """The signed checkpoint of the current size (the empty tree's is signed on demand);
+        with the witnesses' cosignature lines after the directory's own when asked (clients
+        carry it bare in their manifests, witnesses read it whole)."""
+        row = self.session.execute(
+            select(directory_checkpoints.c.size, directory_checkpoints.c.note)
             .order_by(directory_checkpoints.c.size.desc())
             .limit(1)
-        ).scalar()
-        if note is not None:
-            return str(note)
+        ).first()
+        if row is not None:
+            note = str(row.note)
+            if with_cosignatures:
+                lines = self.session.execute(
+                    select(directory_cosignatures.c.line)
+                    .where(directory_cosignatures.c.size == row.size)
+                    .order_by(directory_cosignatures.c.created_at, directory_cosignatures.c.witness)
+                ).scalars()
+                note += "".join(f"{line}\n" for line in lines)
+            return note
         # Not stored: an empty directory's head says nothing a later one could contradict.
         return str(
             self.signer.sign_checkpoint(
                 Checkpoint(self.signer.name, 0, merkle.EMPTY_ROOT, self.clock())
             )
         )
+
+    # -- witnesses ---------------------------------------------------------------------------
+
+    def check_cosignature(
+        self, note: str, line: str, accepted: Iterable[CosignatureVerifier]
+    ) -> PostedCosignature:
+        """Verify a witness's cosignature ``line`` on ``note`` (a checkpoint as served); store
+        nothing. :class:`~audit.errors.CosignatureRefused` with the audit log's codes unless
+        the line is by an ``accepted`` witness, over a checkpoint text this directory signed,
+        and verifies."""
+        posted = read_cosignature(note, line, accepted)
+        signed = self.session.execute(
+            select(directory_checkpoints.c.note).where(
+                directory_checkpoints.c.size == posted.checkpoint.size
+            )
+        ).scalar()
+        # The exact text, byte for byte: a cosignature over another body (another timestamp)
+        # must not be attached to this one.
+        if signed is None or SignedNote.parse(str(signed)).text != posted.text:
+            raise CosignatureRefused(
+                "unknown_checkpoint",
+                f"the directory signed no such checkpoint of size {posted.checkpoint.size}",
+            )
+        posted.verify()
+        return posted
+
+    def add_cosignature(
+        self, note: str, line: str, accepted: Iterable[CosignatureVerifier]
+    ) -> tuple[PostedCosignature, bool]:
+        """Verify (as :meth:`check_cosignature`) and store a cosignature in the caller's
+        transaction; ``False`` when this witness's cosignature of that checkpoint was already
+        kept (a retry: the first one stays)."""
+        posted = self.check_cosignature(note, line, accepted)
+        k = directory_cosignatures.c
+        kept = (
+            self.session.execute(select(k.witness).where(k.size == posted.checkpoint.size))
+            .scalars()
+            .all()
+        )
+        vkey = posted.witness.vkey()
+        if vkey in kept:
+            return posted, False
+        if len(kept) >= MAX_COSIGNATURES:
+            raise CosignatureRefused(
+                "too_many_cosignatures",
+                f"checkpoint already carries {MAX_COSIGNATURES} cosignatures",
+            )
+        stored = self.session.execute(
+            dialect_insert(self.session, directory_cosignatures)
+            .values(
+                size=posted.checkpoint.size,
+                witness=vkey,
+                line=posted.line.text(),
+                created_at=self.clock(),
+            )
+            .on_conflict_do_nothing()  # a concurrent retry kept it meanwhile
+            .returning(k.witness)
+        ).first()
+        return posted, stored is not None
 
     def entries(self, start: int, end: int) -> list[bytes]:
         """The entries ``[start, end)`` (at most :data:`MAX_ENTRIES_PER_PAGE`)."""

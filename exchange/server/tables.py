@@ -64,6 +64,24 @@ directory_checkpoints = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+# Witnesses' cosignatures of the directory's checkpoints (c2sp.org/tlog-cosignature), kept so
+# that a client or an auditor sees who vouched for which tree. Append-only.
+directory_cosignatures = Table(
+    "exchange_directory_cosignatures",
+    metadata,
+    Column(
+        "size",
+        BigInteger,
+        ForeignKey("exchange_directory_checkpoints.size"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    # The witness's verifier key (vkey), as the hub's witness registry holds it.
+    Column("witness", String(512), primary_key=True),
+    Column("line", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
 devices = Table(
     "exchange_devices",
     metadata,

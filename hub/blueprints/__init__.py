@@ -27,6 +27,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(liaison.bp, name_prefix=api.bp.name)  # endpoints api.liaison.*
     # As if nested in the API (endpoints api.witness.*): its bearer check and exemptions apply.
     app.register_blueprint(witness.bp, name_prefix=api.bp.name)
+    app.register_blueprint(witness.directory_bp, name_prefix=api.bp.name)
     app.register_blueprint(charter.bp)
     app.register_blueprint(cases.bp)
     app.register_blueprint(consent.bp)

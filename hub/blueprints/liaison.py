@@ -102,19 +102,6 @@ def directory_entries() -> Any:
     )
 
 
-@bp.route("/annuaire/coherence")
-def directory_consistency() -> Any:
-    """Consistency proof between two sizes of the directory (for witnesses and clients that
-    keep only checkpoints)."""
-    log = liaison.directory_log(db(), state())
-    old, new = _int_arg("ancien"), _int_arg("nouveau")
-    if not 0 < old <= new <= log.size():
-        raise ApiError(400, "invalid_request", _("Tailles invalides."))
-    record(Action.API_READ, object_type="annuaire", object_id="consistency")
-    proof = log.consistency_proof(old, new)
-    return jsonify({"proof": [base64.b64encode(h).decode() for h in proof]})
-
-
 # -- devices -------------------------------------------------------------------------------
 
 

@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import Result
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
-from audit.checkpoint import Cosigner
+from audit.checkpoint import CosignatureVerifier, Cosigner, SignedNote
 from audit.events import Action, Decision
 from audit.export import export_log
 from audit.verify import verify_export
 from audit.witness import Fetch, Witness, witness_round
-from tests.conftest import FakeClock
+from hub import liaison
+from tests.conftest import Account, FakeClock
 from tests.integration.test_api_auth import get_token, register_client
 
 # What each call of the journal API records, exactly (tests/integration/test_audit_trail.py
@@ -28,13 +31,16 @@ RECORDED: dict[str, list[Action]] = {
     "api.witness.checkpoint": [Action.API_READ],
     "api.witness.consistency": [Action.API_READ],
     "api.witness.cosign": [Action.AUDIT_COSIGN],
+    "api.directory_witness.directory_checkpoint": [Action.API_READ],
+    "api.directory_witness.directory_consistency": [Action.API_READ],
+    "api.directory_witness.directory_cosign": [Action.KEY_COSIGN],
 }
 
 
-def _fetch(http: FlaskClient, token: str) -> Fetch:
+def _fetch(http: FlaskClient, token: str, prefix: str = "/api/v1/journal/") -> Fetch:
     def fetch(method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
         response = http.open(
-            f"/api/v1/journal/{path}",
+            prefix + path,
             method=method,
             data=body,
             content_type="application/json" if body is not None else None,
@@ -42,13 +48,30 @@ def _fetch(http: FlaskClient, token: str) -> Fetch:
         )
         return response.status_code, response.get_data()
 
+    fetch.token = token  # type: ignore[attr-defined]
     return fetch
+
+
+def http_client(app: Flask, clock: FakeClock) -> FlaskClient:
+    """A test client (the token below is valid on any)."""
+    return app.test_client()
+
+
+def token_of(fetch: Fetch) -> str:
+    """The bearer token a :func:`_fetch` carries."""
+    return str(fetch.token)  # type: ignore[attr-defined]
 
 
 def _accept(app: Flask, cosigner: Cosigner) -> Result:
     return app.test_cli_runner().invoke(
         args=["audit", "witness", "add", cosigner.verifier().vkey()]
     )
+
+
+@pytest.fixture(autouse=True)
+def _passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client folders' keystore passphrase (``maillon`` reads it from the environment)."""
+    monkeypatch.setenv("MAILLON_PASSPHRASE", "une phrase de passe assez longue")
 
 
 @pytest.fixture
@@ -131,7 +154,7 @@ def test_cosignatures_the_hub_cannot_accept_store_nothing(
 
 
 def test_every_call_records_exactly_what_it_should(
-    app: Flask, clock: FakeClock, fetch: Fetch, tmp_path: Path
+    app: Flask, clock: FakeClock, territory: dict[str, Account], fetch: Fetch, tmp_path: Path
 ) -> None:
     state = app.extensions["maillon"]
     log, signer = state.audit_log, state.audit_signer
@@ -158,7 +181,112 @@ def test_every_call_records_exactly_what_it_should(
         *RECORDED["api.witness.consistency"],
         *RECORDED["api.witness.cosign"],
     ]
+    # The key directory's routes, the same way (once it holds a key: the empty tree's head is
+    # signed on demand, never stored, so there is nothing to cosign)
+    from tests.integration.test_liaison_client import _workspace
+
+    _workspace(app, "Mission Locale de Démoville", tmp_path, "ml")
+    directory = _fetch(http_client(app, clock), token_of(fetch), "/api/v1/annuaire/")
+    for endpoint, (method, path) in {
+        "api.directory_witness.directory_checkpoint": ("GET", "point-de-controle"),
+        "api.directory_witness.directory_consistency": (
+            "GET",
+            "preuve-de-coherence?ancien=0&nouveau=1",
+        ),
+    }.items():
+        before = log.size()
+        status, _ = directory(method, path, None)
+        assert status == 200
+        assert [e.action for e in log.events(before, log.size())] == RECORDED[endpoint]
+    Witness.init(tmp_path / "annuaire.json", liaison.directory_signer(state).verifier().vkey())
+    before = log.size()
+    witness_round(Witness(tmp_path / "annuaire.json", cosigner, clock=clock), directory)
+    assert [e.action for e in log.events(before, log.size())] == [
+        *RECORDED["api.directory_witness.directory_checkpoint"],
+        *RECORDED["api.directory_witness.directory_cosign"],  # no proof from the empty tree
+    ]
     endpoints = {
-        r.endpoint for r in app.url_map.iter_rules() if r.endpoint.startswith("api.witness.")
+        r.endpoint
+        for r in app.url_map.iter_rules()
+        if r.endpoint.startswith(("api.witness.", "api.directory_witness."))
     }
     assert endpoints == set(RECORDED)
+
+
+# -- the key directory -------------------------------------------------------------------------
+
+
+def test_a_partner_witnesses_the_key_directory_and_the_journal_with_maillon(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], tmp_path: Path, capsys: Any
+) -> None:
+    from exchange.cli import main
+    from tests.integration.test_liaison_client import FlaskFetcher, _workspace
+
+    state = app.extensions["maillon"]
+    fetcher = FlaskFetcher(app.test_client())
+    # Given a partner's client folder (its device key registered: the directory has one entry)
+    folder = _workspace(app, "Mission Locale de Démoville", tmp_path, "ml")
+    assert main([*folder, "witness", "keygen", "--name", "ml.demoville.test/temoin"]) == 0
+    vkey = capsys.readouterr().out.strip().splitlines()[-1]
+    journal_key = state.audit_signer.verifier().vkey()
+    init = ["witness", "init", "--annuaire", "--journal", "--journal-key", journal_key]
+    assert main([*folder, *init]) == 0
+    state.audit_log.checkpoint(state.audit_signer)
+    # When the hub does not accept the witness yet, both rounds are refused and nothing kept
+    assert main([*folder, "witness", "run"], fetcher=fetcher) == 1
+    assert "unknown_witness" in capsys.readouterr().err
+    # Then, once the operator accepted its key, a round cosigns both logs
+    assert app.test_cli_runner().invoke(args=["audit", "witness", "add", vkey]).exit_code == 0
+    assert main([*folder, "witness", "run"], fetcher=fetcher) == 0
+    out = capsys.readouterr().out
+    assert "annuaire des clés : taille 1 cosignée" in out and "journal d'audit" in out
+    # And the directory's checkpoint is served with the cosignature, which verifies
+    http = app.test_client()
+    api = register_client(app, Ed25519PrivateKey.generate())
+    fetch = _fetch(http, get_token(http, api, clock), "/api/v1/annuaire/")
+    _status, body = fetch("GET", "point-de-controle", None)
+    note = SignedNote.parse(json.loads(body)["note"])
+    assert CosignatureVerifier.from_vkey(vkey).check(note) is not None
+    # And after another key is registered, the next round proves consistency from size 1
+    _workspace(app, "SPIP de Démoville", tmp_path, "spip")
+    assert main([*folder, "witness", "run", "--annuaire"], fetcher=fetcher) == 0
+    assert "taille 2 cosignée (depuis 1)" in capsys.readouterr().out
+
+
+def test_the_directory_keeps_only_cosignatures_it_can_check(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], tmp_path: Path
+) -> None:
+    from tests.integration.test_liaison_client import _workspace
+
+    _workspace(app, "Mission Locale de Démoville", tmp_path, "ml")
+    http = app.test_client()
+    fetch = _fetch(
+        http,
+        get_token(http, register_client(app, Ed25519PrivateKey.generate()), clock),
+        "/api/v1/annuaire/",
+    )
+    state = app.extensions["maillon"]
+    vkey = liaison.directory_signer(state).verifier().vkey()
+    cosigner = Cosigner("dpo.demoville.test/temoin", Ed25519PrivateKey.generate())
+    # A witness the hub does not accept
+    Witness.init(tmp_path / "w.json", vkey)
+    with pytest.raises(Exception, match="unknown_witness"):
+        witness_round(Witness(tmp_path / "w.json", cosigner, clock=clock), fetch)
+    # An accepted witness cosigning a checkpoint the directory never signed (another time)
+    assert _accept(app, cosigner).exit_code == 0
+    _status, body = fetch("GET", "point-de-controle", None)
+    served = json.loads(body)["note"]
+    forged = served.replace("\n\n", "\n", 1)  # not even a note
+    line = cosigner.cosign(SignedNote.parse(served).text, clock()).text()
+    for note, code in ((forged, "malformed_checkpoint"), (served + "x", "malformed_checkpoint")):
+        posted = json.dumps({"checkpoint": note, "cosignature": line}).encode()
+        _status, body = fetch("POST", "cosignatures", posted)
+        assert json.loads(body)["error"] == code, body
+    # A good one is kept once; a retry is answered 200, not stored twice
+    posted = json.dumps({"checkpoint": served, "cosignature": line}).encode()
+    assert fetch("POST", "cosignatures", posted)[0] == 201
+    assert fetch("POST", "cosignatures", posted)[0] == 200
+    with state.session_factory() as session:
+        from exchange.server.tables import directory_cosignatures
+
+        assert len(session.execute(select(directory_cosignatures)).all()) == 1

@@ -271,7 +271,6 @@ def test_a_revoked_recipient_key_is_refused(
 RECORDED: dict[str, list[Action]] = {
     "api.liaison.directory": [Action.API_READ],
     "api.liaison.directory_entries": [Action.API_READ],
-    "api.liaison.directory_consistency": [Action.API_READ],
     "api.liaison.devices": [Action.API_READ],  # GET; the POST registers: KEY_REGISTER
     "api.liaison.revoke_device": [Action.KEY_REVOKE],
     "api.liaison.recipients": [Action.API_READ],
@@ -307,9 +306,6 @@ def test_every_call_records_exactly_what_it_should(
 
     recorded("api.liaison.directory", "GET", "/api/v1/annuaire")
     recorded("api.liaison.directory_entries", "GET", "/api/v1/annuaire/entrees?debut=0")
-    recorded(
-        "api.liaison.directory_consistency", "GET", "/api/v1/annuaire/coherence?ancien=1&nouveau=2"
-    )
     recorded("api.liaison.devices", "GET", "/api/v1/appareils")
     recorded("api.liaison.devices", "POST", "/api/v1/appareils", json={"key": spare.record()})
     recorded("api.liaison.revoke_device", "POST", f"/api/v1/appareils/{spare.key_id}/revocation")
