@@ -49,6 +49,11 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): rounds are not locked there; run one at a time
+    fcntl = None  # type: ignore[assignment]
+
 from audit.checkpoint import Checkpoint, Cosigner, NoteVerifier, SignatureLine, SignedNote
 from audit.errors import AuditError, CheckpointError, ProofError, WitnessError
 from audit.events import format_time
@@ -170,7 +175,21 @@ class Witness:
 
     def cosign(self, note: str, proof: Sequence[bytes], old_size: int | None = None) -> SignedNote:
         """Cosign ``note`` if it extends the last cosigned tree; return the note with the
-        cosignature added. :class:`WitnessError` otherwise (nothing is recorded)."""
+        cosignature added. :class:`WitnessError` otherwise (nothing is recorded).
+
+        Read, check and save happen under an exclusive lock on the state: two rounds at once
+        (cron and a person) cannot both cosign from the same state, which could put this
+        witness's name on two forked trees."""
+        lock_path = self._path.with_name(self._path.name + ".lock")
+        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            return self._cosign(note, proof, old_size)
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _cosign(self, note: str, proof: Sequence[bytes], old_size: int | None) -> SignedNote:
         state = self.state()
         if old_size is not None and old_size != state.size:
             # The log must prove from what we hold, not from what it thinks we hold.

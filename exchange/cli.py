@@ -46,9 +46,12 @@ from exchange.client import (
     Fetcher,
     HttpFetcher,
     HubClient,
+    check_own_keys,
+    check_sender_view,
     open_received,
     plan_form,
     seal_plan,
+    sender_key,
 )
 from exchange.directory import Directory
 from exchange.envelope import parse, verify
@@ -56,6 +59,9 @@ from exchange.errors import ExchangeError, MalformedError
 from exchange.hpke import Suite
 from exchange.keys import DeviceSecrets
 from exchange.keystore import Kind, lock, unlock, write_atomically
+
+# Checks that fail only if the sender signed something other than what it delivers to us.
+SENDER_FAULTS = frozenset({"seal_invalid", "view_invalid", "digest_mismatch", "fields_mismatch"})
 
 CONFIG = "config.json"
 KEYSTORE = "keystore.json"
@@ -113,11 +119,23 @@ class Workspace:
         return directory_module.load(path, vkey)
 
     def synced(self, client: HubClient) -> Directory:
-        """The replica brought up to date with the hub and saved (after verification only)."""
+        """The replica brought up to date with the hub and saved (after verification only);
+        refused if it gives this system a key it never registered."""
         replica, entries = self.replica()
         replica, entries = client.sync(replica, entries)
         directory_module.save(self.path(DIRECTORY), replica, entries)
+        config = self.config()
+        check_own_keys(replica, f"client:{config['client_id']}", config.get("own_keys", []))
         return replica
+
+    def remember_key(self, key_id: str) -> None:
+        """Note a key as this system's own, before it is published (so a crash in between
+        cannot make the next sync take it for a foreign key)."""
+        config = self.config()
+        known = list(config.get("own_keys", []))
+        if key_id not in known:
+            config["own_keys"] = [*known, key_id]
+            write_atomically(self.path(CONFIG), json.dumps(config, indent=1).encode())
 
 
 def _progress(text: str) -> None:
@@ -181,6 +199,7 @@ def _keys_create(ws: Workspace, args: argparse.Namespace) -> int:
 
 def _keys_register(ws: Workspace, args: argparse.Namespace) -> int:
     secrets = ws.secrets()
+    ws.remember_key(secrets.public.key_id)
     answer = ws.client().register(secrets.public, args.label)
     print(f"Clé publiée dans l'annuaire (entrée {answer['index']}) : {answer['key_id']}")
     return 0
@@ -211,6 +230,8 @@ def _keys_restore(ws: Workspace, args: argparse.Namespace) -> int:
     passphrase = _passphrase("MAILLON_PASSPHRASE", "Nouvelle phrase de passe : ")
     ws.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_atomically(ws.path(KEYSTORE), lock(secrets, passphrase))
+    if ws.path(CONFIG).exists():
+        ws.remember_key(secrets.public.key_id)
     print(f"Clés restaurées : {secrets.public.key_id}")
     return 0
 
@@ -241,10 +262,12 @@ def _send(ws: Workspace, args: argparse.Namespace) -> int:
     secrets = ws.secrets()
     replica = ws.synced(client)
     answer = client.recipients(args.case, args.purpose, list(values))
-    plan = plan_form(answer, values, replica, args.purpose)
+    plan = plan_form(answer, values, replica, args.purpose, case=args.case)
     print(f"Fiche pour le dossier {plan.case}, finalité « {plan.purpose} » :")
     for owner, fields, count in plan.owners:
-        print(f"  {owner} ({count} appareil·s) : {', '.join(fields)}")
+        # The organisation as the verified directory records it, not as the hub says.
+        org = next((s.org for s in replica.devices([owner])), "?")
+        print(f"  {owner} ({org}, {count} appareil·s) : {', '.join(fields)}")
     if plan.left_out:
         print("  Personne ne peut recevoir : " + ", ".join(plan.left_out))
     if not plan.views:
@@ -281,9 +304,11 @@ def _open(ws: Workspace, args: argparse.Namespace) -> int:
     try:
         opened = open_received(data, secrets=secrets, replica=replica)
     except ExchangeError as error:
-        if not isinstance(error, MalformedError):
-            # Not as signed, or not what the manifest lists: the DPO must see it.
+        if error.code in SENDER_FAULTS:
+            # Signed by the sender's key, yet not what it signed for us: the DPO must see it.
             client.acknowledge(args.form, key_id, violation=error.code)
+        # Anything else (a revoked or foreign key, a split view, a form not for this device)
+        # is no proof against the sender and may be the hub's doing: told here, not there.
         raise
     client.acknowledge(args.form, key_id)
     _print(
@@ -302,8 +327,8 @@ def _open(ws: Workspace, args: argparse.Namespace) -> int:
 def _verify(ws: Workspace, args: argparse.Namespace) -> int:
     replica, _entries = ws.replica()
     envelope = parse(Path(args.envelope).read_bytes())
-    manifest = verify(envelope, replica.key(envelope.manifest.sender.device))
-    replica.check_peer(manifest.directory)
+    manifest = verify(envelope, sender_key(replica, envelope.manifest))
+    check_sender_view(replica, manifest)
     print(f"Fiche {manifest.form} : signature, empreintes et annuaire vérifiés.")
     return 0
 

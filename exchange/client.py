@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jwt
@@ -33,6 +33,7 @@ from exchange.encoding import b64e
 from exchange.envelope import (
     CharterRef,
     FieldValue,
+    Manifest,
     OpenedForm,
     ViewPlan,
     open_form,
@@ -78,17 +79,48 @@ class Fetcher(Protocol):
         ...
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are answered as they come, never followed: following one would carry the
+    bearer token to another address (or from https down to http)."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _read_capped(answer: Any) -> bytes:
+    body = bytes(answer.read(MAX_RESPONSE_BYTES + 1))
+    if len(body) > MAX_RESPONSE_BYTES:
+        # Refused rather than cut: a truncated page of entries or envelope must not be read.
+        raise OSError(f"the hub's answer exceeds {MAX_RESPONSE_BYTES} bytes")
+    return body
+
+
 @dataclass(frozen=True)
 class HttpFetcher:
-    """The real network: ``urllib`` towards ``base_url`` (https, or http on loopback)."""
+    """The real network: ``urllib`` towards ``base_url`` (https, or http on this machine's
+    loopback only), certificates verified, redirects never followed."""
 
     base_url: str
     timeout: float = 30.0
 
     def __post_init__(self) -> None:
         url = self.base_url.rstrip("/")
-        loopback = url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
-        if not (url.startswith("https://") or loopback):
+        parts = urlsplit(url)
+        # The host must be exactly a loopback name for plain http: a prefix test would let
+        # "http://localhost.attacker.example" or "http://localhost@attacker.example" through.
+        plain_ok = parts.scheme == "http" and parts.hostname in _LOOPBACK
+        if (
+            not (parts.scheme == "https" or plain_ok)
+            or not parts.hostname
+            or parts.username is not None
+            or parts.password is not None
+            or parts.query
+            or parts.fragment
+        ):
             raise ValueError("the hub's address must be https (or http on this machine)")
         object.__setattr__(self, "base_url", url)
 
@@ -100,18 +132,12 @@ class HttpFetcher:
             self.base_url + path, data=body, method=method, headers=dict(headers)
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310
+            with _OPENER.open(request, timeout=self.timeout) as answer:
                 return Response(
-                    answer.status,
-                    answer.read(MAX_RESPONSE_BYTES + 1)[:MAX_RESPONSE_BYTES],
-                    answer.headers.get("Content-Type", ""),
+                    answer.status, _read_capped(answer), answer.headers.get("Content-Type", "")
                 )
         except urllib.error.HTTPError as error:
-            return Response(
-                error.code,
-                error.read(MAX_RESPONSE_BYTES + 1)[:MAX_RESPONSE_BYTES],
-                error.headers.get("Content-Type", ""),
-            )
+            return Response(error.code, _read_capped(error), error.headers.get("Content-Type", ""))
 
 
 @dataclass
@@ -186,7 +212,7 @@ class HubClient:
             body = answer.json() if answer.body else {}
         except (ValueError, UnicodeDecodeError):
             body = {}
-        if answer.status >= 400:
+        if answer.status >= 300:  # a redirect is not followed: it is no answer
             details = body if isinstance(body, dict) else {}
             raise HubError(
                 answer.status,
@@ -303,11 +329,21 @@ class Plan:
 
 
 def plan_form(
-    answer: Mapping[str, Any], values: Mapping[str, FieldValue], replica: Directory, purpose: str
+    answer: Mapping[str, Any],
+    values: Mapping[str, FieldValue],
+    replica: Directory,
+    purpose: str,
+    *,
+    case: str | None = None,
 ) -> Plan:
     """One view per distinct set of fields, sealed only to keys the verified directory holds for
     the owner the hub named. A key the hub names but the directory does not (or for someone
-    else) stops everything: the hub may be substituting keys."""
+    else) stops everything: the hub may be substituting keys. ``case``: the case asked about,
+    which the answer must be about."""
+    if case is not None and answer.get("case") != case:
+        raise VerificationError(
+            "case_mismatch", "Le hub répond pour un autre dossier que celui demandé."
+        )
     views: dict[tuple[str, ...], list[DeviceKey]] = {}
     owners: list[tuple[str, tuple[str, ...], int]] = []
     given: set[str] = set()
@@ -364,11 +400,52 @@ def seal_plan(
     ).to_bytes()
 
 
+def sender_key(replica: Directory, manifest: Manifest) -> DeviceKey:
+    """The key that must have signed ``manifest``, from the verified directory: in force, and
+    the directory's for the sender and organisation the manifest names — otherwise a hub could
+    pass off a form signed by any key it holds as coming from another partner."""
+    key = replica.key(manifest.sender.device)
+    state = replica.state(manifest.sender.device)
+    assert state is not None  # key() raised otherwise
+    if state.owner != manifest.sender.user or state.org != manifest.sender.org:
+        raise VerificationError(
+            "sender_mismatch",
+            "Selon l'annuaire vérifié, la clé de signature n'est pas celle de l'expéditeur "
+            "annoncé.",
+        )
+    return key
+
+
+def check_sender_view(replica: Directory, manifest: Manifest) -> None:
+    """The sender's directory checkpoint against ours (a split view is refused), and the
+    signing key inside the tree the sender saw."""
+    checkpoint = replica.check_peer(manifest.directory)
+    state = replica.state(manifest.sender.device)
+    if state is None or state.added >= checkpoint.size:
+        raise VerificationError(
+            "sender_key_unseen",
+            "La clé de signature n'était pas dans l'annuaire vu par l'expéditeur.",
+        )
+
+
 def open_received(data: bytes, *, secrets: DeviceSecrets, replica: Directory) -> OpenedForm:
-    """Open a received form: the sender's key from the verified directory, the form's checks,
-    then the sender's directory checkpoint against ours (a split view is refused)."""
+    """Open a received form: the sender's key from the verified directory (owner and
+    organisation included), the form's checks, then the sender's view of the directory."""
     envelope = parse(data)
-    sender_key = replica.key(envelope.manifest.sender.device)
-    opened = open_form(envelope, secrets=secrets, sender_key=sender_key)
-    replica.check_peer(opened.manifest.directory)
+    opened = open_form(envelope, secrets=secrets, sender_key=sender_key(replica, envelope.manifest))
+    check_sender_view(replica, opened.manifest)
     return opened
+
+
+def check_own_keys(replica: Directory, owner: str, known: Sequence[str]) -> None:
+    """Refuse a directory that gives ``owner`` (this system) a key in force it never
+    registered: the hub (or whoever holds its signing key) could read forms sealed to it.
+    Every client watches its own entries this way on each sync."""
+    foreign = [s.key.key_id for s in replica.devices([owner]) if s.key.key_id not in known]
+    if foreign:
+        raise VerificationError(
+            "foreign_key",
+            "ALERTE : l'annuaire attribue à ce système des clés qu'il n'a pas enregistrées "
+            "(%(keys)s). Prévenez le DPO et l'exploitant du hub ; rien n'est envoyé.",
+            keys=", ".join(foreign),
+        )

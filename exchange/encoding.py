@@ -76,7 +76,9 @@ def parse_json_object(data: bytes, *, what: str, max_bytes: int) -> dict[str, An
         value = json.loads(
             data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constant
         )
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # ValueError covers JSONDecodeError and integers beyond Python's digit limit (4300),
+        # which would otherwise escape as an unexpected error (a 500, a crashed client).
         raise MalformedError(
             "invalid_json", "%(what)s n'est pas du JSON valide.", what=what
         ) from None

@@ -118,6 +118,26 @@ class KemPrivateKey:
             ) from None
 
 
+_P = 2**255 - 19
+# u-coordinates (mod p) of the X25519 points of small order, on the curve or its twist: a key
+# among them makes every shared secret zero, so sealing to it fails for every sender (and a
+# registered one would block all forms of the cases its owner is on). As in libsodium's list.
+_LOW_ORDER_U = frozenset(
+    {
+        0,
+        1,
+        325606250916557431795983626356110631294008115727848805560023387167927233504,
+        39382357235489614581723060781553021112529911719440698176882885853963445705823,
+        _P - 1,
+    }
+)
+
+
+def _low_order(x25519_public: bytes) -> bool:
+    u = int.from_bytes(x25519_public, "little") & ((1 << 255) - 1)  # RFC 7748 masks the top bit
+    return u % _P in _LOW_ORDER_U
+
+
 def _public_key(suite: Suite, public: bytes) -> _KemPublic:
     if len(public) != PUBLIC_SIZE[suite]:
         raise MalformedError(
@@ -125,6 +145,8 @@ def _public_key(suite: Suite, public: bytes) -> _KemPublic:
             "Clé publique de taille incorrecte pour la suite %(suite)s.",
             suite=suite.value,
         )
+    if _low_order(public[-32:]):  # the X25519 key, alone or the hybrid's last 32 bytes
+        raise MalformedError("invalid_key", "Clé publique invalide (ordre faible).")
     try:
         if suite is Suite.X25519:
             return x25519.X25519PublicKey.from_public_bytes(public)

@@ -30,6 +30,26 @@ _FINGERPRINT_DOMAIN = b"maillon/numero-de-securite/1\x00"
 KEY_ID_PREFIX = "dk_"
 
 
+_P = 2**255 - 19
+# y-coordinates of the Ed25519 points of small order (the 8-torsion): with such a public key a
+# signature (R = identity, S = 0) verifies over any message, so anyone could sign "as" the
+# device. Refused, with every non-canonical encoding (y >= p).
+_SMALL_ORDER_Y = frozenset(
+    {
+        0,
+        1,
+        _P - 1,
+        2707385501144840649318225287225658788936804267575313519463743609750303402022,
+        _P - 2707385501144840649318225287225658788936804267575313519463743609750303402022,
+    }
+)
+
+
+def _weak_ed25519(public: bytes) -> bool:
+    y = int.from_bytes(public, "little") & ((1 << 255) - 1)  # the top bit is x's sign
+    return y >= _P or y in _SMALL_ORDER_Y
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceKey:
     """The public keys of a device: Ed25519 (signs forms) and HPKE (receives view keys)."""
@@ -40,7 +60,7 @@ class DeviceKey:
     _id: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if len(self.sign) != 32:
+        if len(self.sign) != 32 or _weak_ed25519(self.sign):
             raise MalformedError("invalid_key", "Clé de signature invalide.")
         try:
             Ed25519PublicKey.from_public_bytes(self.sign)

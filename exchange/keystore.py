@@ -60,6 +60,11 @@ class ScryptParams:
             raise KeystoreError("kdf_params", "Paramètres de dérivation refusés (n).")
         if not (1 <= self.r <= 16 and 1 <= self.p <= 4):
             raise KeystoreError("kdf_params", "Paramètres de dérivation refusés (r, p).")
+        # A file may not make its reader spend more than twice the default's memory (256 MiB:
+        # 128 * n * r bytes) or four times its work: a damaged or hostile keystore must not
+        # exhaust the machine before the passphrase is even checked.
+        if 128 * self.n * self.r > 256 * 2**20 or self.n * self.r * self.p > 4 * 2**17 * 8:
+            raise KeystoreError("kdf_params", "Paramètres de dérivation refusés (coût).")
 
 
 def _normalise(passphrase: str) -> bytes:

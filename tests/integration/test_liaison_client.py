@@ -179,3 +179,57 @@ def test_a_rigged_hub_offering_its_own_key_stops_the_send(app: Flask) -> None:
     answer["recipients"][0]["devices"] = [real.key_id]
     plan = plan_form(answer, {"a.b": "x"}, replica, "suivi_parcours")
     assert [list(v.recipients) for v in plan.views] == [[real]]
+
+
+def test_a_key_injected_under_a_systems_name_is_caught_at_its_next_sync(
+    app: Flask,
+    territory: dict[str, Account],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given the Mission Locale's system, its own key registered and synced
+    fetcher = FlaskFetcher(app.test_client())
+    mission_locale = _workspace(app, MISSION_LOCALE, tmp_path, "ml")
+    assert main([*mission_locale, "sync"], fetcher=fetcher) == 0
+    # When whoever holds the hub adds a key of its own under that system's name
+    from hub import liaison
+
+    state = app.extensions["maillon"]
+    config = json.loads((tmp_path / "ml" / "config.json").read_text())
+    with state.session_factory() as session:
+        client = session.scalar(select(ApiClient).where(ApiClient.client_id == config["client_id"]))
+        assert client is not None
+        intruder = DeviceSecrets.generate().public
+        liaison.devices(session, state).register(
+            intruder.record(), owner=liaison.client_owner(client), label="Serveur"
+        )
+        session.commit()
+    capsys.readouterr()
+    # Then its next sync raises the alarm, and nothing is opened or sent meanwhile
+    assert main([*mission_locale, "sync"], fetcher=fetcher) == 1
+    err = capsys.readouterr().err
+    assert "foreign_key" in err and intruder.key_id in err
+    assert main([*mission_locale, "inbox"], fetcher=fetcher) == 0  # listing shows no content
+
+
+def test_weak_keys_are_refused_at_registration(
+    app: Flask, territory: dict[str, Account], tmp_path: Path
+) -> None:
+    from exchange.encoding import b64e
+
+    folder = tmp_path / "spip"
+    client_id, pem = _api_client(app, SPIP, folder)
+    from exchange.cli import Workspace
+
+    init = ["init", "--hub", "http://localhost", "--client-id", client_id, "--client-key", str(pem)]
+    vkey = directory_signer(app.extensions["maillon"]).verifier().vkey()
+    fetcher = FlaskFetcher(app.test_client())
+    assert (
+        main(["--dossier", str(folder / "ws"), *init, "--directory-key", vkey], fetcher=fetcher)
+        == 0
+    )
+    client = Workspace(folder / "ws", fetcher).client()
+    record = DeviceSecrets.generate().public.record()
+    record["kem"]["pk"] = b64e(bytes(32))  # all-zero X25519 key: every shared secret is zero
+    answer = client.raw("POST", "/api/v1/appareils", json_body={"key": record, "label": "x"})
+    assert answer.status == 400 and answer.json()["error"] == "invalid_key"

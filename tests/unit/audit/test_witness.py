@@ -115,3 +115,39 @@ def test_cli_cosigns_and_refuses(
     assert main([*args, str(request)], clock=fixed) == 1
     request.write_text(format_request(10, log.consistency_proof(10), note))
     assert main([*args, str(request)], clock=fixed) == 0
+
+
+def test_two_rounds_at_once_cannot_cosign_two_forks(
+    tmp_path: Path, signer: NoteSigner, witness: Witness, clock: Clock
+) -> None:
+    import fcntl
+    import os
+    import threading
+
+    # Given two forked checkpoints of size 4 from the empty tree, and a round already holding
+    # the witness's state (the lock taken as cosign takes it)
+    forks = [MemoryTree(leaf_hash(bytes([i + k])) for i in range(4)) for k in (0, 50)]
+    notes = [
+        str(signer.sign_checkpoint(Checkpoint(signer.name, 4, t.root(), clock()))) for t in forks
+    ]
+    fd = os.open(tmp_path / "witness.json.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    outcomes: list[str] = []
+
+    def round_(note: str) -> None:
+        try:
+            witness.cosign(note, [], 0)
+            outcomes.append("cosigned")
+        except WitnessError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=round_, args=(n,)) for n in notes]
+    for thread in threads:
+        thread.start()
+    threads[0].join(timeout=0.3)
+    # Then both wait for the lock, and once it is free exactly one fork is cosigned
+    assert outcomes == [] and all(t.is_alive() for t in threads)
+    os.close(fd)
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(outcomes) == ["cosigned", "refused"]

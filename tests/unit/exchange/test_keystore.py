@@ -62,7 +62,16 @@ def test_a_keystore_is_not_a_recovery_backup() -> None:
 
 @pytest.mark.parametrize(
     ("n", "r", "p"),
-    [(2**10, 8, 1), (2**24, 8, 1), (3 * 2**14, 8, 1), (2**14, 64, 1), (2**14, 8, 99)],
+    [
+        (2**10, 8, 1),
+        (2**24, 8, 1),
+        (3 * 2**14, 8, 1),
+        (2**14, 64, 1),
+        (2**14, 8, 99),
+        # each within its own bound, together 2 GiB of memory / 16 times the default's work
+        (2**20, 16, 4),
+        (2**20, 8, 1),
+    ],
 )
 def test_kdf_parameters_a_file_cannot_impose(n: int, r: int, p: int) -> None:
     # A file must not make the reader spend minutes or gigabytes, nor weaken the key.
