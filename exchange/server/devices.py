@@ -30,6 +30,14 @@ MAX_LABEL = 80
 MAX_BACKUP_BYTES = 64 * 1024
 
 
+def _too_many() -> ConflictError:
+    return ConflictError(
+        "too_many_devices",
+        "Au plus %(n)s appareils en service : révoquez-en un d'abord.",
+        n=MAX_DEVICES,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Owner:
     """Who a device belongs to: a person or an organisation's API client."""
@@ -101,17 +109,8 @@ class Devices:
             select(devices.c.key_id).where(devices.c.key_id == key.key_id)
         ).first():
             raise ConflictError("key_exists", "Cette clé d'appareil est déjà publiée.")
-        current = self.session.execute(
-            select(func.count())
-            .select_from(devices)
-            .where(owner._column() == owner.row_id, devices.c.revoked_at.is_(None))
-        ).scalar_one()
-        if current >= MAX_DEVICES:
-            raise ConflictError(
-                "too_many_devices",
-                "Au plus %(n)s appareils en service : révoquez-en un d'abord.",
-                n=MAX_DEVICES,
-            )
+        if self._current_count(owner) >= MAX_DEVICES:  # the common case, before any write
+            raise _too_many()
         now = self.clock()
         index = self.log.append(key_added(key, owner=owner.name, org=owner.org_public_id, now=now))
         self.session.execute(
@@ -127,7 +126,21 @@ class Devices:
                 added_at=now,
             )
         )
+        # Counted again once the directory's head row is held (the append took its lock, or
+        # SQLite's write lock): concurrent registrations each see the others' keys here, so
+        # the limit holds under a race. The caller rolls the whole registration back.
+        if self._current_count(owner) > MAX_DEVICES:
+            raise _too_many()
         return Device(key, label, owner.name, owner.org_id, index, now, None)
+
+    def _current_count(self, owner: Owner) -> int:
+        return int(
+            self.session.execute(
+                select(func.count())
+                .select_from(devices)
+                .where(owner._column() == owner.row_id, devices.c.revoked_at.is_(None))
+            ).scalar_one()
+        )
 
     def revoke(self, key_id: str, *, by: Owner | None, reason: str) -> Device:
         """Revoke a current key: by its owner (``by``), or by an administrator (``by`` None,

@@ -249,3 +249,52 @@ def test_a_split_view_is_caught_through_the_sender_checkpoint(signer: NoteSigner
     with pytest.raises(VerificationError) as refused:
         bob_view.check_peer(_log_of(signer, [*common, bob_real, *_entries(1)], NOW))
     assert refused.value.code == "checkpoint_ahead"
+
+
+def test_concurrent_registrations_never_exceed_ten_devices(
+    app: Flask, clock: FakeClock, signer: NoteSigner, territory: dict[str, Account]
+) -> None:
+    import threading
+
+    factory = app.extensions["maillon"].session_factory
+    with factory() as session:
+        owner = _owner(session, territory["cpip"].email)
+        _log, devices = _services(session, clock, signer)
+        for _ in range(8):
+            devices.register(DeviceSecrets.generate().public.record(), owner=owner, label="x")
+        session.commit()
+    # Given 8 keys in force, when four registrations race
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def register() -> None:
+        with factory() as session:
+            _log, devices = _services(session, clock, signer)
+            barrier.wait()
+            try:
+                devices.register(DeviceSecrets.generate().public.record(), owner=owner, label="x")
+                session.commit()
+                outcomes.append("stored")
+            except ConflictError as refused:
+                session.rollback()
+                outcomes.append(refused.code)
+            except DBAPIError:  # SQLite's writer lock may time out: nothing stored either
+                session.rollback()
+                outcomes.append("busy")
+
+    threads = [threading.Thread(target=register) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    # Then at most two are stored, the others refused, and the limit holds in the index
+    assert outcomes.count("stored") <= 2 and len(outcomes) == 4
+    with factory() as session:
+        from exchange.server.tables import devices as table
+
+        current = session.execute(
+            select(table.c.key_id).where(
+                table.c.user_id == owner.row_id, table.c.revoked_at.is_(None)
+            )
+        ).all()
+        assert len(current) == 8 + outcomes.count("stored") <= 10
