@@ -272,6 +272,9 @@ def _set_active(email: str, active: bool) -> None:
         hub_state.accounts(session).set_active(user, active)
         action = Action.ADMIN_USER_ENABLE if active else Action.ADMIN_USER_DISABLE
         _record_cli(action, "user", user.public_id)
+        if not active:  # the directory stops vouching for the person's devices at once
+            for key_id in liaison.revoke_devices_of(session, hub_state, users=[user]):
+                _record_cli(Action.KEY_REVOKE, "device", key_id)
         session.commit()
     click.echo("Compte réactivé." if active else "Compte désactivé.")
 
@@ -421,6 +424,8 @@ def api_client_disable(client_id: str) -> None:
         )
         client.active = False
         _record_cli(Action.ADMIN_API_CLIENT_DISABLE, "api_client", client.client_id)
+        for key_id in liaison.revoke_devices_of(session, _state(), clients=[client]):
+            _record_cli(Action.KEY_REVOKE, "device", key_id)
         session.commit()
     click.echo("Client désactivé.")
 

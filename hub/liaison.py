@@ -223,3 +223,18 @@ def candidates(
         keys = tuple(d.key.key_id for d in index.of(owner))
         found.append(Candidate(owner.name, who.organisation.public_id, allowed, keys))
     return sorted(found, key=lambda c: c.owner)
+
+
+def revoke_devices_of(
+    session: Session,
+    hub_state: HubState,
+    *,
+    users: Sequence[User] = (),
+    clients: Sequence[ApiClient] = (),
+) -> list[str]:
+    """Revoke the directory keys of people and API clients an administrator disabled (or
+    whose organisation was suspended): the directory must stop vouching for them at once.
+    The key ids revoked; the caller records each (``key.revoke``, rule ``admin``)."""
+    return devices(session, hub_state).revoke_all(
+        user_ids=[u.id for u in users], client_ids=[c.id for c in clients], reason="admin"
+    )

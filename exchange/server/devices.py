@@ -9,12 +9,12 @@ the hub answers from its index and what clients verify from the log never disagr
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from exchange.directory import key_added, key_revoked
@@ -172,6 +172,26 @@ class Devices:
             row.added_at,
             now,
         )
+
+    def revoke_all(
+        self, *, user_ids: Sequence[int] = (), client_ids: Sequence[int] = (), reason: str
+    ) -> list[str]:
+        """Revoke every current key of these people and API clients (an administrator's act:
+        an account or client disabled, an organisation suspended); the key ids revoked."""
+        if not user_ids and not client_ids:
+            return []
+        rows = self.session.execute(
+            select(devices.c.key_id)
+            .where(
+                or_(devices.c.user_id.in_(user_ids), devices.c.api_client_id.in_(client_ids)),
+                devices.c.revoked_at.is_(None),
+            )
+            .order_by(devices.c.added_idx)
+        ).scalars()
+        revoked = list(rows)
+        for key_id in revoked:
+            self.revoke(key_id, by=None, reason=reason)
+        return revoked
 
     def of(self, owner: Owner, *, with_revoked: bool = False) -> list[Device]:
         """``owner``'s devices, newest first."""

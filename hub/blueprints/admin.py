@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -11,6 +12,7 @@ from sqlalchemy import func, or_, select
 
 from audit.events import Action, Decision
 from charter.vocabulary import OrgKind, Role
+from hub import liaison
 from hub.blueprints.auth import show_error
 from hub.celery_app import enqueue
 from hub.forms import (
@@ -24,11 +26,11 @@ from hub.forms import (
 )
 from hub.groups import GroupRefusedError, Groups
 from hub.i18n import N_, MessageError
-from hub.models import OperationalGroup, Organisation, User
+from hub.models import ApiClient, OperationalGroup, Organisation, User
 from hub.pagination import page_number, paginate
 from hub.recording import record
 from hub.security import fresh_login_required, role_required
-from hub.state import accounts, db, now
+from hub.state import accounts, db, now, state
 from hub.tasks import send_activation_mail
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -139,6 +141,9 @@ def organisation_status(public_id: str) -> Any:
         object_type="organisation",
         object_id=org.public_id,
     )
+    if not org.active:
+        clients = db().scalars(select(ApiClient).where(ApiClient.organisation_id == org.id))
+        _revoke_devices(users=list(org.users), clients=list(clients))
     db().commit()
     flash(
         _("L'organisation est suspendue.")
@@ -147,6 +152,12 @@ def organisation_status(public_id: str) -> Any:
         "success",
     )
     return redirect(url_for("admin.organisations"))
+
+
+def _revoke_devices(*, users: Sequence[User] = (), clients: Sequence[ApiClient] = ()) -> None:
+    """Revoke the directory keys of disabled people and clients, each revocation recorded."""
+    for key_id in liaison.revoke_devices_of(db(), state(), users=users, clients=clients):
+        record(Action.KEY_REVOKE, object_type="device", object_id=key_id, rule="admin")
 
 
 # -- users ---------------------------------------------------------------------------------
@@ -265,6 +276,8 @@ def user_status(public_id: str) -> Any:
         object_type="user",
         object_id=user.public_id,
     )
+    if not user.active:
+        _revoke_devices(users=[user])
     db().commit()
     flash(
         _("Le compte est désactivé.") if not user.active else _("Le compte est réactivé."),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from audit import merkle
 from audit.checkpoint import Checkpoint, NoteSigner
+from audit.events import Action
 from exchange.directory import Directory, key_added, replay
 from exchange.errors import ConflictError, ForbiddenError, VerificationError
 from exchange.keys import DeviceSecrets
@@ -298,3 +300,44 @@ def test_concurrent_registrations_never_exceed_ten_devices(
             )
         ).all()
         assert len(current) == 8 + outcomes.count("stored") <= 10
+
+
+def test_disabling_an_account_or_a_client_revokes_its_keys(
+    app: Flask, territory: dict[str, Account], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAILLON_PASSPHRASE", "une phrase de passe assez longue")
+    import json as json_module
+
+    from hub.models import ApiClient
+    from tests.integration.test_liaison_client import _workspace
+
+    state = app.extensions["maillon"]
+    _workspace(app, "Mission Locale de Démoville", tmp_path, "ml")
+    config = json_module.loads((tmp_path / "ml" / "config.json").read_text())
+    with state.session_factory() as session:
+        from hub import liaison
+
+        person = _owner(session, territory["cpip"].email)
+        service = liaison.devices(session, state)
+        service.register(DeviceSecrets.generate().public.record(), owner=person, label="x")
+        session.commit()
+        client = session.scalar(select(ApiClient).where(ApiClient.client_id == config["client_id"]))
+        assert client is not None
+        system = liaison.client_owner(client)
+        assert len(service.of(person)) == len(service.of(system)) == 1
+    log = state.audit_log
+    before = log.size()
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["user", "disable", territory["cpip"].email]).exit_code == 0
+    assert runner.invoke(args=["api-client", "disable", config["client_id"]]).exit_code == 0
+    with state.session_factory() as session:
+        service = liaison.devices(session, state)
+        assert service.of(person) == [] and service.of(system) == []
+        # The directory itself says so: a client replaying it sees both keys revoked
+        replica = _sync(
+            liaison.directory_log(session, state),
+            Directory.empty(liaison.directory_signer(state).verifier().vkey()),
+        )
+        assert replica.devices([person.name, system.name]) == []
+    revocations = [e for e in log.events(before, log.size()) if e.action == Action.KEY_REVOKE]
+    assert len(revocations) == 2
