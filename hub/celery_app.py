@@ -49,6 +49,10 @@ def celery_init_app(app: Flask) -> Celery[Any]:
                 "task": "hub.tasks.purge_expired",
                 "schedule": timedelta(hours=1),
             },
+            "destroy-expired-forms": {
+                "task": "hub.tasks.destroy_expired_forms",
+                "schedule": timedelta(hours=1),
+            },
             "sign-checkpoint": {
                 "task": "hub.tasks.sign_checkpoint",
                 "schedule": timedelta(minutes=1),

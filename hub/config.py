@@ -66,6 +66,9 @@ class Config:
     consent_evidence_max_bytes: int = 4 * 1024 * 1024
     ratelimit_enabled: bool = True
     audit_retention_days: int = 365
+    # How long the hub keeps a relayed liaison form (ciphertext and routing) before destroying
+    # it; recipients open it within that time (DESIGN §2.6).
+    form_retention_days: int = 365
     # Fail fast: an audited request waits this long for a locked or stalled audit store.
     audit_write_timeout_seconds: int = 5
     # /healthz and the DPO console warn when the audit store's volume has less free space.
@@ -198,6 +201,9 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         ip_hash_key = env_map.get("MAILLON_IP_HASH_KEY") or generated["ip_hash_key"]
         data_key = env_map.get("MAILLON_DATA_KEY") or generated["data_key"]
 
+    form_retention_days = _int(env_map, "MAILLON_FORM_RETENTION_DAYS", 365)
+    if not 7 <= form_retention_days <= 3660:
+        raise ConfigError("MAILLON_FORM_RETENTION_DAYS doit être compris entre 7 et 3660.")
     retention_days = _int(env_map, "MAILLON_AUDIT_RETENTION_DAYS", 365)
     if not 30 <= retention_days <= 3660:
         raise ConfigError(
@@ -260,6 +266,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         access_token_seconds=_int(env_map, "MAILLON_ACCESS_TOKEN_SECONDS", 300),
         ratelimit_enabled=_flag(env_map.get("MAILLON_RATELIMIT_ENABLED", "true")),
         audit_retention_days=retention_days,
+        form_retention_days=form_retention_days,
         audit_write_timeout_seconds=write_timeout,
         audit_free_space_warn_mb=positive["MAILLON_AUDIT_FREE_SPACE_WARN_MB"],
         anonymous_refusals_per_minute=positive["MAILLON_ANONYMOUS_REFUSALS_PER_MINUTE"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Row, select
@@ -72,6 +73,7 @@ def relay(session: Session, hub_state: HubState, caller: User | ApiClient) -> Re
         session,
         clock=hub_state.clock,
         entitlements=HubEntitlements(hub_state.cases(session), caller),
+        retention=timedelta(days=hub_state.config.form_retention_days),
     )
 
 

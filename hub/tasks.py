@@ -12,13 +12,14 @@ from audit.events import Action, Decision
 from audit.retention import prune
 from consent import local_day
 from consent.enforce import EXPIRY_NOTICE_DAYS
+from exchange.server.retention import destroy_forms, expired_forms
 from hub import mail
 from hub.cases import Cases
 from hub.consents import tell
 from hub.db import rowcount
 from hub.models import AuditOutbox, Case, Invitation, Notification, UsedAssertion, User
 from hub.notifications import KINDS
-from hub.recording import AuditUnavailable, append_staged, new_event, stage
+from hub.recording import AuditUnavailable, append_staged, new_event, record, stage
 from hub.refusals import record_bursts
 from hub.state import state
 
@@ -101,6 +102,28 @@ def purge_expired() -> int:
             session.execute(delete(Invitation).where(Invitation.id.in_(stale)))
         session.commit()
         return rowcount(removed) + len(stale)
+
+
+@shared_task(name="hub.tasks.destroy_expired_forms", ignore_result=True, acks_late=True)
+def destroy_expired_forms() -> int:
+    """Beat, hourly: destroy relayed forms past their retention, a batch at a time, each batch
+    recorded first (``retention.destroy`` of ``form``, rule ``count:<n>``): fail closed, an
+    unrecorded destruction does not happen. How many were destroyed."""
+    hub_state = state()
+    destroyed = 0
+    with hub_state.session_factory() as session:
+        while row_ids := expired_forms(session, hub_state.clock()):
+            record(
+                Action.RETENTION_DESTROY,
+                object_type="form",
+                object_id=str(len(row_ids)),
+                decision=Decision.NONE,
+                rule=f"count:{len(row_ids)}",
+                actor=(None, ""),
+            )
+            destroyed += destroy_forms(session, row_ids)
+            session.commit()
+    return destroyed
 
 
 def sign_checkpoint_if_grown() -> str | None:

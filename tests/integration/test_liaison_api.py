@@ -41,6 +41,7 @@ class System:
     token: str
     device: DeviceSecrets
     replica: Directory | None = None
+    api: Client | None = None  # to get a new token once the clock moved far
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -73,7 +74,7 @@ def _system(app: Flask, clock: FakeClock, org_name: str) -> System:
         session.commit()
         api = Client(client.client_id, key, registered.key_id)
     http = app.test_client()
-    system = System(http, get_token(http, api, clock), DeviceSecrets.generate())
+    system = System(http, get_token(http, api, clock), DeviceSecrets.generate(), api=api)
     response = system.call(
         "POST", "/api/v1/appareils", json={"key": system.device.public.record(), "label": "Serveur"}
     )
@@ -347,3 +348,40 @@ def test_every_call_records_exactly_what_it_should(
         r.endpoint for r in app.url_map.iter_rules() if r.endpoint.startswith("api.liaison.")
     }
     assert endpoints == set(RECORDED)
+
+
+def test_forms_past_their_retention_are_destroyed_and_the_destruction_recorded(
+    app: Flask, clock: FakeClock, systems: tuple[System, System]
+) -> None:
+    from exchange.server.tables import form_recipients, forms
+    from hub.tasks import destroy_expired_forms
+
+    spip, mission_locale = systems
+    answer, plans, purpose = _plan(spip, _followed_case(app), E2E_FIELDS)
+    data = _seal(spip, answer, plans, purpose, clock())
+    form = spip.call("POST", "/api/v1/fiches", data=data, content_type="application/json")
+    form_id = form.get_json()["form"]
+    state = app.extensions["maillon"]
+    with app.app_context():
+        assert destroy_expired_forms.run() == 0  # within retention: kept
+    # When the retention (365 days by default) has passed
+    clock.advance(days=366)
+    log = state.audit_log
+    before = log.size()
+    with app.app_context():
+        assert destroy_expired_forms.run() == 1
+    # Then nothing of it remains, the destruction is recorded, and fetching it finds nothing
+    with state.session_factory() as session:
+        assert session.execute(select(forms)).all() == []
+        assert session.execute(select(form_recipients)).all() == []
+    (event,) = log.events(before, log.size())
+    assert (event.action, event.object_type, event.rule) == (
+        Action.RETENTION_DESTROY,
+        "form",
+        "count:1",
+    )
+    assert mission_locale.api is not None
+    mission_locale.token = get_token(mission_locale.http, mission_locale.api, clock)
+    key_id = mission_locale.device.public.key_id
+    fetched = mission_locale.call("GET", f"/api/v1/fiches/{form_id}?appareil={key_id}")
+    assert (fetched.status_code, fetched.get_json()["error"]) == (404, "form_unknown")
