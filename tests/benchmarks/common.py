@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -92,3 +95,39 @@ def percentile(values: list[float], pct: float) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
+
+
+def rate_over(fn: Callable[[T], object], items: Sequence[T]) -> float:
+    """Calls per second of ``fn`` over every item of ``items`` (for figures that consume their
+    input, such as forms that can each be accepted once)."""
+    start = time.perf_counter()
+    for item in items:
+        fn(item)
+    return len(items) / (time.perf_counter() - start)
+
+
+def alternate(
+    measures: Mapping[str, Callable[[int], float]], *, rounds: int
+) -> dict[str, list[float]]:
+    """Per-round rates of several measures taken in alternating rounds (a, b, a, b, …).
+
+    Each measure is called with the round number and returns the rate of that round. The
+    machine's speed drifts on a shared host: alternating exposes every figure to the same
+    drift, and the medians and ranges of the per-round values (:func:`spread`) show how much
+    it moved.
+    """
+    out: dict[str, list[float]] = {name: [] for name in measures}
+    for number in range(rounds):
+        for name, measure in measures.items():
+            out[name].append(measure(number))
+    return out
+
+
+def ratios(figures: Sequence[float], baselines: Sequence[float]) -> list[float]:
+    """Per-round ratios figure/baseline."""
+    return [f / b for f, b in zip(figures, baselines, strict=True)]
+
+
+def spread(values: Sequence[float], fmt: str = ".3f") -> str:
+    """Median and range of per-round values, e.g. ``0.150 (0.141–0.158)``."""
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
