@@ -524,10 +524,13 @@ def _sign(manifest: Manifest, ciphertexts: Mapping[str, bytes], secrets: DeviceS
         + "."
         + b64e(json.dumps(manifest.to_json(), separators=(",", ":"), ensure_ascii=False).encode())
     )
-    jws = signing_input + "." + b64e(secrets.sign(signing_input.encode("ascii")))
-    envelope = parse(_body(jws, ciphertexts))
-    verify(envelope, secrets.public)
-    return envelope
+    signature = secrets.sign(signing_input.encode("ascii"))
+    # The signature checked once with the public key (a faulty signer must not release it: a
+    # fault in deterministic EdDSA can leak the key); the digests need no second look, they
+    # were computed from these very ciphertexts. The envelope is parsed as a receiver would,
+    # so one outside the limits fails here rather than at the hub.
+    secrets.public.verify(signature, signing_input.encode("ascii"))
+    return parse(_body(signing_input + "." + b64e(signature), ciphertexts))
 
 
 # -- opening ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ knowing the hub; the decisions it asks for are taken here with the very function
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -89,6 +89,18 @@ class HubEntitlements(Entitlements):
 
     cases: Cases
     caller: User | ApiClient
+    # One relay call asks about every recipient device; devices of one owner share the answer,
+    # and the rows it needs are kept (the session holds loaded objects only weakly: without
+    # this each device reloaded the case and its relationships).
+    _decided: dict[tuple[Any, ...], list[Refusal]] = field(default_factory=dict, repr=False)
+    _rows: dict[tuple[type, int], Any] = field(default_factory=dict, repr=False)
+
+    def _get(self, model: type, row_id: int | None) -> Any:
+        if row_id is None:
+            return None
+        if (model, row_id) not in self._rows:
+            self._rows[(model, row_id)] = self.cases.session.get(model, row_id)
+        return self._rows[(model, row_id)]
 
     def _context(self, case: Case, who: User | ApiClient) -> CaseContext:
         if isinstance(who, User):
@@ -137,32 +149,42 @@ class HubEntitlements(Entitlements):
         self, sending: Sending, manifest: Manifest, owner: Row[Any], fields: Sequence[str]
     ) -> list[Refusal]:
         """What the owner of the device ``owner`` may not see of ``fields`` now."""
-        session = self.cases.session
-        case = session.get(Case, sending.case_id)
-        sender = session.get(Organisation, sending.org_id)
+        key = (
+            sending.case_id,
+            sending.org_id,
+            owner.user_id,
+            owner.api_client_id,
+            manifest.purpose,
+            tuple(fields),
+        )
+        if key not in self._decided:
+            self._decided[key] = self._decide(sending, manifest, owner, fields)
+        return [replace(r, device=owner.key_id) for r in self._decided[key]]
+
+    def _decide(
+        self, sending: Sending, manifest: Manifest, owner: Row[Any], fields: Sequence[str]
+    ) -> list[Refusal]:
+        case = self._get(Case, sending.case_id)
+        sender = self._get(Organisation, sending.org_id)
         assert case is not None and sender is not None  # rows of a stored or checked form
         who: User | ApiClient | None = (
-            session.get(User, owner.user_id)
+            self._get(User, owner.user_id)
             if owner.user_id is not None
-            else session.get(ApiClient, owner.api_client_id)
+            else self._get(ApiClient, owner.api_client_id)
         )
         active = who is not None and (
             who.is_active if isinstance(who, User) else who.active and who.organisation.active
         )
         if who is None or not active:
-            return [Refusal("recipient_inactive", "Destinataire désactivé.", device=owner.key_id)]
+            return [Refusal("recipient_inactive", "Destinataire désactivé.")]
         try:
             ctx = self._context(case, who)
         except CaseAccessDeniedError:
             return [
-                Refusal(
-                    "recipient_not_involved",
-                    "Ce destinataire ne prend pas part au dossier.",
-                    device=owner.key_id,
-                )
+                Refusal("recipient_not_involved", "Ce destinataire ne prend pas part au dossier.")
             ]
         decision = self.cases.decide_fields(ctx, manifest.purpose, fields, sender=sender)
-        return [_refusal(r, "recipient_not_entitled", owner.key_id) for r in decision.refusals]
+        return [_refusal(r, "recipient_not_entitled") for r in decision.refusals]
 
 
 @dataclass(frozen=True)
