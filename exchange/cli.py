@@ -47,7 +47,6 @@ from exchange.client import (
     HttpFetcher,
     HubClient,
     check_own_keys,
-    check_sender_view,
     open_received,
     plan_form,
     seal_plan,
@@ -328,7 +327,6 @@ def _verify(ws: Workspace, args: argparse.Namespace) -> int:
     replica, _entries = ws.replica()
     envelope = parse(Path(args.envelope).read_bytes())
     manifest = verify(envelope, sender_key(replica, envelope.manifest))
-    check_sender_view(replica, manifest)
     print(f"Fiche {manifest.form} : signature, empreintes et annuaire vérifiés.")
     return 0
 

@@ -401,40 +401,42 @@ def seal_plan(
 
 
 def sender_key(replica: Directory, manifest: Manifest) -> DeviceKey:
-    """The key that must have signed ``manifest``, from the verified directory: in force, and
-    the directory's for the sender and organisation the manifest names — otherwise a hub could
-    pass off a form signed by any key it holds as coming from another partner."""
-    key = replica.key(manifest.sender.device)
+    """The key that must have signed ``manifest``, from the verified directory, checked before
+    anything is opened:
+
+    - the directory's owner and organisation for it are the sender and organisation the
+      manifest names — otherwise a hub could pass off a form signed by any key it holds as
+      coming from another partner (``sender_mismatch``);
+    - the sender's checkpoint is consistent with this replica (``split_view``,
+      ``checkpoint_ahead``) and already held the key (``sender_key_unseen``);
+    - the key was in force in that tree (``key_revoked``): a form sealed before its sender
+      rotated a device still opens afterwards.
+    """
     state = replica.state(manifest.sender.device)
-    assert state is not None  # key() raised otherwise
+    if state is None:
+        raise VerificationError("key_unknown", "Clé d'appareil absente de l'annuaire.")
     if state.owner != manifest.sender.user or state.org != manifest.sender.org:
         raise VerificationError(
             "sender_mismatch",
             "Selon l'annuaire vérifié, la clé de signature n'est pas celle de l'expéditeur "
             "annoncé.",
         )
-    return key
-
-
-def check_sender_view(replica: Directory, manifest: Manifest) -> None:
-    """The sender's directory checkpoint against ours (a split view is refused), and the
-    signing key inside the tree the sender saw."""
     checkpoint = replica.check_peer(manifest.directory)
-    state = replica.state(manifest.sender.device)
-    if state is None or state.added >= checkpoint.size:
+    if state.added >= checkpoint.size:
         raise VerificationError(
             "sender_key_unseen",
             "La clé de signature n'était pas dans l'annuaire vu par l'expéditeur.",
         )
+    if state.revoked is not None and state.revoked < checkpoint.size:
+        raise VerificationError("key_revoked", "Clé d'appareil révoquée.")
+    return state.key
 
 
 def open_received(data: bytes, *, secrets: DeviceSecrets, replica: Directory) -> OpenedForm:
-    """Open a received form: the sender's key from the verified directory (owner and
-    organisation included), the form's checks, then the sender's view of the directory."""
+    """Open a received form: the sender's key as :func:`sender_key` establishes it from the
+    verified directory, then the form's own checks (:func:`~exchange.envelope.open_form`)."""
     envelope = parse(data)
-    opened = open_form(envelope, secrets=secrets, sender_key=sender_key(replica, envelope.manifest))
-    check_sender_view(replica, opened.manifest)
-    return opened
+    return open_form(envelope, secrets=secrets, sender_key=sender_key(replica, envelope.manifest))
 
 
 def check_own_keys(replica: Directory, owner: str, known: Sequence[str]) -> None:

@@ -9,8 +9,9 @@ The relay cannot read a form. It checks everything it can see before storing any
 5. the caller may publish every listed field for this case and purpose, under the charter
    version its organisation signed and the consent the manifest names (the hub's
    :class:`Entitlements`: charter × consent × case team, the function case reads use);
-6. every recipient key is in force, its owner may see every field of its view *now*, and every
-   key in force of each recipient is a recipient (one can read on any of their devices);
+6. the directory checkpoint in the manifest is one the directory signed; every recipient key is
+   in force, its owner may see every field of its view *now*, and every key in force of each
+   recipient is a recipient (one can read on any of their devices);
 
 and refuses with every offending field, recipient and article at once (:class:`FormRefusedError`).
 Delivery asks the entitlements again: a consent withdrawn or expired stops delivery at once,
@@ -29,11 +30,13 @@ from typing import Any, Protocol
 from sqlalchemy import Row, insert, select, update
 from sqlalchemy.orm import Session
 
+from audit.checkpoint import Checkpoint, SignedNote
+from audit.errors import AuditError
 from exchange.envelope import Manifest, parse, verify
 from exchange.errors import ConflictError, ForbiddenError, NotFoundError
 from exchange.keys import DeviceKey
 from exchange.server.devices import Owner
-from exchange.server.tables import devices, form_recipients, forms
+from exchange.server.tables import devices, directory_checkpoints, form_recipients, forms
 
 DEFAULT_RETENTION = timedelta(days=365)
 
@@ -163,11 +166,13 @@ class Relay:
         fields = frozenset(f for view in manifest.views for f in view.fields)
         sending, refusals = self.entitlements.sender(manifest, fields)
         # 6.
+        refusals.extend(self._unknown_checkpoint(manifest))
         recipient_rows: list[tuple[Row[Any], str]] = []
+        revoked_rows: list[Row[Any]] = []
         for view in manifest.views:
             for recipient in view.recipients:
-                row = self._current_device(recipient.device)
-                if row is None:
+                row = self._device(recipient.device)
+                if row is None or row.revoked_at is not None:
                     refusals.append(
                         Refusal(
                             "recipient_key",
@@ -175,10 +180,16 @@ class Relay:
                             device=recipient.device,
                         )
                     )
+                    if row is not None:
+                        # Its owner's keys in force are then missing too (a sender behind a
+                        # key rotation is told of the new key at once, not on its next try).
+                        revoked_rows.append(row)
                     continue
                 refusals.extend(self.entitlements.recipient(sending, manifest, row, view.fields))
                 recipient_rows.append((row, view.id))
-        refusals.extend(self._missing_devices(manifest, [row for row, _ in recipient_rows]))
+        refusals.extend(
+            self._missing_devices(manifest, [row for row, _ in recipient_rows] + revoked_rows)
+        )
         if refusals:
             raise FormRefusedError(refusals)
         now = self.clock()
@@ -229,8 +240,35 @@ class Relay:
             select(devices).where(devices.c.key_id == key_id, devices.c.revoked_at.is_(None))
         ).first()
 
+    def _device(self, key_id: str) -> Row[Any] | None:
+        return self.session.execute(select(devices).where(devices.c.key_id == key_id)).first()
+
+    def _unknown_checkpoint(self, manifest: Manifest) -> list[Refusal]:
+        """The directory checkpoint the sender saw must be one the directory signed, as it
+        signed it: every recipient checks it against its own view (split view), so a form
+        carrying any other text would be stored only to be refused by all of them."""
+        try:
+            size = Checkpoint.parse_body(SignedNote.parse(manifest.directory).text).size
+        except AuditError:
+            size = -1
+        signed = None
+        if 0 < size < 2**63:  # a BigInteger column
+            signed = self.session.execute(
+                select(directory_checkpoints.c.note).where(directory_checkpoints.c.size == size)
+            ).scalar()
+        if signed is not None and str(signed) == manifest.directory:
+            return []
+        return [
+            Refusal(
+                "checkpoint_unknown",
+                "Le point de contrôle de l'annuaire cité n'est pas un de ceux que le hub a "
+                "signés : mettez l'annuaire à jour puis scellez de nouveau.",
+            )
+        ]
+
     def _missing_devices(self, manifest: Manifest, rows: list[Row[Any]]) -> list[Refusal]:
-        """Keys in force of a recipient that the sender left out (they could not read there)."""
+        """Keys in force of a recipient that the sender left out (they could not read there);
+        ``rows``: the listed keys, revoked ones included (their owners are recipients too)."""
         listed = {row.key_id for row in rows}
         users = {row.user_id for row in rows if row.user_id is not None}
         clients = {row.api_client_id for row in rows if row.api_client_id is not None}

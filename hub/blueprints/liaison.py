@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 from flask_babel import gettext as _
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from audit.events import Action, Decision
 from exchange.envelope import parse
@@ -214,7 +215,20 @@ def send_form() -> Any:
     """Relay a sealed form (the envelope as the body): checked, stored, recipients told."""
     client = _client()
     service = liaison.relay(db(), state(), client)
-    data = request.get_data(cache=False)
+    try:
+        data = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        # Over the hub's request limit: recorded like an envelope over the relay's own limit
+        # (too_large), not only answered 413 (docs/api.md: every refused send is recorded).
+        record(
+            Action.FORM_SEND_REFUSED,
+            object_type="api",
+            object_id="api.send_form",
+            decision=Decision.DENY,
+            rule="too_large",
+        )
+        db().commit()
+        raise
     try:
         accepted = service.accept(data, caller=liaison.client_owner(client))
     except ExchangeError as error:

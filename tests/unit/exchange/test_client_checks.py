@@ -17,7 +17,6 @@ from audit.checkpoint import Checkpoint, NoteSigner
 from exchange.client import (
     HttpFetcher,
     check_own_keys,
-    check_sender_view,
     open_received,
     sender_key,
 )
@@ -136,9 +135,8 @@ def test_a_signing_key_the_sender_had_not_seen_is_refused() -> None:
         first, key_added(spip.public, owner="client:spip", org="o-spip", now=NOW)
     )
     manifest = parse(_form(spip, "client:spip", "o-spip", mission_locale, early_note)).manifest
-    assert sender_key(replica, manifest) == spip.public
     with pytest.raises(VerificationError) as refused:
-        check_sender_view(replica, manifest)
+        sender_key(replica, manifest)
     assert refused.value.code == "sender_key_unseen"
 
 
@@ -233,3 +231,24 @@ def test_a_low_order_key_record_is_refused_as_published() -> None:
     record["kem"]["pk"] = b64e(bytes(32))
     with pytest.raises(MalformedError):
         DeviceKey.from_record(record)
+
+
+def test_a_form_signed_before_its_key_was_revoked_still_opens_one_signed_after_does_not() -> None:
+    from exchange.directory import key_revoked
+
+    spip, mission_locale = DeviceSecrets.generate(), DeviceSecrets.generate()
+    entries = [
+        key_added(spip.public, owner="client:spip", org="o-spip", now=NOW),
+        key_added(mission_locale.public, owner="client:ml", org="o-ml", now=NOW),
+    ]
+    _before, before_note = _directory(*entries)
+    revoked = [*entries, key_revoked(spip.public.key_id, reason="owner", now=NOW)]
+    replica, after_note = _directory(*revoked)
+    # Sealed while the key was in force (the sender's checkpoint says so): it opens
+    sealed_before = _form(spip, "client:spip", "o-spip", mission_locale, before_note)
+    assert open_received(sealed_before, secrets=mission_locale, replica=replica).values
+    # Sealed with a checkpoint that already shows the revocation: refused
+    sealed_after = _form(spip, "client:spip", "o-spip", mission_locale, after_note)
+    with pytest.raises(VerificationError) as refused:
+        open_received(sealed_after, secrets=mission_locale, replica=replica)
+    assert refused.value.code == "key_revoked"
