@@ -53,14 +53,11 @@ from exchange.client import (
     sender_key,
 )
 from exchange.directory import Directory
-from exchange.envelope import parse, verify
+from exchange.envelope import SENDER_FAULTS, parse, verify
 from exchange.errors import ExchangeError, MalformedError
 from exchange.hpke import Suite
 from exchange.keys import DeviceSecrets
 from exchange.keystore import Kind, lock, unlock, write_atomically
-
-# Checks that fail only if the sender signed something other than what it delivers to us.
-SENDER_FAULTS = frozenset({"seal_invalid", "view_invalid", "digest_mismatch", "fields_mismatch"})
 
 CONFIG = "config.json"
 KEYSTORE = "keystore.json"

@@ -67,6 +67,17 @@ _PUBLIC_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
 _KEY_ID = re.compile(KEY_ID_PREFIX + r"[A-Za-z0-9_-]{43}")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 
+# What a recipient's checks can only fail for if the sender signed something other than what it
+# delivers to that recipient: the only codes reported to the hub as a charter violation (the
+# others may be the hub's doing, or a key rotation).
+SENDER_FAULTS = frozenset({"seal_invalid", "view_invalid", "digest_mismatch", "fields_mismatch"})
+
+
+def is_form_id(text: str) -> bool:
+    """Whether ``text`` is a well-formed form id (``f-`` and 26 base32 characters)."""
+    return _FORM_ID.fullmatch(text) is not None
+
+
 _VIEW_KEY_SIZE = 32
 _NONCE_SIZE = 12
 

@@ -23,7 +23,7 @@ from charter import ReasonCode
 from charter.vocabulary import OrgKind, Role
 from consent import ConsentStatus, EvidenceKind, Grantor
 from consent.receipt import LANGUAGES, RECEIPT_VERSION
-from exchange.envelope import FORMAT, MAX_ENVELOPE_BYTES, MAX_FIELDS
+from exchange.envelope import FORMAT, MAX_ENVELOPE_BYTES, MAX_FIELDS, SENDER_FAULTS
 from exchange.server.devices import MAX_DEVICES, MAX_LABEL
 from exchange.server.directory import MAX_ENTRIES_PER_PAGE
 from hub.api_auth import ALGORITHM, ASSERTION_TYPE, CLIENT_ALGORITHMS, MAX_TOKEN_BYTES
@@ -1218,6 +1218,15 @@ def _liaison_paths() -> dict[str, Any]:
         "/api/v1/fiches/{form_id}/violation": {
             "post": {
                 **ack,
+                "responses": {
+                    **ack["responses"],
+                    "400": _error(
+                        "``code`` is not one of "
+                        + ", ".join(f"``{c}``" for c in sorted(SENDER_FAULTS))
+                        + " (what a recipient can prove against the sender).",
+                        "invalid_request",
+                    ),
+                },
                 "operationId": "form_violation",
                 "summary": "The recipient found the form not as signed or as the charter allows.",
                 "description": "Recorded as ``form.violation``, a charter violation the DPO sees.",

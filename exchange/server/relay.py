@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from audit.checkpoint import Checkpoint, SignedNote
 from audit.errors import AuditError
+from consent.db import dialect_insert
 from exchange.envelope import Manifest, parse, verify
 from exchange.errors import ConflictError, ForbiddenError, NotFoundError
 from exchange.keys import DeviceKey
@@ -147,21 +148,9 @@ class Relay:
         verify(envelope, DeviceKey.from_record(_record(sender_row)))
         # 4.
         digest = hashlib.sha256(envelope.to_bytes()).hexdigest()
-        existing = self.session.execute(
-            select(forms.c.id, forms.c.case_id, forms.c.digest).where(
-                forms.c.form_id == manifest.form
-            )
-        ).first()
-        if existing is not None:
-            if existing.digest != digest:
-                raise ConflictError("form_exists", "Une autre fiche porte déjà cet identifiant.")
-            return Accepted(
-                existing.id,
-                existing.case_id,
-                manifest,
-                stored=False,
-                recipients=self._recipients(existing.id),
-            )
+        already = self._already_stored(manifest, digest)
+        if already is not None:
+            return already
         # 5.
         fields = frozenset(f for view in manifest.views for f in view.fields)
         sending, refusals = self.entitlements.sender(manifest, fields)
@@ -193,26 +182,33 @@ class Relay:
         if refusals:
             raise FormRefusedError(refusals)
         now = self.clock()
-        row_id = int(
-            self.session.execute(
-                insert(forms)
-                .values(
-                    form_id=manifest.form,
-                    case_id=sending.case_id,
-                    sender_key_id=manifest.sender.device,
-                    sender_user_id=caller.row_id if caller.kind == "user" else None,
-                    sender_client_id=caller.row_id if caller.kind == "client" else None,
-                    sender_org_id=caller.org_id,
-                    purpose=manifest.purpose,
-                    charter_ref=sending.charter_ref,
-                    envelope=envelope.to_bytes(),
-                    digest=digest,
-                    created_at=now,
-                    expires_at=now + self.retention,
-                )
-                .returning(forms.c.id)
-            ).scalar_one()
-        )
+        # ON CONFLICT DO NOTHING: a concurrent send of the same form id that committed first
+        # (PostgreSQL waits for it) makes this insert a no-op, answered like a retry below,
+        # instead of an integrity error escaping as a 500.
+        inserted = self.session.execute(
+            dialect_insert(self.session, forms)
+            .values(
+                form_id=manifest.form,
+                case_id=sending.case_id,
+                sender_key_id=manifest.sender.device,
+                sender_user_id=caller.row_id if caller.kind == "user" else None,
+                sender_client_id=caller.row_id if caller.kind == "client" else None,
+                sender_org_id=caller.org_id,
+                purpose=manifest.purpose,
+                charter_ref=sending.charter_ref,
+                envelope=envelope.to_bytes(),
+                digest=digest,
+                created_at=now,
+                expires_at=now + self.retention,
+            )
+            .on_conflict_do_nothing(index_elements=[forms.c.form_id])
+            .returning(forms.c.id)
+        ).scalar()
+        if inserted is None:
+            raced = self._already_stored(manifest, digest)
+            assert raced is not None  # the conflicting row is committed and visible now
+            return raced
+        row_id = int(inserted)
         self.session.execute(
             insert(form_recipients),
             [
@@ -233,6 +229,26 @@ class Relay:
             manifest,
             stored=True,
             recipients=tuple(r for r, _ in recipient_rows),
+        )
+
+    def _already_stored(self, manifest: Manifest, digest: str) -> Accepted | None:
+        """A form with this id already stored: the same bytes are a retry (answered, not
+        stored again), other bytes a conflict."""
+        existing = self.session.execute(
+            select(forms.c.id, forms.c.case_id, forms.c.digest).where(
+                forms.c.form_id == manifest.form
+            )
+        ).first()
+        if existing is None:
+            return None
+        if existing.digest != digest:
+            raise ConflictError("form_exists", "Une autre fiche porte déjà cet identifiant.")
+        return Accepted(
+            existing.id,
+            existing.case_id,
+            manifest,
+            stored=False,
+            recipients=self._recipients(existing.id),
         )
 
     def _current_device(self, key_id: str) -> Row[Any] | None:

@@ -15,7 +15,7 @@ from flask_babel import gettext as _
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from audit.events import Action, Decision
-from exchange.envelope import parse
+from exchange.envelope import SENDER_FAULTS, is_form_id, parse
 from exchange.errors import ExchangeError, MalformedError
 from exchange.server.directory import MAX_ENTRIES_PER_PAGE
 from exchange.server.relay import FormRefusedError
@@ -209,8 +209,15 @@ def recipients(reference: str) -> Any:
     )
 
 
+def _client_key() -> str:
+    """Rate-limit key of a sending system (its client id; the bearer check ran first)."""
+    return f"client:{_client().client_id}"
+
+
 @bp.route("/fiches", methods=["POST"])
 @limiter.limit("120 per minute")
+# Per system too, whatever address it sends from: at most about 1 GiB of envelopes a day.
+@limiter.limit("60 per minute;1000 per day", key_func=_client_key)
 def send_form() -> Any:
     """Relay a sealed form (the envelope as the body): checked, stored, recipients told."""
     client = _client()
@@ -244,15 +251,16 @@ def send_form() -> Any:
         db().commit()
         raise _refused(error) from error
     manifest = accepted.manifest
+    # A retry is an access too: recorded, its rule saying it stored nothing new.
+    record(
+        Action.FORM_SEND,
+        object_type="case",
+        object_id=manifest.case,
+        purpose=manifest.purpose,
+        decision=Decision.ALLOW,
+        rule=manifest.form if accepted.stored else f"retry:{manifest.form}",
+    )
     if accepted.stored:
-        record(
-            Action.FORM_SEND,
-            object_type="case",
-            object_id=manifest.case,
-            purpose=manifest.purpose,
-            decision=Decision.ALLOW,
-            rule=manifest.form,
-        )
         case = db().get(Case, accepted.case_id)
         people = [
             user
@@ -321,7 +329,8 @@ def deliver(form_id: str) -> Any:
         record(
             Action.FORM_DELIVER,
             object_type="form",
-            object_id=form_id,
+            # Only a well-formed id goes into the append-only log, never any text of the URL.
+            object_id=form_id if is_form_id(form_id) else "unreadable",
             decision=Decision.DENY,
             rule=error.code,
         )
@@ -339,17 +348,36 @@ def deliver(form_id: str) -> Any:
     return Response(envelope, mimetype="application/json")
 
 
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def _ack(form_id: str, action: Action) -> Any:
     client = _client()
-    body = request.get_json(silent=True) or {}
-    key_id = str(body.get("appareil", "")) if isinstance(body, dict) else ""
+    body = request.get_json(silent=True)
+    body = body if isinstance(body, dict) else {}
+    key_id = _text(body.get("appareil"))
+    code = ""
+    if action is Action.FORM_VIOLATION:
+        # Only what a recipient can prove against the sender is a violation, named by a code
+        # of the list: free text would go into the append-only log as written.
+        code = _text(body.get("code"))
+        if code not in SENDER_FAULTS:
+            raise ApiError(
+                400,
+                "invalid_request",
+                _("Motif attendu : %(codes)s.", codes=", ".join(sorted(SENDER_FAULTS))),
+            )
     service = liaison.relay(db(), state(), client)
+    caller = liaison.client_owner(client)
     try:
-        row = service.mark_opened(form_id, key_id, caller=liaison.client_owner(client))
+        if action is Action.FORM_OPEN:
+            row = service.mark_opened(form_id, key_id, caller=caller)
+        else:  # a report is no opening: the form stays unread in the inbox
+            _envelope, row = service.deliver(form_id, key_id, caller=caller)
     except ExchangeError as error:
         db().rollback()
         raise _refused(error) from error
-    code = str(body.get("code", "")) if action is Action.FORM_VIOLATION else ""
     case = db().get(Case, row.case_id)
     record(
         action,
@@ -357,7 +385,7 @@ def _ack(form_id: str, action: Action) -> Any:
         object_id=case.reference if case is not None else "",
         purpose=row.purpose,
         decision=Decision.DENY if action is Action.FORM_VIOLATION else Decision.ALLOW,
-        rule=code if code.replace("_", "").isalnum() and len(code) <= 40 else form_id,
+        rule=f"{code}:{form_id}" if code else form_id,
     )
     db().commit()
     return jsonify({"form": form_id, "recorded": action.value})

@@ -385,3 +385,75 @@ def test_forms_past_their_retention_are_destroyed_and_the_destruction_recorded(
     key_id = mission_locale.device.public.key_id
     fetched = mission_locale.call("GET", f"/api/v1/fiches/{form_id}?appareil={key_id}")
     assert (fetched.status_code, fetched.get_json()["error"]) == (404, "form_unknown")
+
+
+def test_two_sends_of_one_form_at_once_store_it_once_and_answer_both(
+    app: Flask, clock: FakeClock, systems: tuple[System, System]
+) -> None:
+    import threading
+
+    spip, mission_locale = systems
+    answer, plans, purpose = _plan(spip, _followed_case(app), E2E_FIELDS)
+    data = _seal(spip, answer, plans, purpose, clock())
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def send() -> None:
+        http = app.test_client()
+        barrier.wait()
+        response = http.post(
+            "/api/v1/fiches",
+            data=data,
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {spip.token}"},
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    # One stored it, the other is told it was (never a 500); one row, and both recorded
+    assert sorted(statuses) == [200, 201]
+    assert len(mission_locale.call("GET", "/api/v1/fiches").get_json()["forms"]) == 1
+
+
+def test_a_violation_report_names_a_sender_fault_and_opens_nothing(
+    app: Flask, clock: FakeClock, systems: tuple[System, System]
+) -> None:
+    spip, mission_locale = systems
+    answer, plans, purpose = _plan(spip, _followed_case(app), E2E_FIELDS)
+    data = _seal(spip, answer, plans, purpose, clock())
+    form = spip.call("POST", "/api/v1/fiches", data=data, content_type="application/json")
+    form_id = form.get_json()["form"]
+    key_id = mission_locale.device.public.key_id
+    log = app.extensions["maillon"].audit_log
+    # Free text, or a code that is no proof against the sender: refused, nothing recorded
+    for code in ("Jean.Dupont.ne.le.2008-03-01", "MoïseDupont", "key_revoked", ""):
+        before = log.size()
+        refused = mission_locale.call(
+            "POST", f"/api/v1/fiches/{form_id}/violation", json={"appareil": key_id, "code": code}
+        )
+        assert (refused.status_code, refused.get_json()["error"]) == (400, "invalid_request")
+        assert log.size() == before
+    # A listed code is recorded with the form, and the form stays unopened
+    reported = mission_locale.call(
+        "POST",
+        f"/api/v1/fiches/{form_id}/violation",
+        json={"appareil": key_id, "code": "fields_mismatch"},
+    )
+    assert reported.status_code == 200
+    (event,) = log.events(log.size() - 1, log.size())
+    assert (event.action, event.rule) == (Action.FORM_VIOLATION, f"fields_mismatch:{form_id}")
+    (row,) = mission_locale.call("GET", "/api/v1/fiches").get_json()["forms"]
+    assert not row["opened"]
+    # A retried send is recorded as such; a malformed id in a URL is never written to the log
+    before = log.size()
+    spip.call("POST", "/api/v1/fiches", data=data, content_type="application/json")
+    (retry,) = log.events(before, log.size())
+    assert (retry.action, retry.rule) == (Action.FORM_SEND, f"retry:{form_id}")
+    before = log.size()
+    mission_locale.call("GET", f"/api/v1/fiches/Jean.Dupont.2008?appareil={key_id}")
+    (denied,) = log.events(before, log.size())
+    assert (denied.object_id, denied.rule) == ("unreadable", "form_unknown")

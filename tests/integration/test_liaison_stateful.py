@@ -777,7 +777,7 @@ def test_a_sealed_key_moved_to_another_device_is_caught(scene: Scene) -> None:
         )
         assert report.status_code == 200
         assert [(e.action, e.decision, e.rule) for e in events] == [
-            (Action.FORM_VIOLATION, Decision.DENY, "seal_invalid")
+            (Action.FORM_VIOLATION, Decision.DENY, f"seal_invalid:{form}")
         ]
 
 
