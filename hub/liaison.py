@@ -93,7 +93,7 @@ class HubEntitlements(Entitlements):
     # and the rows it needs are kept (the session holds loaded objects only weakly: without
     # this each device reloaded the case and its relationships).
     _decided: dict[tuple[Any, ...], list[Refusal]] = field(default_factory=dict, repr=False)
-    _rows: dict[tuple[type, int], Any] = field(default_factory=dict, repr=False)
+    _rows: dict[tuple[Any, int], Any] = field(default_factory=dict, repr=False)
 
     def _get(self, model: type, row_id: int | None) -> Any:
         if row_id is None:
@@ -183,7 +183,12 @@ class HubEntitlements(Entitlements):
             return [
                 Refusal("recipient_not_involved", "Ce destinataire ne prend pas part au dossier.")
             ]
-        decision = self.cases.decide_fields(ctx, manifest.purpose, fields, sender=sender)
+        # The consent situation is the case's, read once for all its recipients in this call.
+        if ("consent", case.id) not in self._rows:
+            self._rows[("consent", case.id)] = self.cases.consent_state(case)
+        decision = self.cases.decide_fields(
+            ctx, manifest.purpose, fields, sender=sender, state=self._rows[("consent", case.id)]
+        )
         return [_refusal(r, "recipient_not_entitled") for r in decision.refusals]
 
 

@@ -158,9 +158,15 @@ class Relay:
         refusals.extend(self._unknown_checkpoint(manifest))
         recipient_rows: list[tuple[Row[Any], str]] = []
         revoked_rows: list[Row[Any]] = []
+        # One query for every listed device (up to 200), not one each.
+        listed = {r.device for view in manifest.views for r in view.recipients}
+        rows_by_key = {
+            row.key_id: row
+            for row in self.session.execute(select(devices).where(devices.c.key_id.in_(listed)))
+        }
         for view in manifest.views:
             for recipient in view.recipients:
-                row = self._device(recipient.device)
+                row = rows_by_key.get(recipient.device)
                 if row is None or row.revoked_at is not None:
                     refusals.append(
                         Refusal(
@@ -255,9 +261,6 @@ class Relay:
         return self.session.execute(
             select(devices).where(devices.c.key_id == key_id, devices.c.revoked_at.is_(None))
         ).first()
-
-    def _device(self, key_id: str) -> Row[Any] | None:
-        return self.session.execute(select(devices).where(devices.c.key_id == key_id)).first()
 
     def _unknown_checkpoint(self, manifest: Manifest) -> list[Refusal]:
         """The directory checkpoint the sender saw must be one the directory signed, as it
