@@ -28,6 +28,7 @@ from audit.events import Action
 from audit.export import export_log
 from charter import CharterError, has_errors, lint, load_charter
 from charter.vocabulary import OVERSIGHT_ROLES, OrgKind, Role
+from exchange.errors import ExchangeError
 from hub import liaison, migrate, totp
 from hub.api_auth import ClientKeyError, parse_public_jwk
 from hub.charters import Charters
@@ -413,6 +414,30 @@ def directory_key() -> None:
     click.echo(liaison.directory_signer(_state()).verifier().vkey())
 
 
+@click.group("device")
+def device_group() -> None:
+    """Device keys of the key directory (people's browsers, organisations' systems)."""
+
+
+@device_group.command("revoke")
+@click.argument("key_id")
+@with_appcontext
+def device_revoke(key_id: str) -> None:
+    """Revoke the device key KEY_ID as an administrator (a lost laptop, a stolen server key):
+    a key.revoke entry of the directory, recorded; senders stop sealing to it at their next
+    sync and its signatures are refused on forms sealed after it."""
+    hub_state = _state()
+    with hub_state.session_factory() as session:
+        try:
+            liaison.devices(session, hub_state).revoke(key_id, by=None, reason="admin")
+        except ExchangeError as error:
+            _fail(error.message % error.params if error.params else error.message)
+        # Recorded before the revocation is committed: no event, no revocation.
+        _record_cli(Action.KEY_REVOKE, "device", key_id)
+        session.commit()
+    click.echo(f"Clé révoquée : {key_id}")
+
+
 @api_client_group.command("disable")
 @click.argument("client_id")
 @with_appcontext
@@ -663,6 +688,7 @@ def register(app: Flask) -> None:
         group_group,
         api_client_group,
         directory_key,
+        device_group,
         charter_group,
         audit_group,
         serve,

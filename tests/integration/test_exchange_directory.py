@@ -341,3 +341,28 @@ def test_disabling_an_account_or_a_client_revokes_its_keys(
         assert replica.devices([person.name, system.name]) == []
     revocations = [e for e in log.events(before, log.size()) if e.action == Action.KEY_REVOKE]
     assert len(revocations) == 2
+
+
+def test_an_administrator_revokes_a_device_from_the_command_line(
+    app: Flask, clock: FakeClock, signer: NoteSigner, territory: dict[str, Account]
+) -> None:
+    state = app.extensions["maillon"]
+    from hub import liaison
+
+    with state.session_factory() as session:
+        owner = _owner(session, territory["cpip"].email)
+        device = DeviceSecrets.generate().public
+        liaison.devices(session, state).register(device.record(), owner=owner, label="Portable")
+        session.commit()
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["device", "revoke", device.key_id])
+    assert result.exit_code == 0, result.output
+    with state.session_factory() as session:
+        assert liaison.devices(session, state).of(owner) == []
+    (event,) = state.audit_log.events(state.audit_log.size() - 1, state.audit_log.size())
+    assert (event.action, event.object_id) == (Action.KEY_REVOKE, device.key_id)
+    # Twice, or an unknown key: a clear refusal, nothing recorded
+    size = state.audit_log.size()
+    assert runner.invoke(args=["device", "revoke", device.key_id]).exit_code != 0
+    assert runner.invoke(args=["device", "revoke", "dk_inconnue"]).exit_code != 0
+    assert state.audit_log.size() == size
