@@ -156,12 +156,17 @@ def _print(data: Any) -> None:
 
 def _init(ws: Workspace, args: argparse.Namespace) -> int:
     ws.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Run again (a new address, a new client key): the keys this system registered stay its own.
+    previous = ws.config() if ws.path(CONFIG).exists() else {}
     config = {
         "hub": args.hub.rstrip("/"),
         "client_id": args.client_id,
         "client_key": str(Path(args.client_key).resolve()),
         "directory_key": args.directory_key or "",
+        "own_keys": list(previous.get("own_keys", [])),
     }
+    if "witness_name" in previous:
+        config["witness_name"] = previous["witness_name"]
     write_atomically(ws.path(CONFIG), json.dumps(config, indent=1).encode())
     if not args.directory_key:
         announced = ws.client().directory_vkey()
@@ -201,6 +206,24 @@ def _keys_register(ws: Workspace, args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_trust(ws: Workspace, args: argparse.Namespace) -> int:
+    """Accept a key of this system registered by another of its installations (up to ten
+    devices per system), after comparing its numéro de sécurité with that installation's."""
+    replica, _entries = ws.replica()
+    state = replica.state(args.key_id)
+    config = ws.config()
+    if state is None or state.owner != f"client:{config['client_id']}":
+        raise UsageError("Clé absente de l'annuaire vérifié sous le nom de ce système.")
+    print(f"Numéro de sécurité de {args.key_id} :\n  {state.key.fingerprint}")
+    print("Comparez-le avec celui qu'affiche l'autre installation (maillon keys fingerprint).")
+    if not args.yes and input("Est-ce bien le même ? [o/N] ").strip().lower() not in ("o", "oui"):
+        print("Clé non acceptée.")
+        return 1
+    ws.remember_key(args.key_id)
+    print(f"Clé acceptée comme appartenant à ce système : {args.key_id}")
+    return 0
+
+
 def _keys_list(ws: Workspace, _args: argparse.Namespace) -> int:
     _print(ws.client().devices())
     return 0
@@ -221,13 +244,13 @@ def _keys_backup(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def _keys_restore(ws: Workspace, args: argparse.Namespace) -> int:
+    ws.config()  # init first: the restored key must be remembered as this system's own
     recovery = _passphrase("MAILLON_RECOVERY_PASSPHRASE", "Phrase de passe de secours : ")
     secrets = unlock(Path(args.backup).read_bytes(), recovery, kind=Kind.RECOVERY)
     passphrase = _passphrase("MAILLON_PASSPHRASE", "Nouvelle phrase de passe : ")
     ws.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ws.remember_key(secrets.public.key_id)
     write_atomically(ws.path(KEYSTORE), lock(secrets, passphrase))
-    if ws.path(CONFIG).exists():
-        ws.remember_key(secrets.public.key_id)
     print(f"Clés restaurées : {secrets.public.key_id}")
     return 0
 
@@ -324,6 +347,14 @@ def _verify(ws: Workspace, args: argparse.Namespace) -> int:
     replica, _entries = ws.replica()
     envelope = parse(Path(args.envelope).read_bytes())
     manifest = verify(envelope, sender_key(replica, envelope.manifest))
+    state = replica.state(manifest.sender.device)
+    if state is not None and state.revoked is not None:
+        # Accepted only as signed before a rotation, which the signer alone asserts.
+        print(
+            f"Fiche {manifest.form} : signature et empreintes vérifiées, mais la clé de "
+            "l'expéditeur a été remplacée depuis : antériorité non prouvable."
+        )
+        return 0
     print(f"Fiche {manifest.form} : signature, empreintes et annuaire vérifiés.")
     return 0
 
@@ -427,6 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--label", default="Appareil")
     register.set_defaults(run=_keys_register)
     keys.add_parser("list").set_defaults(run=_keys_list)
+    trust = keys.add_parser("trust", help="accepter une clé d'une autre installation")
+    trust.add_argument("key_id")
+    trust.add_argument("--yes", action="store_true")
+    trust.set_defaults(run=_keys_trust)
     revoke = keys.add_parser("revoke")
     revoke.add_argument("key_id")
     revoke.set_defaults(run=_keys_revoke)

@@ -20,7 +20,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -88,6 +88,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 _OPENER = urllib.request.build_opener(_NoRedirect)
+# On this machine, never through a proxy from the environment: over plain http the bearer
+# token would go to it in clear.
+_LOCAL_OPENER = urllib.request.build_opener(_NoRedirect, urllib.request.ProxyHandler({}))
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -132,7 +135,8 @@ class HttpFetcher:
             self.base_url + path, data=body, method=method, headers=dict(headers)
         )
         try:
-            with _OPENER.open(request, timeout=self.timeout) as answer:
+            opener = _LOCAL_OPENER if urlsplit(self.base_url).hostname in _LOOPBACK else _OPENER
+            with opener.open(request, timeout=self.timeout) as answer:
                 return Response(
                     answer.status, _read_capped(answer), answer.headers.get("Content-Type", "")
                 )
@@ -400,7 +404,12 @@ def seal_plan(
     ).to_bytes()
 
 
-def sender_key(replica: Directory, manifest: Manifest) -> DeviceKey:
+# How long after its owner rotated a key the forms it signed before still open (a form waits
+# in the inbox; a key revoked by an administrator, lost or stolen, gets no such grace).
+ROTATION_GRACE = timedelta(days=30)
+
+
+def sender_key(replica: Directory, manifest: Manifest, *, now: datetime | None = None) -> DeviceKey:
     """The key that must have signed ``manifest``, from the verified directory, checked before
     anything is opened:
 
@@ -409,8 +418,12 @@ def sender_key(replica: Directory, manifest: Manifest) -> DeviceKey:
       coming from another partner (``sender_mismatch``);
     - the sender's checkpoint is consistent with this replica (``split_view``,
       ``checkpoint_ahead``) and already held the key (``sender_key_unseen``);
-    - the key was in force in that tree (``key_revoked``): a form sealed before its sender
-      rotated a device still opens afterwards.
+    - the key is in force (``key_revoked``), with one exception: its owner rotated it after
+      the checkpoint the sender cites, less than :data:`ROTATION_GRACE` ago (the revocation's
+      own time, signed into the log), so a form sealed before a rotation still opens for a
+      while. The checkpoint is the sender's claim: whoever holds a rotated key could sign a
+      form citing an older checkpoint during that window. A key revoked by an administrator
+      (lost, stolen, its owner disabled) never opens.
     """
     state = replica.state(manifest.sender.device)
     if state is None:
@@ -427,23 +440,34 @@ def sender_key(replica: Directory, manifest: Manifest) -> DeviceKey:
             "sender_key_unseen",
             "La clé de signature n'était pas dans l'annuaire vu par l'expéditeur.",
         )
-    if state.revoked is not None and state.revoked < checkpoint.size:
-        raise VerificationError("key_revoked", "Clé d'appareil révoquée.")
+    if state.revoked is not None:
+        rotated = datetime.strptime(state.revoked_time, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        within_grace = (now or datetime.now(UTC)) - rotated <= ROTATION_GRACE
+        if not (
+            state.revoked >= checkpoint.size and state.revoked_reason == "owner" and within_grace
+        ):
+            raise VerificationError("key_revoked", "Clé d'appareil révoquée.")
     return state.key
 
 
-def open_received(data: bytes, *, secrets: DeviceSecrets, replica: Directory) -> OpenedForm:
+def open_received(
+    data: bytes, *, secrets: DeviceSecrets, replica: Directory, now: datetime | None = None
+) -> OpenedForm:
     """Open a received form: the sender's key as :func:`sender_key` establishes it from the
     verified directory, then the form's own checks (:func:`~exchange.envelope.open_form`)."""
     envelope = parse(data)
-    return open_form(envelope, secrets=secrets, sender_key=sender_key(replica, envelope.manifest))
+    key = sender_key(replica, envelope.manifest, now=now)
+    return open_form(envelope, secrets=secrets, sender_key=key)
 
 
 def check_own_keys(replica: Directory, owner: str, known: Sequence[str]) -> None:
-    """Refuse a directory that gives ``owner`` (this system) a key in force it never
-    registered: the hub (or whoever holds its signing key) could read forms sealed to it.
-    Every client watches its own entries this way on each sync."""
-    foreign = [s.key.key_id for s in replica.devices([owner]) if s.key.key_id not in known]
+    """Refuse a directory that gives ``owner`` (this system) a key it never registered, in
+    force or since revoked: the hub (or whoever holds its signing key) could read forms sealed
+    to it or sign in its name. Every client watches its own entries this way on each sync;
+    ``maillon keys trust`` accepts a key of another installation of the same system."""
+    # Revoked ones included: a key added under this name and revoked before this system's
+    # next sync could still have read forms sealed to it, or signed forms in its name.
+    foreign = [s.key.key_id for s in replica.history(owner) if s.key.key_id not in known]
     if foreign:
         raise VerificationError(
             "foreign_key",

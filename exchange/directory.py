@@ -136,6 +136,8 @@ class KeyState:
     org: str
     added: int
     revoked: int | None = None
+    revoked_reason: str = ""  # "owner" (a rotation) or "admin"
+    revoked_time: str = ""  # as the revocation entry states it (signed into the log)
 
     @property
     def current(self) -> bool:
@@ -233,6 +235,10 @@ class Directory:
             raise VerificationError("key_revoked", "Clé d'appareil révoquée.")
         return found.key
 
+    def history(self, owner: str) -> list[KeyState]:
+        """Every key ever published for ``owner``, revoked ones included, oldest first."""
+        return sorted((s for s in self.keys.values() if s.owner == owner), key=lambda s: s.added)
+
     def devices(self, owners: Iterable[str]) -> list[KeyState]:
         """The current keys of ``owners`` (``user:<id>`` / ``client:<id>``), oldest first."""
         wanted = set(owners)
@@ -253,7 +259,9 @@ def _apply(keys: dict[str, KeyState], entry: Entry, index: int) -> None:
     known = keys.get(entry.device)
     if known is None or not known.current:
         raise VerificationError("entry_invalid", "Révocation d'une clé inconnue ou déjà révoquée.")
-    keys[entry.device] = replace(known, revoked=index)
+    keys[entry.device] = replace(
+        known, revoked=index, revoked_reason=entry.reason, revoked_time=entry.time
+    )
 
 
 def replay(vkey: str, entries: Sequence[bytes], note: str) -> Directory:

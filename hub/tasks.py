@@ -116,7 +116,8 @@ def destroy_expired_forms() -> int:
             record(
                 Action.RETENTION_DESTROY,
                 object_type="form",
-                object_id=str(len(row_ids)),
+                # Which rows (ascending ids, one batch): the DPO tells destructions apart.
+                object_id=f"{row_ids[0]}-{row_ids[-1]}",
                 decision=Decision.NONE,
                 rule=f"count:{len(row_ids)}",
                 actor=(None, ""),

@@ -155,7 +155,7 @@ class Relay:
         fields = frozenset(f for view in manifest.views for f in view.fields)
         sending, refusals = self.entitlements.sender(manifest, fields)
         # 6.
-        refusals.extend(self._unknown_checkpoint(manifest))
+        refusals.extend(self._unknown_checkpoint(manifest, sender_row))
         recipient_rows: list[tuple[Row[Any], str]] = []
         revoked_rows: list[Row[Any]] = []
         # One query for every listed device (up to 200), not one each.
@@ -212,7 +212,8 @@ class Relay:
         ).scalar()
         if inserted is None:
             raced = self._already_stored(manifest, digest)
-            assert raced is not None  # the conflicting row is committed and visible now
+            if raced is None:  # committed by another send, then gone (retention): no answer
+                raise ConflictError("form_exists", "Une autre fiche porte déjà cet identifiant.")
             return raced
         row_id = int(inserted)
         self.session.execute(
@@ -262,7 +263,7 @@ class Relay:
             select(devices).where(devices.c.key_id == key_id, devices.c.revoked_at.is_(None))
         ).first()
 
-    def _unknown_checkpoint(self, manifest: Manifest) -> list[Refusal]:
+    def _unknown_checkpoint(self, manifest: Manifest, sender: Row[Any]) -> list[Refusal]:
         """The directory checkpoint the sender saw must be one the directory signed, as it
         signed it: every recipient checks it against its own view (split view), so a form
         carrying any other text would be stored only to be refused by all of them."""
@@ -276,7 +277,16 @@ class Relay:
                 select(directory_checkpoints.c.note).where(directory_checkpoints.c.size == size)
             ).scalar()
         if signed is not None and str(signed) == manifest.directory:
-            return []
+            if sender.added_idx < size:
+                return []
+            # Every recipient would refuse it (sender_key_unseen): refused here, not stored.
+            return [
+                Refusal(
+                    "sender_key_unseen",
+                    "La clé de signature n'est pas dans l'annuaire cité : mettez l'annuaire à "
+                    "jour puis scellez de nouveau.",
+                )
+            ]
         return [
             Refusal(
                 "checkpoint_unknown",

@@ -457,3 +457,38 @@ def test_a_violation_report_names_a_sender_fault_and_opens_nothing(
     mission_locale.call("GET", f"/api/v1/fiches/Jean.Dupont.2008?appareil={key_id}")
     (denied,) = log.events(before, log.size())
     assert (denied.object_id, denied.rule) == ("unreadable", "form_unknown")
+
+
+def test_a_form_citing_a_directory_without_its_signing_key_is_refused(
+    app: Flask, clock: FakeClock, systems: tuple[System, System]
+) -> None:
+    from exchange.server.tables import directory_checkpoints
+
+    spip, _mission_locale = systems
+    # The SPIP's software switches to a new device key (entry 2 of the directory)
+    spip.device = DeviceSecrets.generate()
+    registered = spip.call("POST", "/api/v1/appareils", json={"key": spip.device.public.record()})
+    assert registered.status_code == 201
+    answer, plans, purpose = _plan(spip, _followed_case(app), E2E_FIELDS)
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        older = session.execute(
+            select(directory_checkpoints.c.note).where(directory_checkpoints.c.size == 2)
+        ).scalar_one()
+    me = spip.call("GET", "/api/v1/moi").get_json()
+    charter = answer["charter"]
+    data = seal(
+        secrets=spip.device,
+        user=f"client:{me['client_id']}",
+        org=me["organisation"]["id"],
+        case=answer["case"],
+        charter=CharterRef(charter["id"], charter["version"], charter["digest"]),
+        consent=None,
+        purpose=purpose,
+        directory=older,  # signed by the hub, but before the new key was published
+        views=plans,
+        now=clock(),
+    ).to_bytes()
+    response = spip.call("POST", "/api/v1/fiches", data=data, content_type="application/json")
+    assert response.status_code == 403
+    assert {r["code"] for r in response.get_json()["refusals"]} == {"sender_key_unseen"}

@@ -233,3 +233,32 @@ def test_weak_keys_are_refused_at_registration(
     record["kem"]["pk"] = b64e(bytes(32))  # all-zero X25519 key: every shared secret is zero
     answer = client.raw("POST", "/api/v1/appareils", json_body={"key": record, "label": "x"})
     assert answer.status == 400 and answer.json()["error"] == "invalid_key"
+
+
+def test_another_installation_of_the_same_system_is_accepted_once_compared(
+    app: Flask,
+    territory: dict[str, Account],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fetcher = FlaskFetcher(app.test_client())
+    first = _workspace(app, MISSION_LOCALE, tmp_path, "ml")
+    config = json.loads((tmp_path / "ml" / "config.json").read_text())
+    # A second installation of the same API client, with its own keystore and key
+    second_folder = tmp_path / "ml-2"
+    init = ["init", "--hub", "http://localhost", "--client-id", config["client_id"]]
+    init += ["--client-key", config["client_key"], "--directory-key", config["directory_key"]]
+    second = ["--dossier", str(second_folder)]
+    assert main([*second, *init], fetcher=fetcher) == 0
+    assert main([*second, "keys", "create"], fetcher=fetcher) == 0
+    assert main([*second, "keys", "register"], fetcher=fetcher) == 0
+    other_key = json.loads((second_folder / "config.json").read_text())["own_keys"][0]
+    capsys.readouterr()
+    # The first one takes it for a foreign key until someone compares and accepts it
+    assert main([*first, "sync"], fetcher=fetcher) == 1
+    assert "foreign_key" in capsys.readouterr().err
+    assert main([*first, "keys", "trust", other_key, "--yes"], fetcher=fetcher) == 0
+    assert main([*first, "sync"], fetcher=fetcher) == 0
+    # Running init again keeps what it knows of its own keys
+    assert main([*first, *init], fetcher=fetcher) == 0
+    assert main([*first, "sync"], fetcher=fetcher) == 0

@@ -233,7 +233,10 @@ def test_a_low_order_key_record_is_refused_as_published() -> None:
         DeviceKey.from_record(record)
 
 
-def test_a_form_signed_before_its_key_was_revoked_still_opens_one_signed_after_does_not() -> None:
+def test_a_form_signed_before_its_key_was_rotated_opens_for_a_while() -> None:
+    from datetime import timedelta
+
+    from exchange.client import ROTATION_GRACE
     from exchange.directory import key_revoked
 
     spip, mission_locale = DeviceSecrets.generate(), DeviceSecrets.generate()
@@ -242,13 +245,41 @@ def test_a_form_signed_before_its_key_was_revoked_still_opens_one_signed_after_d
         key_added(mission_locale.public, owner="client:ml", org="o-ml", now=NOW),
     ]
     _before, before_note = _directory(*entries)
-    revoked = [*entries, key_revoked(spip.public.key_id, reason="owner", now=NOW)]
-    replica, after_note = _directory(*revoked)
-    # Sealed while the key was in force (the sender's checkpoint says so): it opens
     sealed_before = _form(spip, "client:spip", "o-spip", mission_locale, before_note)
-    assert open_received(sealed_before, secrets=mission_locale, replica=replica).values
-    # Sealed with a checkpoint that already shows the revocation: refused
-    sealed_after = _form(spip, "client:spip", "o-spip", mission_locale, after_note)
+    for reason, later, opens in (
+        ("owner", timedelta(days=1), True),  # a rotation, recent: it opens
+        ("owner", ROTATION_GRACE + timedelta(days=1), False),  # too long ago
+        ("admin", timedelta(0), False),  # revoked by an administrator: never
+    ):
+        revoked = [*entries, key_revoked(spip.public.key_id, reason=reason, now=NOW)]
+        replica, after_note = _directory(*revoked)
+        if opens:
+            opened = open_received(
+                sealed_before, secrets=mission_locale, replica=replica, now=NOW + later
+            )
+            assert opened.values
+        else:
+            with pytest.raises(VerificationError) as refused:
+                open_received(
+                    sealed_before, secrets=mission_locale, replica=replica, now=NOW + later
+                )
+            assert refused.value.code == "key_revoked"
+        # Sealed citing a checkpoint that already shows the revocation: always refused
+        sealed_after = _form(spip, "client:spip", "o-spip", mission_locale, after_note)
+        with pytest.raises(VerificationError) as refused:
+            open_received(sealed_after, secrets=mission_locale, replica=replica, now=NOW)
+        assert refused.value.code == "key_revoked"
+
+
+def test_a_key_added_then_revoked_under_this_systems_name_is_still_caught() -> None:
+    from exchange.directory import key_revoked
+
+    mine, injected = DeviceSecrets.generate().public, DeviceSecrets.generate().public
+    replica, _note = _directory(
+        key_added(mine, owner="client:ml", org="o-ml", now=NOW),
+        key_added(injected, owner="client:ml", org="o-ml", now=NOW),
+        key_revoked(injected.key_id, reason="admin", now=NOW),
+    )
     with pytest.raises(VerificationError) as refused:
-        open_received(sealed_after, secrets=mission_locale, replica=replica)
-    assert refused.value.code == "key_revoked"
+        check_own_keys(replica, "client:ml", [mine.key_id])
+    assert refused.value.code == "foreign_key"
