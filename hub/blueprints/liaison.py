@@ -398,6 +398,8 @@ def opened(form_id: str) -> Any:
 
 
 @bp.route("/fiches/<form_id>/violation", methods=["POST"])
+# Each report is an append-only event the DPO reviews: bounded per system, whatever its address.
+@limiter.limit("30 per minute;300 per day", key_func=_client_key)
 def violation(form_id: str) -> Any:
     """The recipient's client found the form not as signed or not as the charter allows
     (``{"appareil", "code"}``): recorded as a charter violation the DPO sees."""

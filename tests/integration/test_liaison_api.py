@@ -492,3 +492,16 @@ def test_a_form_citing_a_directory_without_its_signing_key_is_refused(
     response = spip.call("POST", "/api/v1/fiches", data=data, content_type="application/json")
     assert response.status_code == 403
     assert {r["code"] for r in response.get_json()["refusals"]} == {"sender_key_unseen"}
+
+
+def test_violation_reports_are_bounded_per_system(
+    app: Flask, clock: FakeClock, systems: tuple[System, System]
+) -> None:
+    spip, mission_locale = systems
+    answer, plans, purpose = _plan(spip, _followed_case(app), E2E_FIELDS)
+    data = _seal(spip, answer, plans, purpose, clock())
+    form_id = spip.call("POST", "/api/v1/fiches", data=data, content_type="application/json")
+    report = {"appareil": mission_locale.device.public.key_id, "code": "fields_mismatch"}
+    path = f"/api/v1/fiches/{form_id.get_json()['form']}/violation"
+    statuses = [mission_locale.call("POST", path, json=report).status_code for _ in range(31)]
+    assert statuses[:30] == [200] * 30 and statuses[30] == 429
