@@ -20,10 +20,15 @@ from collections.abc import Callable, Iterable, Sequence
 from audit.errors import ProofError
 
 _c_root: Callable[[bytes], bytes] | None
+_c_leaves: Callable[[bytes], bytes] | None
 try:
     from audit._fastmerkle import root_of_leaf_hashes as _c_root
 except ImportError:  # the optional C helper was not built: pure Python throughout
     _c_root = None
+try:
+    from audit._fastmerkle import leaf_hashes_of_lines as _c_leaves
+except ImportError:  # not built, or built from an older helper without it
+    _c_leaves = None
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -39,6 +44,28 @@ _sha256 = hashlib.sha256
 def leaf_hash(data: bytes) -> bytes:
     """RFC 6962 leaf hash: ``SHA-256(0x00 || data)``."""
     return _sha256(b"\x00" + data).digest()
+
+
+def leaf_hashes_of_lines(block: bytes) -> bytes:
+    """The leaf hashes of every line of ``block`` (each ending in ``\\n``, which is not hashed),
+    concatenated: 32 bytes per line, in order.
+
+    The offline verifier's hot path: hashed in C when the optional helper was built (a Python
+    call and a concatenation per line cost more than the hash).
+    """
+    if not block.endswith(b"\n"):
+        raise ValueError("expected one or more lines, each ending in \\n")
+    if _c_leaves is not None:
+        return _c_leaves(block)
+    return python_leaf_hashes_of_lines(block)
+
+
+def python_leaf_hashes_of_lines(block: bytes) -> bytes:
+    """:func:`leaf_hashes_of_lines` in pure Python (the reference the C helper is tested on)."""
+    if not block.endswith(b"\n"):
+        raise ValueError("expected one or more lines, each ending in \\n")
+    sha = _sha256
+    return b"".join([sha(b"\x00" + line).digest() for line in block[:-1].split(b"\n")])
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
@@ -369,6 +396,43 @@ class Frontier:
             n >>= 1
         stack.append(h)
         self._size += 1
+
+    def extend(self, leaves: bytes) -> None:
+        """Append concatenated 32-byte leaf hashes, as many :meth:`push` calls would.
+
+        Each run of leaves that fills a complete subtree aligned on the current size is folded
+        at once (:func:`root_from_leaf_hashes`, in C when built), then merged like one pushed
+        node: the verifier appends a million leaves, and a Python call per leaf costs more than
+        the hashing.
+        """
+        if len(leaves) % HASH_SIZE:
+            raise ProofError("leaf hashes must be a whole number of 32-byte hashes")
+        count = len(leaves) // HASH_SIZE
+        offset = 0
+        stack = self._hashes
+        while offset < count:
+            size = self._size
+            # The largest complete subtree that starts here: aligned on the size, and no
+            # larger than what is left.
+            width = 1 << ((count - offset).bit_length() - 1)
+            if size:
+                width = min(width, size & -size)
+            chunk = leaves[offset * HASH_SIZE : (offset + width) * HASH_SIZE]
+            if width == 1:
+                h = chunk
+            elif _c_root is not None:
+                h = _c_root(chunk)
+            else:
+                h = python_root_from_leaf_hashes(
+                    [chunk[i : i + HASH_SIZE] for i in range(0, len(chunk), HASH_SIZE)]
+                )
+            n = size // width
+            while n & 1:
+                h = _sha256(b"\x01" + stack.pop() + h).digest()
+                n >>= 1
+            stack.append(h)
+            self._size = size + width
+            offset += width
 
     def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
         """Append one leaf hash; return every complete subtree it completes, leaf included."""

@@ -479,6 +479,21 @@ class _SqliteWriter:
         self._lock_path = f"{database}.append-lock" if database and database != ":memory:" else None
         self._lock_fd: int | None = None
         self._lock_pid = 0
+        self._busy_ms = 0  # the busy timeout set on the connection, 0 when not set yet
+
+    def wait_at_most(self, conn: sqlite3.Connection, deadline: float) -> None:
+        """Have SQLite wait for its lock no later than ``deadline`` (``time.monotonic()``).
+
+        The time left is rounded down to a multiple of :data:`_BUSY_STEP_MS` and the pragma
+        runs only when that changes: an append far from its deadline (nearly all of them) then
+        skips a statement, and a wait still never outlasts the deadline (it may end up to one
+        step before it).
+        """
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        wanted = max(1, left_ms - left_ms % _BUSY_STEP_MS)
+        if wanted != self._busy_ms:
+            conn.execute(f"PRAGMA busy_timeout={wanted}")
+            self._busy_ms = wanted
 
     @contextmanager
     def turn(self, deadline: float) -> Iterator[None]:
@@ -515,6 +530,7 @@ class _SqliteWriter:
             proxy.detach()  # ours from now on: never handed back to the pool
             assert isinstance(conn, sqlite3.Connection)
             self._conn, self._pid = conn, os.getpid()
+            self._busy_ms = 0  # the engine's connect hook set its own
             weakref.finalize(self, _close_quietly, conn)
         return self._conn
 
@@ -523,6 +539,10 @@ class _SqliteWriter:
         conn, self._conn = self._conn, None
         if conn is not None and self._pid == os.getpid():
             _close_quietly(conn)
+
+
+# Granularity of the busy timeout the append path sets (see _SqliteWriter.wait_at_most).
+_BUSY_STEP_MS = 50
 
 
 def _flock_until(fd: int, deadline: float) -> None:
@@ -730,8 +750,7 @@ class AuditLog:
             conn = writer.connection()
             # SQLite's lock is waited for only until the deadline (another process that skips
             # the turn lock, retention, may hold it); pooled connections keep the long timeout.
-            left_ms = max(1, int((deadline - time.monotonic()) * 1000))
-            conn.execute(f"PRAGMA busy_timeout={left_ms}")
+            writer.wait_at_most(conn, deadline)
             # The write lock first, so the size read and the inserts are one atomic step.
             conn.execute("BEGIN IMMEDIATE")
             try:

@@ -18,9 +18,11 @@ permanent rule in file order names it, else the first active windowed rule.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from typing import TypeVar
 
 from charter.globs import expand, matches
 from charter.model import Charter, FieldDef, ViewRule
@@ -206,6 +208,22 @@ def _decision(charter: Charter, reasons: tuple[Reason, ...]) -> Decision:
 # --- compiled --------------------------------------------------------------------------------
 
 
+# Decisions kept per context (see _ViewTable.memo): a territory's forms use a few field lists.
+_MEMO_SIZE = 64
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _keep(memo: dict[K, V], key: K, value: V) -> None:
+    """Keep ``value`` in ``memo``, forgetting the oldest entry when it holds _MEMO_SIZE: one at
+    a time, so that no call pays for freeing many."""
+    if len(memo) >= _MEMO_SIZE:
+        # Another thread may change it meanwhile: it stays bounded all the same.
+        with suppress(KeyError, RuntimeError, StopIteration):
+            del memo[next(iter(memo))]
+    memo[key] = value
+
+
 @dataclass(frozen=True, slots=True)
 class _ViewTable:
     """Precomputed reasons for one recipient context, before time, declinations and consent."""
@@ -214,6 +232,12 @@ class _ViewTable:
     # Fields not granted by a permanent rule but by windowed ones: field -> ((rule idx, grant),)
     windowed: dict[str, tuple[tuple[int, Reason], ...]]
     window_rules: tuple[int, ...]
+    windows: frozenset[int]  # the same, as a set
+    # Decisions already made in this context, before declinations and consent, by (fields as
+    # requested, windows open): recipients sharing a context share the work (the relay
+    # decides for every device of every recipient of each form, mostly on the same fields).
+    # A Decision is immutable, so one object serves every caller; bounded by _MEMO_SIZE.
+    memo: dict[tuple[tuple[str, ...], frozenset[int]], Decision] = field(default_factory=dict)
 
 
 class CompiledCharter:
@@ -261,6 +285,10 @@ class CompiledCharter:
         self._tables: dict[
             tuple[frozenset[Role], OrgKind, bool, str, OrgKind | None], _ViewTable
         ] = {}
+        # Windowed rules open on a day with given meetings, shared by every context: the
+        # recipients of one form are all decided for the same day and meetings.
+        self._windowed_rules = tuple(i for i, r in enumerate(charter.view) if r.window)
+        self._open: dict[tuple[date, tuple[date, ...]], frozenset[int]] = {}
 
     def _reason(
         self, field: str, allowed: bool, rule: str | None, article: str, code: ReasonCode
@@ -357,7 +385,7 @@ class CompiledCharter:
                 )
                 continue
             reasons[f.id] = self._reason(f.id, False, None, arts.default, ReasonCode.NO_RULE)
-        table = _ViewTable(reasons, window_grants, tuple(windowed))
+        table = _ViewTable(reasons, window_grants, tuple(windowed), frozenset(windowed))
         self._tables[key] = table
         return table
 
@@ -443,34 +471,70 @@ class CompiledCharter:
         as a calendar date, in its own time zone) falls in a window around one of the meetings.
         ``declinations``: the sender's declinations. Consent arguments as for ``publish``.
         """
-        requested = dict.fromkeys(field_ids)
+        # Kept decisions are found by the fields as asked (duplicates and all): a call that
+        # finds one skips even the de-duplication.
+        asked = tuple(field_ids)
         if purpose not in self._purposes:
-            return self._unknown_purpose(tuple(requested))
+            return self._unknown_purpose(tuple(dict.fromkeys(asked)))
         table = self._view_table(
             recipient.roles, recipient.org_kind, recipient.group_member, purpose, sender_org_kind
         )
         active: frozenset[int] = frozenset()
         if table.window_rules and at is not None:
-            meetings = tuple(meeting_dates)
-            view_rules = self.charter.view
-            active = frozenset(
-                i for i in table.window_rules if _window_open(view_rules[i], at, meetings)
+            active = self._open_windows(_as_date(at), tuple(meeting_dates)) & table.windows
+        key = (asked, active)
+        decision = table.memo.get(key)
+        if decision is None:
+            decision = self._decide_view(table, tuple(dict.fromkeys(asked)), active)
+            _keep(table.memo, key, decision)
+        if declinations or consented_categories is not None or consented_fields is not None:
+            restricted = self._restrict(
+                list(decision.reasons), declinations, consented_categories, consented_fields
             )
-        out: list[Reason] = []
+            return self._decision(restricted)
+        return decision
+
+    def _open_windows(self, day: date, meetings: tuple[date, ...]) -> frozenset[int]:
+        """The windowed rules open on ``day`` around ``meetings`` (kept for the next call)."""
+        key = (day, meetings)
+        found = self._open.get(key)
+        if found is None:
+            view_rules = self.charter.view
+            found = frozenset(
+                i for i in self._windowed_rules if _window_open(view_rules[i], day, meetings)
+            )
+            _keep(self._open, key, found)
+        return found
+
+    def _decide_view(
+        self, table: _ViewTable, requested: tuple[str, ...], active: frozenset[int]
+    ) -> Decision:
+        """The decision of one context on ``requested`` with the ``active`` windows open."""
         reasons = table.reasons
+        windowed = table.windowed if active else None
+        unknown = self._unknown
+        # One pass builds the reasons and the allowed/refused split together.
+        out: list[Reason] = []
+        allowed: list[str] = []
+        refused: list[str] = []
         for field_id in requested:
             reason = reasons.get(field_id)
             if reason is None:
-                reason = self._unknown(field_id)
-            elif active and field_id in table.windowed:
-                for i, grant in table.windowed[field_id]:
+                reason = unknown(field_id)
+            elif windowed and field_id in windowed:
+                for i, grant in windowed[field_id]:
                     if i in active:
                         reason = grant
                         break
             out.append(reason)
-        if declinations or consented_categories is not None or consented_fields is not None:
-            out = self._restrict(out, declinations, consented_categories, consented_fields)
-        return self._decision(out)
+            if reason.allowed:
+                allowed.append(field_id)
+            else:
+                refused.append(field_id)
+        charter = self.charter
+        return Decision(
+            frozenset(allowed), frozenset(refused), tuple(out), charter.id, charter.version
+        )
 
     def _decision(self, out: list[Reason]) -> Decision:
         allowed: list[str] = []

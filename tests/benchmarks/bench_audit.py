@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import median
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert
@@ -39,7 +40,7 @@ from audit.export_format import (
 from audit.merkle import Frontier, root_from_leaf_hashes
 from audit.store import AuditLog, make_audit_engine, nodes_table
 from audit.verify import verify_export
-from tests.benchmarks.common import Result, latencies, paired_rates, percentile, rate
+from tests.benchmarks.common import Result, alternate, latencies, percentile, rate
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 
@@ -180,8 +181,10 @@ def _fill_nodes(log: AuditLog, n: int) -> None:
 
 
 def run(quick: bool) -> list[Result]:
-    """Measure and return every audit figure with its baseline."""
+    """Measure and return every audit figure with its baseline, each the median of alternating
+    rounds (see :func:`tests.benchmarks.common.alternate`)."""
     seconds = 0.3 if quick else 2.0
+    rounds = 2 if quick else 5
     n_verify = 20_000 if quick else 1_000_000
     n_proof = 20_000 if quick else 1_000_000
     results: list[Result] = []
@@ -191,66 +194,122 @@ def run(quick: bool) -> list[Result]:
         log.create_schema()
         counter = iter(range(10**9))
         raw_one, raw_close = _raw_commit(root / "raw.db")
-        # fsync latency drifts on a shared disk: alternate short rounds of both, take medians.
-        raw, single = paired_rates(
-            raw_one, lambda: log.append(_event(next(counter))), rounds=5, seconds=seconds / 2
+        batch = [_event(i) for i in range(100)]
+        # fsync latency drifts on a shared disk: alternate short rounds of each, take medians.
+        appends = alternate(
+            {
+                "raw": lambda _n: rate(raw_one, seconds=seconds / 2),
+                "single": lambda _n: rate(
+                    lambda: log.append(_event(next(counter))), seconds=seconds / 2
+                ),
+                "batch": lambda _n: (
+                    100 * rate(lambda: log.append_many(batch), seconds=seconds / 2, min_calls=5)
+                ),
+            },
+            rounds=rounds,
         )
         raw_close()
+        raw = appends["raw"]
         results.append(
-            Result("audit append, durable, single event", single, "ev/s",
-                   "raw SQLite INSERT+COMMIT (WAL, FULL)", raw, "≥ 50 % of baseline; ≥ 1,000/s")
+            Result("audit append, durable, single event", median(appends["single"]), "ev/s",
+                   "raw SQLite INSERT+COMMIT (WAL, FULL)", median(raw),
+                   "≥ 55 % of baseline (DESIGN §11: 50 %, kept with a margin); ≥ 1,000/s",
+                   min_ratio=0.55, min_value=1_000, rounds=tuple(appends["single"]),
+                   baseline_rounds=tuple(raw))
         )  # fmt: skip
-        batch = [_event(i) for i in range(100)]
-        batched = 100 * rate(lambda: log.append_many(batch), seconds=seconds, min_calls=5)
         results.append(
-            Result("audit append_many, 100 events per commit", batched, "ev/s",
-                   "raw SQLite INSERT+COMMIT (WAL, FULL)", raw, "batching amortises the fsync")
+            Result("audit append_many, 100 events per commit", median(appends["batch"]), "ev/s",
+                   "raw SQLite INSERT+COMMIT (WAL, FULL)", median(raw),
+                   "batching amortises the fsync", rounds=tuple(appends["batch"]),
+                   baseline_rounds=tuple(raw))
         )  # fmt: skip
-        two = _concurrent_rate(log, 2, seconds)
-        eight = _concurrent_rate(log, 8, seconds)
+        writers = alternate(
+            {
+                "two": lambda _n: _concurrent_rate(log, 2, seconds / 2),
+                "eight": lambda _n: _concurrent_rate(log, 8, seconds / 2),
+            },
+            rounds=rounds,
+        )
         results.append(
-            Result("audit append, 8 concurrent writers", eight, "ev/s",
-                   "same with 2 writers", two, "≥ 80 % of baseline")
+            Result("audit append, 8 concurrent writers", median(writers["eight"]), "ev/s",
+                   "same with 2 writers", median(writers["two"]), "≥ 80 % of baseline",
+                   min_ratio=0.80, rounds=tuple(writers["eight"]),
+                   baseline_rounds=tuple(writers["two"]))
         )  # fmt: skip
 
         signer = NoteSigner("bench.test/audit", Ed25519PrivateKey.generate())
         lines = _write_export(root / "export", n_verify, signer)
         sha = hashlib.sha256
+        vkey = signer.verifier().vkey()
 
-        def plain_pass() -> None:
+        def plain_pass(_n: int) -> float:
+            start = time.perf_counter()
             for line in lines:
                 sha(line).digest()
+            return n_verify / (time.perf_counter() - start)
 
-        start = time.perf_counter()
-        plain_pass()
-        plain_s = time.perf_counter() - start
-        start = time.perf_counter()
-        report = verify_export(root / "export", trusted_key=signer.verifier().vkey())
-        verify_s = time.perf_counter() - start
-        assert report.size == n_verify
+        def verification(_n: int) -> float:
+            start = time.perf_counter()
+            report = verify_export(root / "export", trusted_key=vkey)
+            elapsed = time.perf_counter() - start
+            assert report.size == n_verify
+            return n_verify / elapsed
+
+        def checkpoint_root(_n: int) -> float:
+            start = time.perf_counter()
+            root_from_leaf_hashes([sha(b"\x00" + line).digest() for line in lines])
+            return n_verify / (time.perf_counter() - start)
+
+        passes = alternate(
+            {"plain": plain_pass, "verify": verification, "root": checkpoint_root},
+            rounds=3 if not quick else 2,
+        )
+        plain = passes["plain"]
         results.append(
-            Result(f"offline verification of {n_verify:,} events", n_verify / verify_s, "ev/s",
-                   "plain SHA-256 pass over the events", n_verify / plain_s, "≥ 100,000 ev/s")
+            Result(f"offline verification of {n_verify:,} events", median(passes["verify"]),
+                   "ev/s", "plain SHA-256 pass over the events", median(plain),
+                   "≥ 100,000 ev/s; ≥ 20 % of baseline", min_ratio=0.20, min_value=100_000,
+                   rounds=tuple(passes["verify"]), baseline_rounds=tuple(plain))
         )  # fmt: skip
-        start = time.perf_counter()
-        root_from_leaf_hashes([sha(b"\x00" + line).digest() for line in lines])
-        root_s = time.perf_counter() - start
+        # As a time, the figure is n / rate: the ratio of times is the inverse ratio of rates.
+        root_ms = [1e3 * n_verify / r for r in passes["root"]]
+        plain_ms = [1e3 * n_verify / r for r in plain]
         results.append(
-            Result(f"checkpoint root recomputed over {n_verify:,} events", root_s, "s",
-                   "plain SHA-256 pass over the events", plain_s, "≤ 2× baseline",
-                   higher_is_better=False)
+            Result(f"checkpoint root recomputed over {n_verify:,} events", median(root_ms), "ms",
+                   "plain SHA-256 pass over the events", median(plain_ms), "≤ 2× baseline",
+                   higher_is_better=False, max_ratio=2.0, rounds=tuple(root_ms),
+                   baseline_rounds=tuple(plain_ms))
         )  # fmt: skip
 
         proof_log = AuditLog(make_audit_engine(f"sqlite:///{root / 'proof.db'}"), clock=_clock())
         proof_log.create_schema()
         _fill_nodes(proof_log, n_proof)
         keys = iter(range(7, 10**12, 7919))
-        proof = latencies(lambda: proof_log.inclusion_proof(next(keys) % n_proof), calls=200)
-        lookup = latencies(lambda: proof_log.leaf_hash(next(keys) % n_proof), calls=200)
+        lookups = alternate(
+            {
+                "proof": lambda _n: (
+                    percentile(
+                        latencies(
+                            lambda: proof_log.inclusion_proof(next(keys) % n_proof), calls=200
+                        ),
+                        50,
+                    )
+                    * 1e6
+                ),
+                "lookup": lambda _n: (
+                    percentile(
+                        latencies(lambda: proof_log.leaf_hash(next(keys) % n_proof), calls=200), 50
+                    )
+                    * 1e6
+                ),
+            },
+            rounds=rounds,
+        )
         results.append(
-            Result(f"inclusion proof at {n_proof:,} events, p50", percentile(proof, 50) * 1e6,
-                   "µs", "one primary-key row lookup, p50", percentile(lookup, 50) * 1e6,
-                   "O(log n) rows in one query", higher_is_better=False)
+            Result(f"inclusion proof at {n_proof:,} events, p50", median(lookups["proof"]),
+                   "µs", "one primary-key row lookup, p50", median(lookups["lookup"]),
+                   "O(log n) rows in one query", higher_is_better=False,
+                   rounds=tuple(lookups["proof"]), baseline_rounds=tuple(lookups["lookup"]))
         )  # fmt: skip
         log.engine.dispose()
         proof_log.engine.dispose()

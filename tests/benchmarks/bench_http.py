@@ -235,12 +235,14 @@ def run(quick: bool) -> list[Result]:
     n = f"median of {rounds} rounds"
     return [
         Result(f"audited case read, API, over HTTP ({n})", api_rate, "req/s",
-               "hello-world, same gunicorn settings", hello, "≥ 35 % of baseline"),
+               "hello-world, same gunicorn settings", hello, "≥ 35 % of baseline",
+               min_ratio=0.35, rounds=tuple(rates["api"]), baseline_rounds=tuple(rates["hello"])),
         Result("audited case read, API, p99", percentile(lat["api"], 99) * 1e3, "ms",
                "hello-world p99", percentile(lat["hello"], 99) * 1e3, "reported",
                higher_is_better=False),
         Result(f"audited case read, HTML page, over HTTP ({n})", page_rate, "req/s",
-               "hello-world, same gunicorn settings", hello, "reported"),
+               "hello-world, same gunicorn settings", hello, "reported",
+               rounds=tuple(rates["page"]), baseline_rounds=tuple(rates["hello"])),
     ]  # fmt: skip
 
 

@@ -191,8 +191,9 @@ def run(quick: bool) -> list[Result]:
     recipients = territory.recipients
     return [
         Result(f"POST /api/v1/fiches, {recipients} recipients, HTTP ({n})", sent,
-               "req/s", "hello-world, same gunicorn settings", hello, "≥ 40 % of baseline"),
+               "req/s", "hello-world, same gunicorn settings", hello, "≥ 40 % of baseline",
+               min_ratio=0.40, rounds=tuple(rates["forms"]), baseline_rounds=tuple(rates["hello"])),
         Result("POST /api/v1/fiches, p99", percentile(lat["forms"], 99) * 1e3, "ms",
                "hello-world p99", percentile(lat["hello"], 99) * 1e3, "≤ 3× baseline",
-               higher_is_better=False),
+               higher_is_better=False, max_ratio=3.0),
     ]  # fmt: skip

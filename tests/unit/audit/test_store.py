@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +18,7 @@ from audit.checkpoint import NoteSigner
 from audit.errors import InvalidEvent, LogUnavailable, ProofError
 from audit.events import Action, Event, NewEvent
 from audit.merkle import MemoryTree, verify_consistency, verify_inclusion
-from audit.store import AuditLog, make_audit_engine
+from audit.store import _BUSY_STEP_MS, AuditLog, _SqliteWriter, make_audit_engine
 from tests.unit.audit.conftest import Clock, view
 
 
@@ -334,3 +336,25 @@ def test_a_forked_child_appends_on_its_own_connection(tmp_path: Path) -> None:
     assert [e.seq for e in events] == list(range(7))
     assert [e.actor_user for e in events] == ["parent", *["child"] * 5, "parent"]
     assert log.root() == MemoryTree(e.leaf_hash() for e in events).root()
+
+
+def test_the_writer_waits_for_sqlite_no_later_than_the_deadline(tmp_path: Path) -> None:
+    # The append path sets SQLite's busy timeout to the time left, rounded down, and skips the
+    # statement when that did not change (nearly every append).
+    writer = _SqliteWriter(make_audit_engine(f"sqlite:///{tmp_path / 'a.db'}"))
+    conn = sqlite3.connect(tmp_path / "b.db")
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    deadline = time.monotonic() + 5.0
+    writer.wait_at_most(conn, deadline)
+    (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+    assert 5000 - _BUSY_STEP_MS <= timeout <= 5000 and timeout % _BUSY_STEP_MS == 0
+    statements.clear()
+    writer.wait_at_most(conn, deadline)
+    assert statements == []  # unchanged: no statement
+    writer.wait_at_most(conn, time.monotonic() + 0.2)
+    (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+    assert 1 <= timeout <= 200
+    writer.wait_at_most(conn, time.monotonic() - 1)  # past: the least SQLite takes
+    assert conn.execute("PRAGMA busy_timeout").fetchone() == (1,)
+    conn.close()

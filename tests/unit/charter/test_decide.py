@@ -384,3 +384,24 @@ def test_consent_and_declinations_only_restrict(case: tuple[Charter, Request]) -
     publish, view = both(charter, request)
     assert publish.allowed_fields <= free_publish.allowed_fields
     assert view.allowed_fields <= free_view.allowed_fields
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_decisions_a_context_keeps_are_those_it_would_make_afresh(data: st.DataObject) -> None:
+    # One compiled charter asked many requests, some in the same context and on the same
+    # fields but another time, other windows, other declinations or consent: each answer is
+    # the interpreter's, whatever was asked before (the kept decisions never leak).
+    charter = data.draw(charters())
+    compiled, reference = compile_charter(charter), interpret(charter)
+    asked = data.draw(st.lists(requests(charter), min_size=1, max_size=6))
+    for request in [*asked, *reversed(asked), *asked]:
+        args = (request.recipient, request.purpose, request.field_ids)
+        kwargs = request.view_kwargs()
+        assert compiled.view(*args, **kwargs) == reference.view(*args, **kwargs)  # type: ignore[arg-type]
+        bare = {
+            "sender_org_kind": request.sender,
+            "at": request.at,
+            "meeting_dates": request.meetings,
+        }
+        assert compiled.view(*args, **bare) == reference.view(*args, **bare)  # type: ignore[arg-type]
