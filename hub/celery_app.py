@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery, Task
 from flask import Flask, current_app
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.db import after_commit
@@ -93,4 +94,15 @@ def enqueue(session: Session, task: Any, *args: Any) -> None:
     several apps in one process (tests, tools) never send to each other's broker.
     """
     celery: Celery[Any] = current_app.extensions["celery"]
-    after_commit(session, lambda: celery.send_task(task.name, args=args))
+
+    def send() -> None:
+        try:
+            celery.send_task(task.name, args=args)
+        except IntegrityError:
+            # The embedded broker (kombu's SQLAlchemy transport) creates its queue row on the
+            # first publish: two web workers publishing first at once race on it and one gets
+            # an IntegrityError after the request's own data committed (a 500, a lost task).
+            # The row exists by then: once more succeeds.
+            celery.send_task(task.name, args=args)
+
+    after_commit(session, send)
