@@ -432,11 +432,6 @@ class Cosignature:
     time: datetime  # the witness's own timestamp, as it signed it
 
 
-def _probe(witness: CosignatureVerifier) -> SignatureLine:
-    """A line naming ``witness`` (no signature): what a registry lookup matches on."""
-    return SignatureLine(witness.name, witness.key_id, b"")
-
-
 def _note_text(note: str) -> str:
     """The signed text of a stored note (what precedes its signature lines)."""
     return note[: note.rfind("\n\n") + 1]
@@ -1068,7 +1063,8 @@ class AuditLog:
                 if accepted:
                     if vkey in current:
                         raise WitnessRegistryError(f"{witness.name} is already accepted")
-                    if any(w.signed(_probe(witness)) for w in current.values()):
+                    named = (witness.name, witness.key_id)
+                    if any((w.name, w.key_id) == named for w in current.values()):
                         raise WitnessRegistryError(
                             f"another accepted key has the name and key ID of {witness.name}"
                         )

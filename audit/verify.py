@@ -284,8 +284,7 @@ def load_kept(directory: Path, verifier: NoteVerifier) -> KeptTree:
     roots = {s.checkpoint.root for s in usable if s.checkpoint.size == size}
     kept = KeptTree(where, first_seq, size, leaves[: (size - first_seq) * 32], seed, seen)
     frontier = Frontier(first_seq, seed)
-    for offset in range(0, len(kept.leaves), 32):
-        frontier.push(kept.leaves[offset : offset + 32])
+    frontier.extend(kept.leaves)
     if roots != {frontier.root()}:
         raise UnreadableExport(
             f"{where}: its leaf hashes do not fold to its own signed checkpoint at size {size}"
@@ -751,8 +750,7 @@ def _compare_segment(segment: Segment, kept: KeptTree) -> tuple[str, int | None]
     """
     cut = segment.cut
     seeded = Frontier(kept.first_seq, kept.seed)
-    for offset in range(0, (cut - kept.first_seq) * 32, 32):
-        seeded.push(kept.leaves[offset : offset + 32])
+    seeded.extend(kept.leaves[: (cut - kept.first_seq) * 32])
     if seeded.hashes == segment.frontier:
         return None
     known = _segment_source(segment)

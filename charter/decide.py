@@ -231,8 +231,7 @@ class _ViewTable:
     reasons: dict[str, Reason]
     # Fields not granted by a permanent rule but by windowed ones: field -> ((rule idx, grant),)
     windowed: dict[str, tuple[tuple[int, Reason], ...]]
-    window_rules: tuple[int, ...]
-    windows: frozenset[int]  # the same, as a set
+    windows: frozenset[int]  # the windowed rules that grant any field here
     # Decisions already made in this context, before declinations and consent, by (fields as
     # requested, windows open): recipients sharing a context share the work (the relay
     # decides for every device of every recipient of each form, mostly on the same fields).
@@ -385,7 +384,7 @@ class CompiledCharter:
                 )
                 continue
             reasons[f.id] = self._reason(f.id, False, None, arts.default, ReasonCode.NO_RULE)
-        table = _ViewTable(reasons, window_grants, tuple(windowed), frozenset(windowed))
+        table = _ViewTable(reasons, window_grants, frozenset(windowed))
         self._tables[key] = table
         return table
 
@@ -480,7 +479,7 @@ class CompiledCharter:
             recipient.roles, recipient.org_kind, recipient.group_member, purpose, sender_org_kind
         )
         active: frozenset[int] = frozenset()
-        if table.window_rules and at is not None:
+        if table.windows and at is not None:
             active = self._open_windows(_as_date(at), tuple(meeting_dates)) & table.windows
         key = (asked, active)
         decision = table.memo.get(key)

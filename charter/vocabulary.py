@@ -153,13 +153,6 @@ class CaseStep(StrEnum):
     SORTIE = "sortie"  # left the programme (follow-up until six months after the measure)
 
 
-CASE_STEP_LABELS_FR: dict[CaseStep, str] = {
-    CaseStep.REPERAGE: "repérage",
-    CaseStep.SUIVI: "suivi du parcours",
-    CaseStep.SORTIE: "sortie du dispositif",
-}
-
-
 class RetentionEvent(StrEnum):
     """The event a retention period runs from."""
 

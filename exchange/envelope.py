@@ -170,10 +170,6 @@ class Manifest:
             ],
         }
 
-    def recipients(self) -> dict[str, str]:
-        """Every recipient device and the view it receives."""
-        return {r.device: view.id for view in self.views for r in view.recipients}
-
     def view(self, view_id: str) -> View:
         """The view called ``view_id`` (a caller bug when there is none)."""
         for view in self.views:
@@ -320,10 +316,6 @@ class Envelope:
         """The envelope as sent (UTF-8 JSON): the signed manifest and the views, as they were
         signed and digested."""
         return _body(self.jws, self.views)
-
-    def form_id(self) -> str:
-        """The form's id."""
-        return self.manifest.form
 
 
 def parse(data: bytes) -> Envelope:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from audit.checkpoint import NoteSigner
 from charter import Reason
+from consent import ConsentState
 from exchange.envelope import Manifest
 from exchange.errors import ForbiddenError
 from exchange.server.devices import Devices, Owner
@@ -93,7 +94,8 @@ class HubEntitlements(Entitlements):
     # and the rows it needs are kept (the session holds loaded objects only weakly: without
     # this each device reloaded the case and its relationships).
     _decided: dict[tuple[Any, ...], list[Refusal]] = field(default_factory=dict, repr=False)
-    _rows: dict[tuple[Any, int], Any] = field(default_factory=dict, repr=False)
+    _rows: dict[tuple[type, int], Any] = field(default_factory=dict, repr=False)
+    _consent: dict[int, ConsentState] = field(default_factory=dict, repr=False)  # by case id
 
     def _get(self, model: type, row_id: int | None) -> Any:
         if row_id is None:
@@ -184,10 +186,10 @@ class HubEntitlements(Entitlements):
                 Refusal("recipient_not_involved", "Ce destinataire ne prend pas part au dossier.")
             ]
         # The consent situation is the case's, read once for all its recipients in this call.
-        if ("consent", case.id) not in self._rows:
-            self._rows[("consent", case.id)] = self.cases.consent_state(case)
+        if case.id not in self._consent:
+            self._consent[case.id] = self.cases.consent_state(case)
         decision = self.cases.decide_fields(
-            ctx, manifest.purpose, fields, sender=sender, state=self._rows[("consent", case.id)]
+            ctx, manifest.purpose, fields, sender=sender, state=self._consent[case.id]
         )
         return [_refusal(r, "recipient_not_entitled") for r in decision.refusals]
 
@@ -223,19 +225,21 @@ def candidates(
     for user in [case.referent, group.coordinator, *group.members]:
         if user is not None:
             people[user.id] = user
-    for member in service.team_of(case).members:
+    team = service.team_of(case)
+    for member in team.members:
         user = session.get(User, member.id)
         if user is not None:
             people[user.id] = user
     systems = session.scalars(
         select(ApiClient).where(
-            ApiClient.organisation_id.in_(service.team_of(case).partner_org_ids),
+            ApiClient.organisation_id.in_(team.partner_org_ids),
             ApiClient.active.is_(True),
         )
     ).all()
     index = devices(session, hub_state)
     entitlements = HubEntitlements(service, caller)
     found: list[Candidate] = []
+    state = service.consent_state(case)  # the case's: one read for every candidate
     everyone: list[User | ApiClient] = [*people.values(), *systems]
     for who in everyone:
         if who is caller or (isinstance(who, User) and not who.is_active):
@@ -244,7 +248,7 @@ def candidates(
             ctx = entitlements._context(case, who)
         except CaseAccessDeniedError:
             continue
-        decision = service.decide_fields(ctx, purpose, fields, sender=sender)
+        decision = service.decide_fields(ctx, purpose, fields, sender=sender, state=state)
         allowed = tuple(f for f in fields if f in decision.allowed_fields)
         if not allowed:
             continue

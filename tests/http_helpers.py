@@ -4,7 +4,48 @@ from __future__ import annotations
 
 import http.client
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@contextmanager
+def flask_run(env: Mapping[str, str], port: int, log: Path, probe: str) -> Iterator[None]:
+    """``flask --app hub run`` on loopback ``port`` (output in ``log``), until ``probe`` (a path)
+    answers; stopped on exit. ``RuntimeError`` with the log's tail if it does not start."""
+    command = [str(BIN / "flask"), "--app", "hub", "run", "--no-reload"]
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            env=dict(env),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}{probe}", timeout=5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise RuntimeError(
+                            "the hub did not start:\n" + log.read_text()[-3000:]
+                        ) from None
+                    time.sleep(0.2)
+            yield
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ the hub answers from its index and what clients verify from the log never disagr
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -193,34 +193,13 @@ class Devices:
             self.revoke(key_id, by=None, reason=reason)
         return revoked
 
-    def of(self, owner: Owner, *, with_revoked: bool = False) -> list[Device]:
-        """``owner``'s devices, newest first."""
-        query = select(devices).where(owner._column() == owner.row_id)
-        if not with_revoked:
-            query = query.where(devices.c.revoked_at.is_(None))
+    def of(self, owner: Owner) -> list[Device]:
+        """``owner``'s devices in force, newest first."""
+        query = select(devices).where(
+            owner._column() == owner.row_id, devices.c.revoked_at.is_(None)
+        )
         rows = self.session.execute(query.order_by(devices.c.added_idx.desc()))
         return [_device(row, owner.name) for row in rows]
-
-    def current(self, key_id: str) -> Row[Any] | None:
-        """The index row of ``key_id`` if it is in force."""
-        return self.session.execute(
-            select(devices).where(devices.c.key_id == key_id, devices.c.revoked_at.is_(None))
-        ).first()
-
-    def current_of_users(self, user_ids: Iterable[int]) -> dict[int, list[DeviceKey]]:
-        """The keys in force of each of ``user_ids`` (people without one are absent)."""
-        ids = list(set(user_ids))
-        result: dict[int, list[DeviceKey]] = {}
-        if not ids:
-            return result
-        rows = self.session.execute(
-            select(devices.c.user_id, devices.c.record)
-            .where(devices.c.user_id.in_(ids), devices.c.revoked_at.is_(None))
-            .order_by(devices.c.added_idx)
-        )
-        for row in rows:
-            result.setdefault(row.user_id, []).append(DeviceKey.from_record(json.loads(row.record)))
-        return result
 
     # -- recovery backups ------------------------------------------------------------------
 

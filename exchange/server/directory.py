@@ -16,6 +16,7 @@ from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from audit import merkle
+from audit import store as audit_store
 from audit.checkpoint import (
     Checkpoint,
     CosignatureVerifier,
@@ -25,7 +26,6 @@ from audit.checkpoint import (
     read_cosignature,
 )
 from audit.errors import CosignatureRefused, ProofError
-from audit.store import MAX_COSIGNATURES
 from consent.db import dialect_insert
 from exchange.server.tables import (
     directory_checkpoints,
@@ -158,10 +158,10 @@ class DirectoryLog:
         vkey = posted.witness.vkey()
         if vkey in kept:
             return posted, False
-        if len(kept) >= MAX_COSIGNATURES:
+        limit = audit_store.MAX_COSIGNATURES  # read now: the audit log's one limit
+        if len(kept) >= limit:
             raise CosignatureRefused(
-                "too_many_cosignatures",
-                f"checkpoint already carries {MAX_COSIGNATURES} cosignatures",
+                "too_many_cosignatures", f"checkpoint already carries {limit} cosignatures"
             )
         stored = self.session.execute(
             dialect_insert(self.session, directory_cosignatures)

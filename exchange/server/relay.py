@@ -147,7 +147,8 @@ class Relay:
         # 3.
         verify(envelope, DeviceKey.from_record(_record(sender_row)))
         # 4.
-        digest = hashlib.sha256(envelope.to_bytes()).hexdigest()
+        body = envelope.to_bytes()  # re-encodes up to 1 MiB of views: once
+        digest = hashlib.sha256(body).hexdigest()
         already = self._already_stored(manifest, digest)
         if already is not None:
             return already
@@ -202,7 +203,7 @@ class Relay:
                 sender_org_id=caller.org_id,
                 purpose=manifest.purpose,
                 charter_ref=sending.charter_ref,
-                envelope=envelope.to_bytes(),
+                envelope=body,
                 digest=digest,
                 created_at=now,
                 expires_at=now + self.retention,

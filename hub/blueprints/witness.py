@@ -17,6 +17,7 @@ JSON errors with stable codes, and every access recorded in the audit log before
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from typing import Any, Protocol
 
@@ -137,8 +138,12 @@ class _KeyDirectory:
 
     def __init__(self) -> None:
         self.log = liaison.directory_log(db(), state())
-        # One registry of accepted witnesses for both logs (the audit store's).
-        self.accepted = state().audit_log.witnesses()
+
+    @functools.cached_property
+    def accepted(self) -> list[CosignatureVerifier]:
+        """One registry of accepted witnesses for both logs (the audit store's), read only
+        when a cosignature is posted."""
+        return state().audit_log.witnesses()
 
     def latest(self) -> str | None:
         return self.log.checkpoint(with_cosignatures=True)

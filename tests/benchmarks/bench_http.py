@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub import totp
 from hub.api_auth import ASSERTION_TYPE, public_jwk
-from tests.benchmarks.common import Result, percentile
+from tests.benchmarks.common import Result, percentile, ratios, spread
 from tests.http_helpers import Browser, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,11 +227,11 @@ def run(quick: bool) -> list[Result]:
                     rates[name].append(measured)
                     lat[name].extend(latencies)
     hello, api_rate, page_rate = (statistics.median(rates[k]) for k in ("hello", "api", "page"))
-    api_ratios = [a / h for a, h in zip(rates["api"], rates["hello"], strict=True)]
-    page_ratios = [p / h for p, h in zip(rates["page"], rates["hello"], strict=True)]
+    api_ratios = ratios(rates["api"], rates["hello"])
+    page_ratios = ratios(rates["page"], rates["hello"])
     for name in ("hello", "api", "page"):
         print(f"  {name:<5} req/s per round: " + ", ".join(f"{r:,.0f}" for r in rates[name]))
-    print(f"  ratio per round: API {_spread(api_ratios)}, page {_spread(page_ratios)}")
+    print(f"  ratio per round: API {spread(api_ratios)}, page {spread(page_ratios)}")
     n = f"median of {rounds} rounds"
     return [
         Result(f"audited case read, API, over HTTP ({n})", api_rate, "req/s",
@@ -244,11 +244,6 @@ def run(quick: bool) -> list[Result]:
                "hello-world, same gunicorn settings", hello, "reported",
                rounds=tuple(rates["page"]), baseline_rounds=tuple(rates["hello"])),
     ]  # fmt: skip
-
-
-def _spread(ratios: list[float]) -> str:
-    """Median and range of per-round ratios, e.g. ``0.150 (0.141–0.158)``."""
-    return f"{statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f})"
 
 
 def _first_case(var: Path) -> str:

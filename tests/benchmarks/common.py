@@ -121,26 +121,6 @@ def rate(fn: Callable[[], object], *, seconds: float = 1.0, min_calls: int = 20)
             return calls / elapsed
 
 
-def paired_rates(
-    baseline: Callable[[], object],
-    figure: Callable[[], object],
-    *,
-    rounds: int = 5,
-    seconds: float = 0.5,
-) -> tuple[float, float]:
-    """Median rates of ``baseline`` and ``figure`` measured in alternating rounds.
-
-    For I/O-bound figures whose speed drifts during a run (fsync latency on a shared disk):
-    interleaving exposes both to the same drift, where one long run of each would not.
-    """
-    base: list[float] = []
-    measured: list[float] = []
-    for _ in range(rounds):
-        base.append(rate(baseline, seconds=seconds))
-        measured.append(rate(figure, seconds=seconds))
-    return statistics.median(base), statistics.median(measured)
-
-
 def latencies(fn: Callable[[], object], *, calls: int) -> list[float]:
     """Per-call latencies of ``fn`` in seconds."""
     out: list[float] = []

@@ -13,8 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,7 @@ from sqlalchemy import create_engine, select
 
 from hub.api_auth import public_jwk
 from hub.models import Case
-from tests.http_helpers import free_port
+from tests.http_helpers import flask_run, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -93,29 +91,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         register = ["api-client", "register", "--org", org, "--name", "Logiciel", "--jwk", str(jwk)]
         clients[org] = (_run([*flask, *register], env).split()[-1], pem)
     directory_key = _run([*flask, "directory-key"], env).strip()
-    log_path = tmp / "server.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [*flask, "run", "--host", "127.0.0.1", "--port", str(port), "--no-reload"],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    urllib.request.urlopen(f"{base_url}/healthz", timeout=5).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        pytest.fail("the hub did not start:\n" + log_path.read_text()[-3000:])
-                    time.sleep(0.2)
-            yield Hub(base_url, env, database_url, directory_key, clients)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with flask_run(env, port, tmp / "server.log", "/healthz"):
+        yield Hub(base_url, env, database_url, directory_key, clients)
 
 
 def test_the_client_installs_without_the_servers_dependencies(client_venv: Path) -> None:

@@ -6,6 +6,7 @@ cosignatures store nothing and are recorded as refusals."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ RECORDED: dict[str, list[Action]] = {
 
 
 def _fetch(http: FlaskClient, token: str, prefix: str = "/api/v1/journal/") -> Fetch:
+    """A witness round's calls to the hub under ``prefix``, with ``token``."""
+
     def fetch(method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
         response = http.open(
             prefix + path,
@@ -48,18 +51,15 @@ def _fetch(http: FlaskClient, token: str, prefix: str = "/api/v1/journal/") -> F
         )
         return response.status_code, response.get_data()
 
-    fetch.token = token  # type: ignore[attr-defined]
     return fetch
 
 
-def http_client(app: Flask, clock: FakeClock) -> FlaskClient:
-    """A test client (the token below is valid on any)."""
-    return app.test_client()
-
-
-def token_of(fetch: Fetch) -> str:
-    """The bearer token a :func:`_fetch` carries."""
-    return str(fetch.token)  # type: ignore[attr-defined]
+def _api_fetch(app: Flask, clock: FakeClock, prefix: str = "/api/v1/journal/") -> Fetch:
+    """:func:`_fetch` for a newly registered organisation system (each its own organisation)."""
+    http = app.test_client()
+    system = register_client(app, Ed25519PrivateKey.generate(), f"SPIP {uuid.uuid4().hex[:8]}")
+    token = get_token(http, system, clock)
+    return _fetch(http, token, prefix)
 
 
 def _accept(app: Flask, cosigner: Cosigner) -> Result:
@@ -76,8 +76,7 @@ def _passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def fetch(app: Flask, clock: FakeClock) -> Fetch:
-    http = app.test_client()
-    return _fetch(http, get_token(http, register_client(app, Ed25519PrivateKey.generate()), clock))
+    return _api_fetch(app, clock)
 
 
 def _witness(app: Flask, tmp_path: Path, cosigner: Cosigner, clock: FakeClock) -> Witness:
@@ -186,7 +185,7 @@ def test_every_call_records_exactly_what_it_should(
     from tests.integration.test_liaison_client import _workspace
 
     _workspace(app, "Mission Locale de Démoville", tmp_path, "ml")
-    directory = _fetch(http_client(app, clock), token_of(fetch), "/api/v1/annuaire/")
+    directory = _api_fetch(app, clock, "/api/v1/annuaire/")
     for endpoint, (method, path) in {
         "api.directory_witness.directory_checkpoint": ("GET", "point-de-controle"),
         "api.directory_witness.directory_consistency": (
@@ -241,9 +240,7 @@ def test_a_partner_witnesses_the_key_directory_and_the_journal_with_maillon(
     out = capsys.readouterr().out
     assert "annuaire des clés : taille 1 cosignée" in out and "journal d'audit" in out
     # And the directory's checkpoint is served with the cosignature, which verifies
-    http = app.test_client()
-    api = register_client(app, Ed25519PrivateKey.generate())
-    fetch = _fetch(http, get_token(http, api, clock), "/api/v1/annuaire/")
+    fetch = _api_fetch(app, clock, "/api/v1/annuaire/")
     _status, body = fetch("GET", "point-de-controle", None)
     note = SignedNote.parse(json.loads(body)["note"])
     assert CosignatureVerifier.from_vkey(vkey).check(note) is not None
@@ -259,12 +256,7 @@ def test_the_directory_keeps_only_cosignatures_it_can_check(
     from tests.integration.test_liaison_client import _workspace
 
     _workspace(app, "Mission Locale de Démoville", tmp_path, "ml")
-    http = app.test_client()
-    fetch = _fetch(
-        http,
-        get_token(http, register_client(app, Ed25519PrivateKey.generate()), clock),
-        "/api/v1/annuaire/",
-    )
+    fetch = _api_fetch(app, clock, "/api/v1/annuaire/")
     state = app.extensions["maillon"]
     vkey = liaison.directory_signer(state).verifier().vkey()
     cosigner = Cosigner("dpo.demoville.test/temoin", Ed25519PrivateKey.generate())

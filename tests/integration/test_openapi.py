@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -43,7 +42,7 @@ from tests.conftest import (
     _drop_database,
     require_service,
 )
-from tests.http_helpers import free_port
+from tests.http_helpers import flask_run, free_port
 from tests.integration.test_api_auth import Client, request_token
 from tests.integration.test_audit_trail import _api_client, _followed_case, _young_persons_consent
 
@@ -336,31 +335,11 @@ def _serve(tmp: Path, databases: dict[str, str]) -> Iterator[LiveHub]:
     demo = tmp / "demo-ids.json"
     demo.write_text(json.dumps(_demo_ids(databases["MAILLON_DATABASE_URL"])), encoding="utf-8")
     log_path = tmp / "server.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [*flask, "run", "--host", "127.0.0.1", "--port", str(port), "--no-reload"],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    description = _get(f"{base_url}{PATH}")
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        pytest.fail("the hub did not start:\n" + log_path.read_text()[-3000:])
-                    time.sleep(0.2)
-            assert description == describe(base_url)
-            kid = OKPKey.import_key(jwk).thumbprint()
-            token = _access_token(base_url, Client(client_id, key, kid))
-            yield LiveHub(base_url, token, demo, log_path)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with flask_run(env, port, log_path, PATH):
+        assert _get(f"{base_url}{PATH}") == describe(base_url)
+        kid = OKPKey.import_key(jwk).thumbprint()
+        token = _access_token(base_url, Client(client_id, key, kid))
+        yield LiveHub(base_url, token, demo, log_path)
 
 
 def _schemathesis(hub: LiveHub, report_dir: Path, selection: str) -> tuple[int, str]:
