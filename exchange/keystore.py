@@ -28,7 +28,9 @@ from enum import StrEnum
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from exchange.encoding import b64d, b64e, canonical_json, members, parse_json_object
@@ -37,6 +39,11 @@ from exchange.keys import DeviceSecrets
 
 MIN_PASSPHRASE_CHARS = 12
 _MAX_FILE_BYTES = 64 * 1024
+# The browser's recovery backups use PBKDF2-HMAC-SHA256 (600,000 iterations when made); a reader
+# bounds the work a file can ask for.
+PBKDF2 = "pbkdf2-sha256"
+PBKDF2_MIN_ITERATIONS = 100_000
+PBKDF2_MAX_ITERATIONS = 5_000_000
 
 
 class Kind(StrEnum):
@@ -124,7 +131,10 @@ def unlock(data: bytes, passphrase: str, *, kind: Kind = Kind.KEYSTORE) -> Devic
         members(
             document, what="le fichier de clés", required={"format", "kdf", "nonce", "ciphertext"}
         )
-        kdf = members(document["kdf"], what="kdf", required={"name", "n", "r", "p", "salt"})
+        kdf_name = document["kdf"].get("name") if isinstance(document["kdf"], dict) else None
+        pbkdf2_fields = {"name", "iterations", "salt"}
+        fields = pbkdf2_fields if kdf_name == PBKDF2 else {"name", "n", "r", "p", "salt"}
+        kdf = members(document["kdf"], what="kdf", required=fields)
         salt = b64d(kdf["salt"], what="salt", max_bytes=64)
         nonce = b64d(document["nonce"], what="nonce", max_bytes=12)
         ciphertext = b64d(document["ciphertext"], what="ciphertext", max_bytes=_MAX_FILE_BYTES)
@@ -132,6 +142,26 @@ def unlock(data: bytes, passphrase: str, *, kind: Kind = Kind.KEYSTORE) -> Devic
         raise KeystoreError("keystore_damaged", "Le fichier de clés est illisible.") from error
     if document["format"] != kind.value:
         raise KeystoreError("keystore_kind", "Ce fichier n'est pas du type attendu.")
+    if len(nonce) != 12 or len(salt) < 16:
+        raise KeystoreError("keystore_damaged", "Le fichier de clés est illisible.")
+    if kdf_name == PBKDF2:
+        # A browser's recovery backup (WebCrypto has no scrypt): docs/browser.md. Keystores
+        # are the Python client's own and always use scrypt.
+        iterations = kdf["iterations"]
+        if kind is not Kind.RECOVERY or not (
+            isinstance(iterations, int)
+            and not isinstance(iterations, bool)
+            and PBKDF2_MIN_ITERATIONS <= iterations <= PBKDF2_MAX_ITERATIONS
+        ):
+            raise KeystoreError("kdf_params", "Paramètres de dérivation refusés.")
+        header: dict[str, object] = {
+            "format": kind.value,
+            "kdf": {"name": PBKDF2, "iterations": iterations, "salt": b64e(salt)},
+        }
+        key = PBKDF2HMAC(
+            algorithm=hashes.SHA256(), length=32, salt=salt, iterations=iterations
+        ).derive(_normalise(passphrase))
+        return _open(key, nonce, ciphertext, header)
     numbers = (kdf["n"], kdf["r"], kdf["p"])
     if kdf["name"] != "scrypt" or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in numbers
@@ -139,13 +169,12 @@ def unlock(data: bytes, passphrase: str, *, kind: Kind = Kind.KEYSTORE) -> Devic
         raise KeystoreError("kdf_params", "Paramètres de dérivation refusés.")
     params = ScryptParams(n=kdf["n"], r=kdf["r"], p=kdf["p"])
     params.check()
-    if len(nonce) != 12 or len(salt) < 16:
-        raise KeystoreError("keystore_damaged", "Le fichier de clés est illisible.")
-    header = _header(kind, params, salt)
+    return _open(_key(passphrase, salt, params), nonce, ciphertext, _header(kind, params, salt))
+
+
+def _open(key: bytes, nonce: bytes, ciphertext: bytes, header: dict[str, object]) -> DeviceSecrets:
     try:
-        plaintext = AESGCM(_key(passphrase, salt, params)).decrypt(
-            nonce, ciphertext, canonical_json(header)
-        )
+        plaintext = AESGCM(key).decrypt(nonce, ciphertext, canonical_json(header))
     except InvalidTag:
         # A wrong passphrase and a changed byte are one answer: the file reveals nothing more.
         raise KeystoreError(

@@ -8,7 +8,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
+from exchange.encoding import b64e, canonical_json
 from exchange.errors import KeystoreError
 from exchange.hpke import Suite
 from exchange.keys import DeviceSecrets
@@ -101,3 +105,32 @@ def test_writes_are_atomic_and_private(tmp_path: Path) -> None:
     assert path.read_bytes() == b"second"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["keystore.json"]  # no temporary left
+
+
+def _browser_backup(secrets: DeviceSecrets, iterations: int, kind: str = Kind.RECOVERY) -> bytes:
+    """A recovery backup as the browser module writes it (PBKDF2-SHA256: docs/browser.md)."""
+    salt, nonce = os.urandom(16), os.urandom(12)
+    header = {"format": kind, "kdf": {"name": "pbkdf2-sha256", "iterations": iterations,
+                                      "salt": b64e(salt)}}  # fmt: skip
+    key = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt, iterations=iterations)
+    ciphertext = AESGCM(key.derive(PASSPHRASE.encode())).encrypt(
+        nonce, canonical_json({"device": secrets.to_private_record()}), canonical_json(header)
+    )
+    return json.dumps(header | {"nonce": b64e(nonce), "ciphertext": b64e(ciphertext)}).encode()
+
+
+def test_a_browser_recovery_backup_restores_here_within_bounded_work() -> None:
+    secrets = DeviceSecrets.generate()
+    data = _browser_backup(secrets, 100_000)
+    assert unlock(data, PASSPHRASE, kind=Kind.RECOVERY).public == secrets.public
+    with pytest.raises(KeystoreError) as wrong:
+        unlock(data, "une autre phrase de passe", kind=Kind.RECOVERY)
+    assert wrong.value.code == "keystore_locked"
+    # A file may not ask for unbounded (or trivial) work, nor be a keystore: those are scrypt.
+    for iterations in (99_999, 5_000_001):
+        with pytest.raises(KeystoreError) as costly:
+            unlock(_browser_backup(secrets, iterations), PASSPHRASE, kind=Kind.RECOVERY)
+        assert costly.value.code == "kdf_params"
+    with pytest.raises(KeystoreError) as keystore:
+        unlock(_browser_backup(secrets, 100_000, Kind.KEYSTORE), PASSPHRASE)
+    assert keystore.value.code == "kdf_params"
