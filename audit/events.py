@@ -104,6 +104,8 @@ class Action(StrEnum):
     CHARTER_DECLINE = "charter.decline"
     KEY_REGISTER = "key.register"
     KEY_REVOKE = "key.revoke"
+    # A person's recovery backup kept by the hub (sealed under a passphrase it never sees).
+    KEY_BACKUP = "key.backup"
     # A witness's cosignature of a key directory checkpoint, kept (allow) or refused (deny).
     KEY_COSIGN = "key.cosign"
     ADMIN_ORG_CREATE = "admin.org.create"

@@ -58,6 +58,14 @@ def client_owner(client: ApiClient) -> Owner:
     )
 
 
+def context_of(service: Cases, case: Case, who: User | ApiClient) -> CaseContext:
+    """The part ``who`` (a person, or an organisation's system) takes in ``case``;
+    :class:`~hub.cases.CaseAccessDeniedError` when none."""
+    if isinstance(who, User):
+        return service.context(case, who)
+    return service.context_for_organisation(case, who.organisation)
+
+
 def directory_log(session: Session, hub_state: HubState) -> DirectoryLog:
     """The key directory log on ``session``."""
     return DirectoryLog(session, clock=hub_state.clock, signer=directory_signer(hub_state))
@@ -104,11 +112,6 @@ class HubEntitlements(Entitlements):
             self._rows[(model, row_id)] = self.cases.session.get(model, row_id)
         return self._rows[(model, row_id)]
 
-    def _context(self, case: Case, who: User | ApiClient) -> CaseContext:
-        if isinstance(who, User):
-            return self.cases.context(case, who)
-        return self.cases.context_for_organisation(case, who.organisation)
-
     def sender(self, manifest: Manifest, fields: frozenset[str]) -> tuple[Sending, list[Refusal]]:
         """The caller's part in the case, the purpose at this step, the charter version its
         organisation signed, the consent named, and its right to send every field."""
@@ -116,7 +119,7 @@ class HubEntitlements(Entitlements):
         try:
             if case is None:
                 raise CaseAccessDeniedError("", rule="unknown_case", code="not_involved")
-            ctx = self._context(case, self.caller)
+            ctx = context_of(self.cases, case, self.caller)
         except CaseAccessDeniedError as error:
             raise ForbiddenError(
                 "not_involved", "Vous ne prenez pas part à ce dossier (besoin d'en connaître)."
@@ -180,7 +183,7 @@ class HubEntitlements(Entitlements):
         if who is None or not active:
             return [Refusal("recipient_inactive", "Destinataire désactivé.")]
         try:
-            ctx = self._context(case, who)
+            ctx = context_of(self.cases, case, who)
         except CaseAccessDeniedError:
             return [
                 Refusal("recipient_not_involved", "Ce destinataire ne prend pas part au dossier.")
@@ -196,13 +199,16 @@ class HubEntitlements(Entitlements):
 
 @dataclass(frozen=True)
 class Candidate:
-    """Someone a form on the case could go to: what they may see of the fields asked, and
-    their device keys in force (none: they cannot receive sealed forms yet)."""
+    """Someone a form on the case could go to: what they may see of the fields asked (and
+    each field they may not, with the article), and their device keys in force (none: they
+    cannot receive sealed forms yet)."""
 
     owner: str
     organisation: str
     fields: tuple[str, ...]
     devices: tuple[str, ...]
+    refused: tuple[Refusal, ...] = ()
+    label: str = ""  # a person's name or a system's, and the organisation's (for the page)
 
 
 def candidates(
@@ -237,7 +243,6 @@ def candidates(
         )
     ).all()
     index = devices(session, hub_state)
-    entitlements = HubEntitlements(service, caller)
     found: list[Candidate] = []
     state = service.consent_state(case)  # the case's: one read for every candidate
     everyone: list[User | ApiClient] = [*people.values(), *systems]
@@ -245,16 +250,18 @@ def candidates(
         if who is caller or (isinstance(who, User) and not who.is_active):
             continue
         try:
-            ctx = entitlements._context(case, who)
+            ctx = context_of(service, case, who)
         except CaseAccessDeniedError:
             continue
         decision = service.decide_fields(ctx, purpose, fields, sender=sender, state=state)
         allowed = tuple(f for f in fields if f in decision.allowed_fields)
-        if not allowed:
-            continue
         owner = user_owner(who) if isinstance(who, User) else client_owner(who)
         keys = tuple(d.key.key_id for d in index.of(owner))
-        found.append(Candidate(owner.name, who.organisation.public_id, allowed, keys))
+        refused = tuple(_refusal(r, "recipient_not_entitled") for r in decision.refusals)
+        label = f"{who.name} ({who.organisation.name})"
+        found.append(
+            Candidate(owner.name, who.organisation.public_id, allowed, keys, refused, label)
+        )
     return sorted(found, key=lambda c: c.owner)
 
 

@@ -454,6 +454,23 @@ def _liaison_schemas() -> dict[str, Any]:
         "required": ["code", "message"],
         "additionalProperties": False,
     }
+    candidate = _object(
+        {
+            "owner": {"type": "string", "description": "A person's or a system's public id."},
+            "label": {
+                "type": "string",
+                "description": "Their name and their organisation's, for the sender to check.",
+            },
+            "organisation": _STRING,
+            "fields": _STRINGS,
+            "devices": _STRINGS,
+            "refused": {
+                "type": "array",
+                "description": "Each field asked they may not receive, with the article.",
+                "items": refusal,
+            },
+        }
+    )
     return {
         "DirectoryHead": _object(
             {
@@ -497,17 +514,13 @@ def _liaison_schemas() -> dict[str, Any]:
                 ),
                 "recipients": {
                     "type": "array",
-                    "items": _object(
-                        {
-                            "owner": {
-                                "type": "string",
-                                "description": "A person's or a system's public id.",
-                            },
-                            "organisation": _STRING,
-                            "fields": _STRINGS,
-                            "devices": _STRINGS,
-                        }
-                    ),
+                    "description": "Who may receive at least one of the fields asked.",
+                    "items": candidate,
+                },
+                "not_entitled": {
+                    "type": "array",
+                    "description": "Who takes part in the case but may receive none of them.",
+                    "items": candidate,
                 },
             }
         ),

@@ -38,6 +38,7 @@ from charter.vocabulary import (
     OrgKind,
     Role,
 )
+from hub.assets import import_map, static_integrity
 from hub.extensions import login_manager
 from hub.i18n import page_is_english
 from hub.models import User
@@ -203,6 +204,8 @@ def _before_request() -> Any:
         idle = timedelta(minutes=state().config.session_idle_minutes)
         if last_seen is None or now() - last_seen > idle:
             end_session()
+            if endpoint.startswith("echange."):
+                abort(401)  # the page's script says so and offers to log in again
             flash(_("Votre session a expiré après une période d'inactivité."), "info")
             return redirect(url_for("auth.login"))
         session["last_seen"] = now().timestamp()
@@ -221,6 +224,8 @@ def _before_request() -> Any:
         return None
     if endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
         return None
+    if endpoint.startswith("echange."):
+        abort(401)  # JSON for the page's script, not a redirect it would follow
     return redirect(url_for("auth.login", next=safe_next(request.full_path.rstrip("?"))))
 
 
@@ -281,5 +286,7 @@ def init_security(app: Flask) -> None:
     app.after_request(_after_request)
     app.jinja_env.globals["csp_nonce"] = lambda: g.get("csp_nonce", "")
     app.jinja_env.globals["get_locale"] = get_locale
+    app.jinja_env.globals["static_integrity"] = static_integrity
+    app.jinja_env.globals["import_map"] = import_map
     app.jinja_env.globals["role_label"] = role_label
     app.jinja_env.globals["org_kind_label"] = org_kind_label

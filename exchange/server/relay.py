@@ -338,6 +338,9 @@ class Relay:
                 forms.c.case_id,
                 forms.c.created_at,
                 forms.c.purpose,
+                forms.c.sender_user_id,
+                forms.c.sender_client_id,
+                forms.c.sender_org_id,
                 form_recipients.c.key_id,
                 form_recipients.c.view_id,
                 form_recipients.c.delivered_at,
@@ -351,6 +354,37 @@ class Relay:
         if before is not None:
             query = query.where(forms.c.id < before)
         return list(self.session.execute(query).all())
+
+    def received(self, form_id: str, owner: Owner) -> tuple[Row[Any], list[str]] | None:
+        """The form ``form_id`` as ``owner`` received it (no envelope): its row and the key ids
+        of ``owner``'s devices it was sealed to; ``None`` when it was not sent to ``owner`` or
+        has expired. Delivery still decides, per device, whether it may be read now."""
+        column = (
+            form_recipients.c.user_id if owner.kind == "user" else form_recipients.c.api_client_id
+        )
+        rows = self.session.execute(
+            select(
+                forms.c.id,
+                forms.c.form_id,
+                forms.c.case_id,
+                forms.c.created_at,
+                forms.c.purpose,
+                forms.c.charter_ref,
+                forms.c.sender_user_id,
+                forms.c.sender_client_id,
+                forms.c.sender_org_id,
+                form_recipients.c.key_id,
+            )
+            .join(form_recipients, form_recipients.c.form_row_id == forms.c.id)
+            .where(
+                forms.c.form_id == form_id,
+                column == owner.row_id,
+                forms.c.expires_at > self.clock(),
+            )
+        ).all()
+        if not rows:
+            return None
+        return rows[0], [row.key_id for row in rows]
 
     def deliver(self, form_id: str, key_id: str, *, caller: Owner) -> tuple[bytes, Row[Any]]:
         """The envelope for the recipient device ``key_id`` of ``caller``, if it may still see

@@ -15,6 +15,7 @@ def register(app: Flask) -> None:
         charter,
         consent,
         dpo,
+        fiches,
         liaison,
         main,
         witness,
@@ -25,6 +26,8 @@ def register(app: Flask) -> None:
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(liaison.bp, name_prefix=api.bp.name)  # endpoints api.liaison.*
+    app.register_blueprint(liaison.web_bp)  # the same for people in the browser: echange.*
+    app.register_blueprint(fiches.bp)
     # As if nested in the API (endpoints api.witness.*): its bearer check and exemptions apply.
     app.register_blueprint(witness.bp, name_prefix=api.bp.name)
     app.register_blueprint(witness.directory_bp, name_prefix=api.bp.name)

@@ -1,8 +1,12 @@
-"""API of sealed liaison forms for organisation systems: key directory, devices, relay.
+"""Sealed liaison forms: key directory, devices, relay — for organisation systems and people.
 
-Thin views over :mod:`exchange.server` and :mod:`hub.liaison`: authenticate (bearer token, as
-the rest of the API), record the act in the audit log before it takes effect, commit. The hub
-never sees a form's content (docs/envelope.md).
+Thin views over :mod:`exchange.server` and :mod:`hub.liaison`: authenticate, record the act in
+the audit log before it takes effect, commit. The hub never sees a form's content
+(docs/envelope.md). The same views are registered twice:
+
+- under the API (``/api/v1/…``, endpoints ``api.liaison.*``): bearer tokens, no cookies, no CSRF;
+- for the browser (``/echange/…``, endpoints ``echange.*``): the person's session, CSRF token in
+  the ``X-CSRFToken`` header, and a fresh MFA login to register a device (docs/browser.md).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 from flask_babel import gettext as _
+from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from audit.events import Action, Decision
@@ -24,6 +29,7 @@ from hub.cases import CaseAccessDeniedError, charter_ref, loggable_reference
 from hub.consents import tell
 from hub.errors import ApiError
 from hub.extensions import csrf, limiter
+from hub.security import is_fresh
 from hub.models import ApiClient, Case, User
 from hub.recording import record, record_case
 from hub.state import cases, db, state
@@ -31,13 +37,36 @@ from hub.state import cases, db, state
 # Registered under the API (endpoints api.liaison.*): its bearer check runs first.
 bp = Blueprint("liaison", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # bearer tokens only
+# The same views for people in the browser: session and CSRF apply (not exempt).
+web_bp = Blueprint("echange", __name__, url_prefix="/echange")
 
 MAX_INT_ARG = 2**31 - 1
 
+Caller = User | ApiClient
 
-def _client() -> ApiClient:
-    client: ApiClient = g.api_client
-    return client
+
+def _caller() -> Caller:
+    """Who calls: the API client of the bearer token, or the logged-in person."""
+    client: ApiClient | None = g.get("api_client")
+    if client is not None:
+        return client
+    user: User = current_user._get_current_object()
+    return user
+
+
+def _owner(caller: Caller) -> liaison.Owner:
+    return liaison.user_owner(caller) if isinstance(caller, User) else liaison.client_owner(caller)
+
+
+def _route(rule: str, **options: Any) -> Any:
+    """Register the view under both blueprints (see the module's docstring)."""
+
+    def decorator(view: Any) -> Any:
+        bp.add_url_rule(rule, view_func=view, **options)
+        web_bp.add_url_rule(rule, view_func=view, **options)
+        return view
+
+    return decorator
 
 
 def _int_arg(name: str, default: int | None = None) -> int:
@@ -70,7 +99,7 @@ def _refused(error: ExchangeError) -> ApiError:
 # -- key directory ---------------------------------------------------------------------------
 
 
-@bp.route("/annuaire")
+@_route("/annuaire")
 def directory() -> Any:
     """The directory's latest signed checkpoint, its size and its verifier key."""
     log = liaison.directory_log(db(), state())
@@ -84,7 +113,7 @@ def directory() -> Any:
     )
 
 
-@bp.route("/annuaire/entrees")
+@_route("/annuaire/entrees")
 def directory_entries() -> Any:
     """Entries ``[debut, fin)`` of the directory, as base64url of their canonical bytes."""
     log = liaison.directory_log(db(), state())
@@ -117,20 +146,27 @@ def _device_json(device: Any) -> dict[str, Any]:
     }
 
 
-@bp.route("/appareils", methods=["GET", "POST"])
+@_route("/appareils", methods=["GET", "POST"])
 def devices() -> Any:
-    """The calling system's device keys; POST registers one (``{"key": record, "label"}``)."""
-    client = _client()
+    """The caller's device keys; POST registers one (``{"key": record, "label"}``)."""
+    caller = _caller()
     service = liaison.devices(db(), state())
-    owner = liaison.client_owner(client)
+    owner = _owner(caller)
     if request.method == "GET":
-        record(Action.API_READ, object_type="api_client", object_id=client.client_id)
+        record(Action.API_READ, object_type=_owner_type(caller), object_id=owner.public_id)
         return jsonify({"devices": [_device_json(d) for d in service.of(owner)]})
+    if isinstance(caller, User) and not is_fresh():
+        # A person registers a device only just after proving both factors (DESIGN §6.1).
+        raise ApiError(
+            401,
+            "reauth_required",
+            _("Confirmez votre identité (mot de passe et code) avant d'activer un appareil."),
+        )
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or "key" not in body:
         raise ApiError(400, "invalid_request", _('Corps attendu : {"key": …, "label": …}.'))
     try:
-        device = service.register(body["key"], owner=owner, label=str(body.get("label", "")))
+        device = service.register(body["key"], owner=owner, label=str(body.get("label", ""))[:80])
     except ExchangeError as error:
         db().rollback()
         raise _refused(error) from error
@@ -142,13 +178,12 @@ def devices() -> Any:
     return response
 
 
-@bp.route("/appareils/<key_id>/revocation", methods=["POST"])
+@_route("/appareils/<key_id>/revocation", methods=["POST"])
 def revoke_device(key_id: str) -> Any:
-    """Revoke one of the calling system's device keys."""
-    client = _client()
+    """Revoke one of the caller's device keys."""
     service = liaison.devices(db(), state())
     try:
-        device = service.revoke(key_id, by=liaison.client_owner(client), reason="owner")
+        device = service.revoke(key_id, by=_owner(_caller()), reason="owner")
     except ExchangeError as error:
         db().rollback()
         raise _refused(error) from error
@@ -157,15 +192,47 @@ def revoke_device(key_id: str) -> Any:
     return jsonify(_device_json(device))
 
 
+@web_bp.route("/sauvegarde", methods=["GET", "PUT"])
+def recovery_backup() -> Any:
+    """The person's recovery backup: PUT keeps a new one (after a fresh login), GET gives the
+    latest to restore the device's keys in another browser. The hub cannot open it."""
+    user = _caller()
+    assert isinstance(user, User)  # web_bp: a session, never a bearer token
+    service = liaison.devices(db(), state())
+    if request.method == "GET":
+        data = service.backup(user.id)
+        record(Action.API_READ, object_type="recovery_backup", object_id=user.public_id)
+        db().commit()
+        if data is None:
+            raise ApiError(
+                404, "no_backup", _("Aucune sauvegarde de récupération n'a été déposée.")
+            )
+        return Response(data, mimetype="application/json")
+    if not is_fresh():
+        raise ApiError(
+            401,
+            "reauth_required",
+            _("Confirmez votre identité (mot de passe et code) avant d'activer un appareil."),
+        )
+    try:
+        service.keep_backup(user.id, request.get_data(cache=False))
+    except ExchangeError as error:
+        db().rollback()
+        raise _refused(error) from error
+    record(Action.KEY_BACKUP, object_type="recovery_backup", object_id=user.public_id)
+    db().commit()
+    return jsonify({"kept": True}), 201
+
+
 # -- forms -----------------------------------------------------------------------------------
 
 
-@bp.route("/dossiers/<reference>/destinataires")
+@_route("/dossiers/<reference>/destinataires")
 def recipients(reference: str) -> Any:
     """Who a form on the case could go to for ``finalite``, with the fields of ``champs``
     (comma-separated) each may see and their device keys: what the sender seals to after
     checking every key against its own verified directory."""
-    client = _client()
+    caller = _caller()
     purpose = request.args.get("finalite", "")
     fields = sorted({f for f in request.args.get("champs", "").split(",") if f})
     if not purpose or not fields or len(fields) > 64:
@@ -175,14 +242,14 @@ def recipients(reference: str) -> Any:
     try:
         if case is None:
             raise CaseAccessDeniedError("", rule="unknown_case", code="not_involved")
-        ctx = service.context_for_organisation(case, client.organisation)
+        ctx = liaison.context_of(service, case, caller)
     except CaseAccessDeniedError as error:
         record_case(Action.API_READ, loggable_reference(reference), allowed=False, rule=error.rule)
         db().commit()
         raise ApiError(
             403, "not_involved", _("Vous ne prenez pas part à ce dossier (besoin d'en connaître).")
         ) from error
-    found = liaison.candidates(service, state(), case, client, purpose=purpose, fields=fields)
+    found = liaison.candidates(service, state(), case, caller, purpose=purpose, fields=fields)
     record_case(
         Action.API_READ, case.reference, purpose=purpose, charter_version=charter_ref(ctx.version)
     )
@@ -196,32 +263,37 @@ def recipients(reference: str) -> Any:
                 "version": version.version,
                 "digest": version.digest,
             },
-            "recipients": [
-                {
-                    "owner": c.owner,
-                    "organisation": c.organisation,
-                    "fields": list(c.fields),
-                    "devices": list(c.devices),
-                }
-                for c in found
-            ],
+            "recipients": [_candidate_json(c) for c in found if c.fields],
+            # Who takes part in the case but may receive none of these fields, and why.
+            "not_entitled": [_candidate_json(c) for c in found if not c.fields],
         }
     )
 
 
-def _client_key() -> str:
-    """Rate-limit key of a sending system (its client id; the bearer check ran first)."""
-    return f"client:{_client().client_id}"
+def _candidate_json(candidate: liaison.Candidate) -> dict[str, Any]:
+    return {
+        "owner": candidate.owner,
+        "label": candidate.label,
+        "organisation": candidate.organisation,
+        "fields": list(candidate.fields),
+        "devices": list(candidate.devices),
+        "refused": [r.to_json() for r in candidate.refused],
+    }
 
 
-@bp.route("/fiches", methods=["POST"])
+def _caller_key() -> str:
+    """Rate-limit key of a sender (its client id or person id; authentication ran first)."""
+    return _owner(_caller()).name
+
+
+@_route("/fiches", methods=["POST"])
 @limiter.limit("120 per minute")
 # Per system too, whatever address it sends from: at most about 1 GiB of envelopes a day.
-@limiter.limit("60 per minute;1000 per day", key_func=_client_key)
+@limiter.limit("60 per minute;1000 per day", key_func=_caller_key)
 def send_form() -> Any:
     """Relay a sealed form (the envelope as the body): checked, stored, recipients told."""
-    client = _client()
-    service = liaison.relay(db(), state(), client)
+    caller = _caller()
+    service = liaison.relay(db(), state(), caller)
     try:
         data = request.get_data(cache=False)
     except RequestEntityTooLarge:
@@ -237,7 +309,7 @@ def send_form() -> Any:
         db().commit()
         raise
     try:
-        accepted = service.accept(data, caller=liaison.client_owner(client))
+        accepted = service.accept(data, caller=_owner(caller))
     except ExchangeError as error:
         db().rollback()
         case_ref = _case_reference(data)
@@ -289,13 +361,14 @@ def _case_reference(data: bytes) -> str:
         return ""
 
 
-@bp.route("/fiches")
+@_route("/fiches")
 def inbox() -> Any:
-    """Forms received by the calling system's devices, newest first (no content)."""
-    client = _client()
-    service = liaison.relay(db(), state(), client)
-    rows = service.inbox(liaison.client_owner(client), before=_int_arg("avant", 0) or None)
-    record(Action.API_READ, object_type="api_client", object_id=client.client_id)
+    """Forms received by the caller's devices, newest first (no content)."""
+    caller = _caller()
+    service = liaison.relay(db(), state(), caller)
+    owner = _owner(caller)
+    rows = service.inbox(owner, before=_int_arg("avant", 0) or None)
+    record(Action.API_READ, object_type=_owner_type(caller), object_id=owner.public_id)
     return jsonify(
         {
             "forms": [
@@ -315,15 +388,15 @@ def inbox() -> Any:
     )
 
 
-@bp.route("/fiches/<form_id>")
+@_route("/fiches/<form_id>")
 def deliver(form_id: str) -> Any:
     """The envelope for one of the caller's recipient devices, while it may still see its view
     (consent, case team) and within retention."""
-    client = _client()
+    caller = _caller()
     key_id = request.args.get("appareil", "")
-    service = liaison.relay(db(), state(), client)
+    service = liaison.relay(db(), state(), caller)
     try:
-        envelope, row = service.deliver(form_id, key_id, caller=liaison.client_owner(client))
+        envelope, row = service.deliver(form_id, key_id, caller=_owner(caller))
     except ExchangeError as error:
         db().rollback()
         record(
@@ -348,12 +421,16 @@ def deliver(form_id: str) -> Any:
     return Response(envelope, mimetype="application/json")
 
 
+def _owner_type(caller: Caller) -> str:
+    return "user" if isinstance(caller, User) else "api_client"
+
+
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
 def _ack(form_id: str, action: Action) -> Any:
-    client = _client()
+    caller = _caller()
     body = request.get_json(silent=True)
     body = body if isinstance(body, dict) else {}
     key_id = _text(body.get("appareil"))
@@ -368,13 +445,13 @@ def _ack(form_id: str, action: Action) -> Any:
                 "invalid_request",
                 _("Motif attendu : %(codes)s.", codes=", ".join(sorted(SENDER_FAULTS))),
             )
-    service = liaison.relay(db(), state(), client)
-    caller = liaison.client_owner(client)
+    service = liaison.relay(db(), state(), caller)
+    owner = _owner(caller)
     try:
         if action is Action.FORM_OPEN:
-            row = service.mark_opened(form_id, key_id, caller=caller)
+            row = service.mark_opened(form_id, key_id, caller=owner)
         else:  # a report is no opening: the form stays unread in the inbox
-            _envelope, row = service.deliver(form_id, key_id, caller=caller)
+            _envelope, row = service.deliver(form_id, key_id, caller=owner)
     except ExchangeError as error:
         db().rollback()
         raise _refused(error) from error
@@ -391,15 +468,15 @@ def _ack(form_id: str, action: Action) -> Any:
     return jsonify({"form": form_id, "recorded": action.value})
 
 
-@bp.route("/fiches/<form_id>/ouverture", methods=["POST"])
+@_route("/fiches/<form_id>/ouverture", methods=["POST"])
 def opened(form_id: str) -> Any:
     """The recipient's client opened and checked the form (``{"appareil": key id}``)."""
     return _ack(form_id, Action.FORM_OPEN)
 
 
-@bp.route("/fiches/<form_id>/violation", methods=["POST"])
+@_route("/fiches/<form_id>/violation", methods=["POST"])
 # Each report is an append-only event the DPO reviews: bounded per system, whatever its address.
-@limiter.limit("30 per minute;300 per day", key_func=_client_key)
+@limiter.limit("30 per minute;300 per day", key_func=_caller_key)
 def violation(form_id: str) -> Any:
     """The recipient's client found the form not as signed or not as the charter allows
     (``{"appareil", "code"}``): recorded as a charter violation the DPO sees."""

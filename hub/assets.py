@@ -1,0 +1,50 @@
+"""The browser code the hub serves, checkable: Subresource Integrity and the module's digest.
+
+A rigged hub could serve other code that reads what the page decrypts. Each page that seals or
+opens forms names its script and the module that script imports by their SHA-384 (SRI, in the
+script tag and the import map), so the browser runs them only as named; the module's SHA-256 is
+also published as a ``module.release`` entry of the key directory log for each release, which
+witnesses compare with what the hub serves (``maillon witness``; docs/browser.md). What remains
+— the page itself comes from the hub — is written in docs/threat-model.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from functools import cache
+from pathlib import Path
+
+from flask import url_for
+
+STATIC = Path(__file__).resolve().parent / "static"
+MODULE = "js/echange.js"
+SCRIPTS = ("js/fiches.js", MODULE)
+
+
+@cache
+def _digests(filename: str, mtime_ns: int) -> tuple[str, str]:
+    data = (STATIC / filename).read_bytes()
+    sri = "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode("ascii")
+    return sri, hashlib.sha256(data).hexdigest()
+
+
+def _of(filename: str) -> tuple[str, str]:
+    if filename not in SCRIPTS:
+        raise ValueError(f"{filename} is not one of the checked scripts")
+    return _digests(filename, (STATIC / filename).stat().st_mtime_ns)
+
+
+def static_integrity(filename: str) -> str:
+    """The SRI value (``sha384-…``) of a checked static script."""
+    return _of(filename)[0]
+
+
+def module_sha256() -> str:
+    """The SHA-256 (hex) of the exchange module as served: what the directory log records."""
+    return _of(MODULE)[1]
+
+
+def import_map() -> dict[str, dict[str, str]]:
+    """The page's import map: the module's URL pinned to its SRI value."""
+    return {"integrity": {url_for("static", filename=MODULE): static_integrity(MODULE)}}
