@@ -48,6 +48,8 @@ def chromium_options(profile: Path | None = None, *, width: int = 1280) -> webdr
     options.add_argument("--disable-gpu")
     options.add_argument(f"--window-size={width},900")
     options.add_argument("--lang=fr-FR")
+    # Pages in French, as partners read them (the hub picks the language from this header).
+    options.add_experimental_option("prefs", {"intl.accept_languages": "fr-FR,fr"})
     if profile is not None:
         options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})

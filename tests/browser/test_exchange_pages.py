@@ -1,0 +1,286 @@
+"""Sealed liaison forms through the hub's pages, in real browsers: three partner agents each
+activate their browser after logging in with TOTP, one writes a form, sees who receives what
+field by field, seals and sends it; the two others open it in their own browser. A restore from
+the recovery backup, a wrong passphrase, a revoked device and a form changed in transit are
+played too."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.browser.conftest import start_chromium
+from tests.http_helpers import BIN, flask_run, free_port
+
+PASSPHRASE = "une phrase de récupération"
+
+
+@dataclass
+class Hub:
+    """A hub served by `flask run` on the embedded store, seeded with the demo territory."""
+
+    base: str
+    accounts: dict[str, dict[str, Any]]
+    database: Path
+    tmp: Path
+    steps: dict[str, int] = field(default_factory=dict)
+
+    def code(self, who: str) -> str:
+        """A TOTP code ``who`` has not used yet: the hub accepts each time step once, and one
+        step of drift either side, so a second login within 30 s uses the next step's code."""
+        totp = pyotp.TOTP(self.accounts[who]["totp_secret"])
+        step = max(int(time.time()) // 30, self.steps.get(who, -1) + 1)
+        while step > int(time.time()) // 30 + 1:
+            time.sleep(1)
+        self.steps[who] = step
+        return str(totp.at(step * 30))
+
+    def login(self, driver: webdriver.Chrome, who: str) -> None:
+        """Log ``who`` in (password, then a TOTP code)."""
+        account = self.accounts[who]
+        driver.get(f"{self.base}/connexion")
+        driver.find_element(By.NAME, "email").send_keys(account["email"])
+        driver.find_element(By.NAME, "password").send_keys(account["password"])
+        driver.find_element(By.NAME, "code").send_keys(self.code(who))
+        driver.find_element(By.NAME, "code").submit()
+        WebDriverWait(driver, 20).until(lambda d: "/connexion" not in d.current_url)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    tmp = tmp_path_factory.mktemp("browser-hub")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILLON_")}
+    env.update(
+        MAILLON_ENV="development",
+        MAILLON_VAR_DIR=str(tmp / "var"),
+        MAILLON_BASE_URL=base,
+        MAILLON_ARGON2_TIME_COST="1",
+        MAILLON_ARGON2_MEMORY_KIB="1024",
+    )
+    flask = [str(BIN / "flask"), "--app", "hub"]
+    for command in (["init-db"], ["demo", "--out", str(tmp / "accounts.json")]):
+        subprocess.run([*flask, *command], env=env, check=True, capture_output=True)
+    accounts = json.loads((tmp / "accounts.json").read_text())["accounts"]
+    with flask_run(env, port, tmp / "server.log", "/healthz"):
+        yield Hub(
+            base,
+            {a["email"].split("@")[0]: a for a in accounts},
+            tmp / "var" / "maillon.sqlite",
+            tmp,
+        )
+
+
+def _wait(driver: webdriver.Chrome, condition: Any, timeout: float = 30) -> Any:
+    # A page that reloads itself (set-up, revocation) leaves stale elements for a moment.
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(condition)
+
+
+def _text(driver: webdriver.Chrome, element_id: str) -> str:
+    return str(driver.find_element(By.ID, element_id).text)
+
+
+def _activate(hub: Hub, driver: webdriver.Chrome, who: str) -> str:
+    """Set up this browser's keys; the numéro de sécurité shown."""
+    driver.get(f"{hub.base}/appareils")
+    _wait(driver, lambda d: d.find_element(By.ID, "activation").is_displayed())
+    driver.find_element(By.ID, "libelle").send_keys(f"Poste de {who}")
+    driver.find_element(By.ID, "phrase").send_keys(PASSPHRASE)
+    driver.find_element(By.ID, "phrase2").send_keys(PASSPHRASE)
+    driver.find_element(By.CSS_SELECTOR, "#form-activation button").click()
+    _wait(driver, lambda d: d.find_element(By.ID, "empreinte").is_displayed())
+    return _text(driver, "numero-local")
+
+
+def _fill(driver: webdriver.Chrome, values: dict[str, str]) -> None:
+    for field_id, value in values.items():
+        element = driver.find_element(By.ID, field_id)
+        if element.get_attribute("type") == "date":
+            driver.execute_script("arguments[0].value = arguments[1]", element, value)
+        else:
+            element.clear()
+            element.send_keys(value)
+
+
+def _open_latest(hub: Hub, driver: webdriver.Chrome) -> dict[str, str]:
+    """Open the newest unread form from the inbox; the labels and values the page shows."""
+    driver.get(f"{hub.base}/fiches")
+    driver.find_elements(By.PARTIAL_LINK_TEXT, "Ouvrir")[0].click()
+    _wait(
+        driver,
+        lambda d: (
+            d.find_element(By.ID, "contenu-fiche").is_displayed()
+            or d.find_element(By.ID, "alerte").text
+        ),
+    )
+    assert not _text(driver, "alerte"), _text(driver, "alerte")
+    terms = driver.find_elements(By.CSS_SELECTOR, "#valeurs dt")
+    values = driver.find_elements(By.CSS_SELECTOR, "#valeurs dd")
+    return {t.text: v.text for t, v in zip(terms, values, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def agents(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The SPIP, Mission Locale and PJJ agents, each in their own browser profile."""
+    browsers: dict[str, webdriver.Chrome] = {}
+    try:
+        for who in ("cpip", "conseillere", "educateur"):
+            profile = tmp_path_factory.mktemp(f"profile-{who}")
+            browsers[who] = start_chromium(profile)
+            hub.login(browsers[who], who)
+        yield browsers
+    finally:
+        for driver in browsers.values():
+            driver.quit()
+
+
+SENT = {
+    "identite.nom": "Durand",
+    "justice.date_sortie": "2027-01-15",
+    "logement.situation": "Hébergé chez un tiers « provisoire »",
+    "justice.nature_faits": "vol simple",
+}
+
+
+def test_a_form_goes_sealed_from_the_spip_to_the_mission_locale_and_the_pjj(
+    hub: Hub, agents: dict[str, webdriver.Chrome]
+) -> None:
+    numbers = {who: _activate(hub, driver, who) for who, driver in agents.items()}
+    assert len(set(numbers.values())) == 3
+    sender = agents["cpip"]
+    sender.get(f"{hub.base}/dossiers")
+    reference = sender.find_elements(By.CSS_SELECTOR, "table a code")[0].text
+    sender.find_element(By.LINK_TEXT, reference).click()
+    sender.find_element(By.LINK_TEXT, "Rédiger une fiche de liaison").click()
+    _fill(sender, SENT)
+    sender.find_element(By.CSS_SELECTOR, "#form-fiche button[type=submit]").click()
+    _wait(sender, lambda d: d.find_element(By.ID, "apercu").is_displayed())
+    rows = {
+        row.find_element(By.TAG_NAME, "th").text: row.find_elements(By.TAG_NAME, "td")
+        for row in sender.find_elements(By.CSS_SELECTOR, "#apercu tbody tr")
+    }
+    mission_locale = next(cells for name, cells in rows.items() if "Mina Conseil" in name)
+    pjj = next(cells for name, cells in rows.items() if "Jules Éducation" in name)
+    # Who receives what, field by field, and the article that refuses the offence to each.
+    for cells in (mission_locale, pjj):
+        assert "Date de sortie prévisible" in cells[0].text
+        assert "Nature des faits" not in cells[0].text
+        assert "Nature des faits" in cells[1].text and "article" in cells[1].text
+    assert "art-6" in mission_locale[1].text  # professional secrecy, recipient not bound by it
+    # The numéros de sécurité shown are those each recipient's own page shows.
+    assert numbers["conseillere"] in mission_locale[2].text
+    assert numbers["educateur"] in pjj[2].text
+    assert "Transmises à personne : Nature des faits" in _text(sender, "apercu")
+    sender.find_element(By.ID, "sceller").click()
+    _wait(sender, lambda d: "Fiche envoyée" in _text(d, "statut") or _text(d, "alerte"))
+    assert "remise à 2 appareil(s)" in _text(sender, "statut"), _text(sender, "alerte")
+
+    expected = {
+        "Nom": "Durand",
+        "Date de sortie prévisible de détention": "15/01/2027",
+        "Situation de logement ou d'hébergement": "Hébergé chez un tiers « provisoire »",
+    }
+    for who in ("conseillere", "educateur"):
+        shown = _open_latest(hub, agents[who])
+        assert {k: shown.get(k) for k in expected} == expected, shown
+        assert "Nature des faits" not in shown
+    # The hub holds the form but never the values typed in the sender's page.
+    with sqlite3.connect(hub.database) as db:
+        stored = b"".join(row[0] for row in db.execute("SELECT envelope FROM exchange_forms"))
+    assert stored and b"Durand" not in stored and b"provisoire" not in stored
+
+
+def test_keys_come_back_from_the_recovery_backup_and_only_with_the_passphrase(
+    hub: Hub, agents: dict[str, webdriver.Chrome], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    driver = start_chromium(tmp_path_factory.mktemp("profile-new-browser"))
+    try:
+        hub.login(driver, "conseillere")
+        driver.get(f"{hub.base}/appareils")
+        _wait(driver, lambda d: d.find_element(By.ID, "restauration").is_displayed())
+        field = driver.find_element(By.ID, "phrase-restauration")
+        field.send_keys("une phrase qui n'est pas la bonne")
+        driver.find_element(By.CSS_SELECTOR, "#form-restauration button").click()
+        _wait(driver, lambda d: _text(d, "alerte"))
+        assert "Phrase de récupération incorrecte" in _text(driver, "alerte")
+        field.clear()
+        field.send_keys(PASSPHRASE)
+        driver.find_element(By.CSS_SELECTOR, "#form-restauration button").click()
+        _wait(driver, lambda d: d.find_element(By.ID, "empreinte").is_displayed())
+        original = agents["conseillere"]
+        original.get(f"{hub.base}/appareils")
+        _wait(original, lambda d: d.find_element(By.ID, "empreinte").is_displayed())
+        assert _text(driver, "numero-local") == _text(original, "numero-local")
+        # The restored browser opens what was sealed to the device before.
+        shown = _open_latest(hub, driver)
+        assert shown["Nom"] == "Durand"
+    finally:
+        driver.quit()
+
+
+def test_a_form_changed_in_transit_is_not_shown_and_is_reported(
+    hub: Hub, agents: dict[str, webdriver.Chrome]
+) -> None:
+    with sqlite3.connect(hub.database) as db:
+        form_id, envelope = db.execute(
+            "SELECT form_id, envelope FROM exchange_forms ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        document = json.loads(envelope)
+        view = next(iter(document["views"]))
+        text = document["views"][view]
+        document["views"][view] = text[:-3] + ("A" if text[-3] != "A" else "B") + text[-2:]
+        db.execute(
+            "UPDATE exchange_forms SET envelope = ? WHERE form_id = ?",
+            (json.dumps(document).encode(), form_id),
+        )
+    driver = agents["educateur"]
+    driver.get(f"{hub.base}/fiches/{form_id}")
+    _wait(driver, lambda d: _text(d, "alerte"))
+    assert "ne correspond pas à ce que l'expéditeur a signé" in _text(driver, "alerte")
+    assert not driver.find_element(By.ID, "contenu-fiche").is_displayed()
+    audit = hub.tmp / "var" / "audit.sqlite"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with sqlite3.connect(audit) as db:
+            rules = db.execute(
+                "SELECT rule FROM audit_all_events WHERE action = 'form.violation'"
+            ).fetchall()
+        if (f"digest_mismatch:{form_id}",) in rules:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the violation was not recorded")
+
+
+def test_a_revoked_device_loses_its_keys_and_cannot_send(
+    hub: Hub, agents: dict[str, webdriver.Chrome]
+) -> None:
+    driver = agents["educateur"]
+    driver.get(f"{hub.base}/appareils")
+    _wait(driver, lambda d: d.find_element(By.ID, "empreinte").is_displayed())
+    driver.find_element(By.CSS_SELECTOR, "table button.button--danger").click()
+    _wait(driver, lambda d: "Appareil révoqué" in d.find_element(By.TAG_NAME, "main").text)
+    _wait(driver, lambda d: "ont été révoquées" in _text(d, "appareil-local"))
+    driver.get(f"{hub.base}/dossiers")
+    reference = driver.find_elements(By.CSS_SELECTOR, "table a code")[0].text
+    driver.get(f"{hub.base}/dossiers/{reference}/fiche")
+    _fill(driver, {"logement.situation": "à la rue"})
+    driver.find_element(By.CSS_SELECTOR, "#form-fiche button[type=submit]").click()
+    _wait(driver, lambda d: _text(d, "alerte"))
+    assert "n'est pas activé" in _text(driver, "alerte")
