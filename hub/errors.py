@@ -71,9 +71,7 @@ class ApiError(Exception):
 
 def wants_json() -> bool:
     """API paths answer JSON; pages answer HTML."""
-    return (
-        request.path.startswith(("/api/", "/echange/")) or request.path == "/healthz"
-    )
+    return request.path.startswith(("/api/", "/echange/")) or request.path == "/healthz"
 
 
 def api_error_response(

@@ -384,7 +384,8 @@ class Relay:
         ).all()
         if not rows:
             return None
-        return rows[0], [row.key_id for row in rows]
+        first: Row[Any] = rows[0]
+        return first, [row.key_id for row in rows]
 
     def deliver(self, form_id: str, key_id: str, *, caller: Owner) -> tuple[bytes, Row[Any]]:
         """The envelope for the recipient device ``key_id`` of ``caller``, if it may still see

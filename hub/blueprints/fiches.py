@@ -93,9 +93,7 @@ def compose(reference: str) -> Any:
             raise CaseAccessDeniedError("", rule="unknown_case", code="not_involved")
         ctx = service.context(case, current_user)
     except CaseAccessDeniedError as error:
-        record_case(
-            Action.CASE_VIEW, loggable_reference(reference), allowed=False, rule=error.rule
-        )
+        record_case(Action.CASE_VIEW, loggable_reference(reference), allowed=False, rule=error.rule)
         db().commit()
         return _forbidden(_("Vous ne prenez pas part à ce dossier (besoin d'en connaître)."))
     catalogue = [f for f in ctx.charter.fields if f.secrecy is not Secrecy.INTERDIT]

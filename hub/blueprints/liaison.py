@@ -12,7 +12,8 @@ the audit log before it takes effect, commit. The hub never sees a form's conten
 from __future__ import annotations
 
 import base64
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, g, jsonify, request
 from flask_babel import gettext as _
@@ -22,6 +23,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from audit.events import Action, Decision
 from exchange.envelope import SENDER_FAULTS, is_form_id, parse
 from exchange.errors import ExchangeError, MalformedError
+from exchange.server.devices import Owner
 from exchange.server.directory import MAX_ENTRIES_PER_PAGE
 from exchange.server.relay import FormRefusedError
 from hub import liaison
@@ -29,9 +31,9 @@ from hub.cases import CaseAccessDeniedError, charter_ref, loggable_reference
 from hub.consents import tell
 from hub.errors import ApiError
 from hub.extensions import csrf, limiter
-from hub.security import is_fresh
 from hub.models import ApiClient, Case, User
 from hub.recording import record, record_case
+from hub.security import is_fresh
 from hub.state import cases, db, state
 
 # Registered under the API (endpoints api.liaison.*): its bearer check runs first.
@@ -54,14 +56,17 @@ def _caller() -> Caller:
     return user
 
 
-def _owner(caller: Caller) -> liaison.Owner:
+def _owner(caller: Caller) -> Owner:
     return liaison.user_owner(caller) if isinstance(caller, User) else liaison.client_owner(caller)
 
 
-def _route(rule: str, **options: Any) -> Any:
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def _route(rule: str, **options: Any) -> Callable[[View], View]:
     """Register the view under both blueprints (see the module's docstring)."""
 
-    def decorator(view: Any) -> Any:
+    def decorator(view: View) -> View:
         bp.add_url_rule(rule, view_func=view, **options)
         web_bp.add_url_rule(rule, view_func=view, **options)
         return view
@@ -283,7 +288,7 @@ def _candidate_json(candidate: liaison.Candidate) -> dict[str, Any]:
 
 def _caller_key() -> str:
     """Rate-limit key of a sender (its client id or person id; authentication ran first)."""
-    return _owner(_caller()).name
+    return str(_owner(_caller()).name)
 
 
 @_route("/fiches", methods=["POST"])
