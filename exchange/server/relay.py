@@ -355,7 +355,7 @@ class Relay:
             query = query.where(forms.c.id < before)
         return list(self.session.execute(query).all())
 
-    def received(self, form_id: str, owner: Owner) -> tuple[Row[Any], list[str]] | None:
+    def received(self, form_id: str, owner: Owner) -> tuple[Any, list[str]] | None:
         """The form ``form_id`` as ``owner`` received it (no envelope): its row and the key ids
         of ``owner``'s devices it was sealed to; ``None`` when it was not sent to ``owner`` or
         has expired. Delivery still decides, per device, whether it may be read now."""
@@ -384,8 +384,7 @@ class Relay:
         ).all()
         if not rows:
             return None
-        first: Row[Any] = rows[0]
-        return first, [row.key_id for row in rows]
+        return rows[0], [row.key_id for row in rows]
 
     def deliver(self, form_id: str, key_id: str, *, caller: Owner) -> tuple[bytes, Row[Any]]:
         """The envelope for the recipient device ``key_id`` of ``caller``, if it may still see
