@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PO := $(wildcard hub/translations/*/LC_MESSAGES/messages.po)
 MO := $(PO:.po=.mo)
 
-.PHONY: run test lint bench env translations extract-messages clean
+.PHONY: run test lint bench env translations extract-messages clean browser-tools
 
 $(STAMP): pyproject.toml audit/_fastmerkle.c
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,16 @@ run: env
 	$(BIN)/flask --app hub demo --out var/demo-accounts.json
 	exec $(BIN)/flask --app hub serve
 
-## make test: the whole suite (lint and types included)
-test: env
+# Test tooling from the npm registry (axe-core for the accessibility checks), pinned by its lockfile.
+AXE_STAMP := tests/browser/node_modules/.installed-stamp
+$(AXE_STAMP): tests/browser/package.json tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+	touch $(AXE_STAMP)
+
+browser-tools: $(AXE_STAMP)
+
+## make test: the whole suite (lint and types included, real-browser tests in headless Chromium)
+test: env browser-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: env

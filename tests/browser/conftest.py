@@ -144,3 +144,33 @@ class Module:
 def module(chromium: webdriver.Chrome, static_origin: str) -> Module:
     """The module's harness in the session's Chromium."""
     return Module(chromium, static_origin)
+
+
+AXE = ROOT / "tests/browser/node_modules/axe-core/axe.min.js"
+
+
+def axe_violations(driver: webdriver.Chrome) -> list[dict[str, Any]]:
+    """The serious and critical accessibility violations axe-core finds in the current page
+    (axe-core from the npm registry, installed by ``make browser-tools``)."""
+    if not AXE.exists():
+        message = "axe-core is not installed: run `make browser-tools`"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    # WebDriver's script injection is not subject to the page's CSP: the hub's pages are
+    # checked exactly as served.
+    driver.execute_script(AXE.read_text(encoding="utf-8"))
+    found = json.loads(
+        driver.execute_async_script(
+            """
+            const done = arguments[arguments.length - 1];
+            axe.run(document, { resultTypes: ["violations"] })
+              .then((r) => done(JSON.stringify(r.violations.map((v) => ({
+                id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) })))))
+              .catch((e) => done(JSON.stringify([{ id: "axe-crashed", impact: "critical",
+                                                   help: String(e), nodes: [] }])));
+            """
+        )
+    )
+    return [v for v in found if v["impact"] in ("serious", "critical")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import time
@@ -15,15 +16,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyotp
 import pytest
+from flask import url_for
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, RequestRedirect
 
-from tests.browser.conftest import start_chromium
+from hub import create_app
+from tests.browser.conftest import axe_violations, start_chromium
+from tests.conftest import make_config
 from tests.http_helpers import BIN, flask_run, free_port
 
 PASSPHRASE = "une phrase de récupération"
@@ -284,3 +291,105 @@ def test_a_revoked_device_loses_its_keys_and_cannot_send(
     driver.find_element(By.CSS_SELECTOR, "#form-fiche button[type=submit]").click()
     _wait(driver, lambda d: _text(d, "alerte"))
     assert "n'est pas activé" in _text(driver, "alerte")
+
+
+# -- accessibility of every page -------------------------------------------------------------
+
+# Pages reached by no link a person follows with GET, or that are not HTML pages.
+NOT_CRAWLED = {
+    "auth.activate": "reached from the invitation e-mail (its token is single-use)",
+    "auth.link_invalid": "rendered by auth.activate for a used or expired link",
+    "main.healthz": "JSON for the load balancer",
+    "static": "files",
+    "charter.review_pdf": "a PDF (its HTML twin charter.review is checked)",
+    "dpo.object_report_pdf": "a PDF (its HTML twin dpo.object_report is checked)",
+    "dpo.person_report_pdf": "a PDF (its HTML twin dpo.person_report is checked)",
+    "dpo.export_csv": "a file download",
+    "dpo.export_json": "a file download",
+    "dpo.finding": "exists once the anomaly detector has found something (not in the demo)",
+}
+# Pages a link leads to only in some states: visited directly, by the role that uses them.
+DIRECT = {
+    "cpip": [("auth.reauthenticate", {})],
+    "conseillere": [("consent.adhesion", {"reference": "{case}"})],
+}
+# Links not followed: they change something, or are files rather than pages.
+NOT_FOLLOWED = re.compile(r"/deconnexion|/langue|/pdf$|\.pdf$|/export|/recu$|/recu/")
+
+
+def _crawl(
+    hub: Hub, driver: webdriver.Chrome, url_map: Map, checked: dict[str, Any], start: list[str]
+) -> set[str]:
+    """Visit every page reachable by links from ``start`` (one per endpoint), and run
+    axe-core at desktop width and at 390 px on each endpoint not checked yet."""
+    adapter = url_map.bind("127.0.0.1")
+    queue, seen = list(start), set()
+    while queue:
+        path = queue.pop(0)
+        try:
+            endpoint, _args = adapter.match(urlsplit(path).path, method="GET")
+        except (NotFound, MethodNotAllowed, RequestRedirect):
+            continue
+        if endpoint in seen or endpoint.startswith(("api.", "echange.")):
+            continue
+        seen.add(endpoint)
+        driver.get(f"{hub.base}{path}")
+        time.sleep(0.3)  # let the page's script settle (directory sync, decryption)
+        if endpoint not in checked:
+            for width in (1280, 390):
+                driver.set_window_size(width, 900)
+                checked[endpoint] = checked.get(endpoint, []) + [
+                    (width, path, v) for v in axe_violations(driver)
+                ]
+            driver.set_window_size(1280, 900)
+        for link in driver.find_elements(By.CSS_SELECTOR, "a[href]"):
+            href = link.get_attribute("href") or ""
+            if href.startswith(hub.base) and not NOT_FOLLOWED.search(urlsplit(href).path):
+                queue.append(href[len(hub.base) :].split("#")[0])
+    return seen
+
+
+def test_every_page_passes_axe_at_desktop_and_phone_width(
+    hub: Hub, agents: dict[str, webdriver.Chrome], tmp_path: Path
+) -> None:
+    app = create_app(make_config(tmp_path / "url-map"))
+    checked: dict[str, Any] = {}
+    anonymous = start_chromium()
+    try:
+        anonymous.get(f"{hub.base}/connexion")
+        checked["auth.login"] = [
+            (w, "/connexion", v) for w in (1280,) for v in axe_violations(anonymous)
+        ]
+        anonymous.set_window_size(390, 900)
+        checked["auth.login"] += [(390, "/connexion", v) for v in axe_violations(anonymous)]
+    finally:
+        anonymous.quit()
+    with sqlite3.connect(hub.database) as db:
+        case = db.execute("SELECT reference FROM cases ORDER BY id LIMIT 1").fetchone()[0]
+    with app.test_request_context():
+        direct = {
+            who: [
+                url_for(endpoint, **{k: v.format(case=case) for k, v in args.items()})
+                for endpoint, args in pages
+            ]
+            for who, pages in DIRECT.items()
+        }
+    # The agents' own browsers (their keys open the received form); a fresh one for the others.
+    for who in ("cpip", "conseillere", "educateur"):
+        _crawl(hub, agents[who], app.url_map, checked, ["/", *direct.get(who, [])])
+    for who in ("coordinatrice", "educatrice-rue", "logement", "dpo", "admin"):
+        driver = start_chromium()
+        try:
+            hub.login(driver, who)
+            _crawl(hub, driver, app.url_map, checked, ["/", *direct.get(who, [])])
+        finally:
+            driver.quit()
+    failures = {e: v for e, v in checked.items() if v}
+    assert not failures, json.dumps(failures, indent=1, ensure_ascii=False)
+    pages = {
+        rule.endpoint
+        for rule in app.url_map.iter_rules()
+        if "GET" in (rule.methods or set()) and not rule.endpoint.startswith(("api.", "echange."))
+    }
+    missing = pages - set(checked) - set(NOT_CRAWLED)
+    assert not missing, f"pages no link leads to (add a link, or say why): {sorted(missing)}"

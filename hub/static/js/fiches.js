@@ -376,7 +376,7 @@ function notActivated() {
 
 function renderPreview(answer, plan, replica, values) {
   const box = document.getElementById("apercu-contenu");
-  const table = element("table");
+  const table = element("table", { tabindex: "0" });
   table.append(element("caption", {}, "Destinataires possibles et informations que chacun recevra"));
   const head = element("tr");
   for (const title of ["Destinataire", "Reçoit", "Ne reçoit pas (article de la charte)", "Numéros de sécurité"]) head.append(element("th", { scope: "col" }, title));
