@@ -100,7 +100,10 @@ class Checkpoint:
         if len(lines) != 5 or lines[-1] != "":
             raise CheckpointError("a checkpoint body has exactly four lines")
         origin, size_text, root_text, time_line = lines[:4]
-        if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")):
+        if (
+            not (size_text.isascii() and size_text.isdigit())  # "²" is a digit to isdigit()
+            or (size_text != "0" and size_text.startswith("0"))
+        ):
             raise CheckpointError("tree size must be a decimal without leading zeros")
         if not time_line.startswith(_TIME_PREFIX) or not time_line.endswith("Z"):
             raise CheckpointError("missing timestamp extension line")

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -47,6 +48,7 @@ from exchange.client import (
     HttpFetcher,
     HubClient,
     check_own_keys,
+    check_served_code,
     open_received,
     plan_form,
     seal_plan,
@@ -428,7 +430,36 @@ def _witness_run(ws: Workspace, args: argparse.Namespace) -> int:
             f"{label} : taille {result.checkpoint.size} cosignée (depuis {result.old_size}), "
             f"cosignature {kept} par le hub."
         )
+        if log == "annuaire":
+            refused += _check_code(ws, client)
     return 1 if refused else 0
+
+
+def _check_code(ws: Workspace, client: HubClient) -> int:
+    """Compare the browser code the hub serves with the digests its directory logged; the
+    number of mismatches (each an alarm)."""
+
+    def served(module: str) -> bytes:
+        answer = client.raw("GET", "/static/" + quote(module))
+        if answer.status != 200:
+            raise UsageError(f"Le hub ne sert pas {module} ({answer.status}).")
+        return answer.body
+
+    checks = check_served_code(ws.synced(client), served)
+    if not checks:
+        print("code du navigateur : aucune empreinte publiée dans l'annuaire.", file=sys.stderr)
+    bad = 0
+    for check in checks:
+        if check.matches:
+            print(f"code du navigateur : {check.module} conforme à l'empreinte publiée.")
+        else:
+            bad += 1
+            print(
+                f"maillon : ALERTE — {check.module} servi par le hub ({check.served[:16]}…) "
+                f"n'est pas celui publié dans l'annuaire ({check.logged[:16]}…). Prévenez le DPO.",
+                file=sys.stderr,
+            )
+    return bad
 
 
 def build_parser() -> argparse.ArgumentParser:

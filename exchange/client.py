@@ -13,6 +13,8 @@ hub's test client, and the CLI against a real hub over HTTPS.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 import urllib.error
@@ -458,6 +460,33 @@ def open_received(
     envelope = parse(data)
     key = sender_key(replica, envelope.manifest, now=now)
     return open_form(envelope, secrets=secrets, sender_key=key)
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    """One browser script: the digest the directory last logged for it, and the served one's."""
+
+    module: str
+    logged: str
+    served: str
+
+    @property
+    def matches(self) -> bool:
+        """Whether the hub serves what it logged."""
+        return hmac.compare_digest(self.logged, self.served)
+
+
+def check_served_code(replica: Directory, served: Callable[[str], bytes]) -> list[CodeCheck]:
+    """Compare the browser code the hub serves (``served(module)``: its bytes as fetched from
+    ``/static/<module>``) with the last release of each module the verified directory logged.
+    A mismatch means the pages could run code nobody can check (docs/browser.md)."""
+    modules = sorted({r.module for r in replica.releases})
+    checks = []
+    for module in modules:
+        release = replica.latest_release(module)
+        assert release is not None
+        checks.append(CodeCheck(module, release.sha256, hashlib.sha256(served(module)).hexdigest()))
+    return checks
 
 
 def check_own_keys(replica: Directory, owner: str, known: Sequence[str]) -> None:

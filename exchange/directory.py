@@ -21,6 +21,11 @@ Entries (canonical JSON, the bytes the leaf hashes; ``time`` in UTC seconds)::
     {"v": 1, "type": "key.add", "time": "…Z", "device": "<key id>", "key": <device record>,
      "owner": "user:<public id>" | "client:<client id>", "org": "<org public id>"}
     {"v": 1, "type": "key.revoke", "time": "…Z", "device": "<key id>", "reason": "owner" | "admin"}
+    {"v": 1, "type": "module.release", "time": "…Z", "module": "js/echange.js",
+     "sha256": "<hex>", "release": "<version>"}
+
+The last kind publishes the SHA-256 of the browser code the hub serves for each release, so a
+witness can check that what it serves is what it logged (docs/browser.md).
 """
 
 from __future__ import annotations
@@ -46,8 +51,11 @@ MAX_ENTRY_BYTES = 8192
 REVOKE_REASONS = frozenset({"owner", "admin"})
 _OWNER = re.compile(r"(user|client):[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ORG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")  # ASCII only
 _STATE_FORMAT = "maillon/annuaire/1"
+_MODULE = re.compile(r"[a-z0-9._/-]{1,128}")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_RELEASE = re.compile(r"[A-Za-z0-9._+-]{1,64}")
 
 
 def _time_text(moment: datetime) -> str:
@@ -81,6 +89,19 @@ def key_revoked(key_id: str, *, reason: str, now: datetime) -> bytes:
     )  # fmt: skip
 
 
+def module_released(module: str, sha256: str, *, release: str, now: datetime) -> bytes:
+    """The entry that publishes the SHA-256 (hex) of the browser code ``module`` the hub serves
+    from ``release`` on."""
+    if not (_MODULE.fullmatch(module) and _SHA256_HEX.fullmatch(sha256)):
+        raise ValueError("module is a static path, sha256 64 lowercase hex digits")
+    if _RELEASE.fullmatch(release) is None:
+        raise ValueError("release is 1 to 64 of A-Z a-z 0-9 . _ + -")
+    return canonical_json(
+        {"v": ENTRY_VERSION, "type": "module.release", "time": _time_text(now), "module": module,
+         "sha256": sha256, "release": release}
+    )  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """A directory entry, read and checked."""
@@ -92,6 +113,9 @@ class Entry:
     owner: str = ""
     org: str = ""
     reason: str = ""
+    module: str = ""
+    sha256: str = ""
+    release: str = ""
 
 
 def parse_entry(data: bytes) -> Entry:
@@ -106,12 +130,27 @@ def parse_entry(data: bytes) -> Entry:
         )
     elif kind == "key.revoke":
         members(obj, what="key.revoke", required={"v", "type", "time", "device", "reason"})
+    elif kind == "module.release":
+        members(
+            obj, what="module.release",
+            required={"v", "type", "time", "module", "sha256", "release"},
+        )  # fmt: skip
     else:
         raise MalformedError("unknown_entry", "Type d'entrée d'annuaire inconnu.")
-    if obj["v"] != ENTRY_VERSION or not isinstance(obj["time"], str):
+    if type(obj["v"]) is not int or obj["v"] != ENTRY_VERSION or not isinstance(obj["time"], str):
         raise MalformedError("unknown_version", "Version d'entrée d'annuaire inconnue.")
-    if _TIME.fullmatch(obj["time"]) is None or not isinstance(obj["device"], str):
+    if _TIME.fullmatch(obj["time"]) is None:
         raise MalformedError("invalid_member", "%(what)s est invalide.", what="time")
+    if kind == "module.release":
+        for name, pattern in (("module", _MODULE), ("sha256", _SHA256_HEX), ("release", _RELEASE)):
+            if not isinstance(obj[name], str) or pattern.fullmatch(obj[name]) is None:
+                raise MalformedError("invalid_member", "%(what)s est invalide.", what=name)
+        return Entry(
+            "module.release", obj["time"], "", module=obj["module"], sha256=obj["sha256"],
+            release=obj["release"],
+        )  # fmt: skip
+    if not isinstance(obj["device"], str):
+        raise MalformedError("invalid_member", "%(what)s est invalide.", what="device")
     if kind == "key.revoke":
         if obj["reason"] not in REVOKE_REASONS:
             raise MalformedError("invalid_member", "%(what)s est invalide.", what="reason")
@@ -145,14 +184,26 @@ class KeyState:
         return self.revoked is None
 
 
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A release of browser code as the directory logged it."""
+
+    module: str
+    sha256: str
+    release: str
+    index: int
+
+
 @dataclass(frozen=True)
 class Directory:
-    """A verified replica: every leaf hash, the keys they describe, the last checkpoint."""
+    """A verified replica: every leaf hash, the keys they describe, the browser code releases,
+    the last checkpoint."""
 
     verifier: NoteVerifier
     leaves: tuple[bytes, ...] = ()
     keys: Mapping[str, KeyState] = field(default_factory=lambda: MappingProxyType({}))
     note: str = ""
+    releases: tuple[Release, ...] = ()
 
     @classmethod
     def empty(cls, vkey: str) -> Directory:
@@ -196,15 +247,26 @@ class Directory:
             )
         leaves = list(self.leaves)
         keys = dict(self.keys)
+        releases = list(self.releases)
         for data in entries:
             leaves.append(merkle.leaf_hash(data))
-            _apply(keys, parse_entry(data), len(leaves) - 1)
+            entry = parse_entry(data)
+            if entry.kind == "module.release":
+                releases.append(Release(entry.module, entry.sha256, entry.release, len(leaves) - 1))
+                continue
+            _apply(keys, entry, len(leaves) - 1)
         if merkle.root_from_leaf_hashes(leaves) != checkpoint.root:
             # Same size, other root; or entries that are not the signed ones: a fork.
             raise VerificationError(
                 "fork", "L'annuaire signé ne correspond pas aux entrées reçues."
             )
-        return replace(self, leaves=tuple(leaves), keys=MappingProxyType(keys), note=note)
+        return replace(
+            self,
+            leaves=tuple(leaves),
+            keys=MappingProxyType(keys),
+            note=note,
+            releases=tuple(releases),
+        )
 
     def check_peer(self, note: str) -> Checkpoint:
         """Check another party's checkpoint (a form's sender's) against this replica: same
@@ -221,6 +283,11 @@ class Directory:
                 "L'annuaire vu par l'expéditeur diffère du vôtre : le hub montre deux annuaires.",
             )
         return checkpoint
+
+    def latest_release(self, module: str) -> Release | None:
+        """The last release of ``module`` the directory logged."""
+        found = [r for r in self.releases if r.module == module]
+        return found[-1] if found else None
 
     def state(self, key_id: str) -> KeyState | None:
         """What the directory says of ``key_id`` (``None``: never published)."""

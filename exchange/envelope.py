@@ -65,12 +65,14 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _WORD = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
 _KEY_ID = re.compile(KEY_ID_PREFIX + r"[A-Za-z0-9_-]{43}")
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")  # ASCII only
 
 # What a recipient's checks can only fail for if the sender signed something other than what it
 # delivers to that recipient: the only codes reported to the hub as a charter violation (the
 # others may be the hub's doing, or a key rotation).
-SENDER_FAULTS = frozenset({"seal_invalid", "view_invalid", "digest_mismatch", "fields_mismatch"})
+# A digest that does not match is not among them: the relay checked every digest when it
+# accepted the form, so a recipient seeing one changed learns the hub (or its storage) did it.
+SENDER_FAULTS = frozenset({"seal_invalid", "view_invalid", "fields_mismatch"})
 
 
 def is_form_id(text: str) -> bool:
@@ -193,7 +195,7 @@ def _parse_manifest(obj: dict[str, Any]) -> Manifest:
             "directory", "views",
         },
     )  # fmt: skip
-    if obj["v"] != 1 or isinstance(obj["v"], bool):
+    if type(obj["v"]) is not int or obj["v"] != 1:
         raise MalformedError("unknown_version", "Version de manifeste inconnue.")
     charter = members(obj["charter"], what="charter", required={"id", "version", "digest"})
     version = charter["version"]
@@ -448,6 +450,15 @@ def _aad(form: str, view: str) -> bytes:
     return b"\x00".join([FORMAT.encode(), b"view", form.encode(), view.encode()])
 
 
+# Integers a JSON reader holds exactly in a double (the browser's): beyond, two readers could
+# see two values, so they are refused on both sides.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _unsafe_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER
+
+
 def _check_values(values: Mapping[str, FieldValue]) -> None:
     if not 1 <= len(values) <= MAX_FIELDS:
         raise ValueError("a view holds 1 to MAX_FIELDS fields")
@@ -458,6 +469,8 @@ def _check_values(values: Mapping[str, FieldValue]) -> None:
             raise ValueError(f"field {field} holds a {type(value).__name__}")
         if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
             raise ValueError(f"field {field} is longer than {MAX_VALUE_CHARS} characters")
+        if _unsafe_integer(value):
+            raise ValueError(f"field {field} holds an integer beyond ±(2**53 - 1)")
 
 
 def seal(
@@ -602,6 +615,9 @@ def open_form(
             "fields_mismatch",
             "Les champs déchiffrés ne sont pas ceux que le manifeste annonce.",
         )
-    if not all(v is None or isinstance(v, str | int | bool) for v in values.values()):
+    if not all(
+        (v is None or isinstance(v, str | int | bool)) and not _unsafe_integer(v)
+        for v in values.values()
+    ):
         raise VerificationError("fields_mismatch", "Une valeur de la vue n'est pas simple.")
     return OpenedForm(manifest=manifest, view=view.id, values=values)

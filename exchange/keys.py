@@ -98,7 +98,8 @@ class DeviceKey:
     def from_record(cls, record: object) -> DeviceKey:
         """Read a public record strictly; :class:`MalformedError` for anything else."""
         obj = members(record, what="la clé d'appareil", required={"v", "sign", "kem"})
-        if obj["v"] != RECORD_VERSION:
+        # type(): true and 1.0 equal 1 in Python, and other readers (the browser) refuse them.
+        if type(obj["v"]) is not int or obj["v"] != RECORD_VERSION:
             raise MalformedError("unknown_version", "Version de clé d'appareil inconnue.")
         kem = members(obj["kem"], what="la clé de chiffrement", required={"suite", "pk"})
         suite = suite_named(kem["suite"])
@@ -159,7 +160,8 @@ class DeviceSecrets:
     def from_private_record(cls, record: object) -> DeviceSecrets:
         """Read what :meth:`to_private_record` wrote; :class:`MalformedError` otherwise."""
         obj = members(record, what="les clés privées", required={"v", "sign", "kem"})
-        if obj["v"] != RECORD_VERSION:
+        # type(): true and 1.0 equal 1 in Python, and other readers (the browser) refuse them.
+        if type(obj["v"]) is not int or obj["v"] != RECORD_VERSION:
             raise MalformedError("unknown_version", "Version de clés privées inconnue.")
         kem = members(obj["kem"], what="la clé de déchiffrement", required={"suite", "sk"})
         suite = suite_named(kem["suite"])

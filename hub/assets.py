@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 
 from flask import url_for
@@ -40,9 +41,20 @@ def static_integrity(filename: str) -> str:
     return _of(filename)[0]
 
 
-def module_sha256() -> str:
-    """The SHA-256 (hex) of the exchange module as served: what the directory log records."""
-    return _of(MODULE)[1]
+def sha256_hex(filename: str) -> str:
+    """The SHA-256 (hex) of a checked script as served: what the directory log records."""
+    return _of(filename)[1]
+
+
+def release() -> str:
+    """This hub's release as the directory names it: the package version and the scripts'
+    joint digest (a changed script is a new release even without a new version)."""
+    try:
+        version = metadata.version("maillon")
+    except metadata.PackageNotFoundError:  # run from a checkout without installing
+        version = "0"
+    joint = hashlib.sha256("".join(sha256_hex(s) for s in SCRIPTS).encode()).hexdigest()
+    return f"{version}+{joint[:12]}"
 
 
 def import_map() -> dict[str, dict[str, str]]:

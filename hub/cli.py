@@ -29,7 +29,7 @@ from audit.export import export_log
 from charter import CharterError, has_errors, lint, load_charter
 from charter.vocabulary import OVERSIGHT_ROLES, OrgKind, Role
 from exchange.errors import ExchangeError
-from hub import liaison, migrate, totp
+from hub import assets, liaison, migrate, totp
 from hub.api_auth import ClientKeyError, parse_public_jwk
 from hub.charters import Charters
 from hub.demo import accounts_as_json, seed_demo
@@ -90,6 +90,11 @@ def init_db() -> None:
     migrate.upgrade(hub_state.engine)
     hub_state.audit_log.create_schema()
     click.echo(f"Base principale à la révision {migrate.current_revision(hub_state.engine)}.")
+    with hub_state.session_factory() as session:
+        published = liaison.publish_code(session, hub_state)
+        session.commit()
+    for script in published:
+        click.echo(f"Annuaire des clés : empreinte de {script} publiée ({assets.release()}).")
 
 
 @click.command("demo")

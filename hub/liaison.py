@@ -20,11 +20,13 @@ from sqlalchemy.orm import Session
 from audit.checkpoint import NoteSigner
 from charter import Reason
 from consent import ConsentState
+from exchange.directory import module_released, parse_entry
 from exchange.envelope import Manifest
 from exchange.errors import ForbiddenError
 from exchange.server.devices import Devices, Owner
-from exchange.server.directory import DirectoryLog
+from exchange.server.directory import MAX_ENTRIES_PER_PAGE, DirectoryLog
 from exchange.server.relay import Entitlements, Refusal, Relay, Sending
+from hub import assets
 from hub.cases import CaseAccessDeniedError, CaseContext, Cases, charter_ref
 from hub.models import ApiClient, Case, Organisation, User
 from hub.state import HubState
@@ -265,6 +267,37 @@ def candidates(
     return sorted(found, key=lambda c: c.owner)
 
 
+def publish_code(session: Session, hub_state: HubState) -> list[str]:
+    """Log a ``module.release`` entry in the key directory for each browser script whose served
+    SHA-256 is not the last one logged (run at every deployment by ``init-db``): witnesses
+    compare what the hub serves with what it logged. The scripts newly logged."""
+    log = directory_log(session, hub_state)
+    logged: dict[str, str] = {}
+    size = log.size()
+    for start in range(0, size, MAX_ENTRIES_PER_PAGE):
+        for data in log.entries(start, min(size, start + MAX_ENTRIES_PER_PAGE)):
+            if b'"module.release"' in data:  # the others need not be parsed (keys, checks)
+                entry = parse_entry(data)
+                logged[entry.module] = entry.sha256
+    published = []
+    for script in assets.SCRIPTS:
+        digest = assets.sha256_hex(script)
+        if logged.get(script) != digest:
+            log.append(
+                module_released(script, digest, release=assets.release(), now=hub_state.clock())
+            )
+            published.append(script)
+    return published
+
+
+def forget_backups_if_no_device(session: Session, hub_state: HubState, user: User) -> None:
+    """Delete a person's recovery backups once none of their devices is in force: they restore
+    only revoked keys, and would stay open to offline guessing for nothing."""
+    service = devices(session, hub_state)
+    if not service.of(user_owner(user)):
+        service.forget_backups(user.id)
+
+
 def revoke_devices_of(
     session: Session,
     hub_state: HubState,
@@ -275,6 +308,10 @@ def revoke_devices_of(
     """Revoke the directory keys of people and API clients an administrator disabled (or
     whose organisation was suspended): the directory must stop vouching for them at once.
     The key ids revoked; the caller records each (``key.revoke``, rule ``admin``)."""
-    return devices(session, hub_state).revoke_all(
+    service = devices(session, hub_state)
+    revoked = service.revoke_all(
         user_ids=[u.id for u in users], client_ids=[c.id for c in clients], reason="admin"
     )
+    for user in users:
+        service.forget_backups(user.id)  # they would restore only revoked keys
+    return revoked

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, insert, or_, select, update
+from sqlalchemy import Row, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from exchange.directory import key_added, key_revoked
@@ -210,9 +210,16 @@ class Devices:
         members(document, what="la sauvegarde", required={"format", "kdf", "nonce", "ciphertext"})
         if document["format"] != Kind.RECOVERY.value:
             raise MalformedError("unknown_version", "Ce fichier n'est pas une sauvegarde de clés.")
+        # Only the latest is kept: an older one may be under a weaker passphrase, or restore
+        # keys since revoked.
+        self.forget_backups(user_id)
         self.session.execute(
             insert(recovery_backups).values(user_id=user_id, data=data, created_at=self.clock())
         )
+
+    def forget_backups(self, user_id: int) -> None:
+        """Delete the person's recovery backups."""
+        self.session.execute(delete(recovery_backups).where(recovery_backups.c.user_id == user_id))
 
     def backup(self, user_id: int) -> bytes | None:
         """The person's latest recovery backup."""

@@ -270,7 +270,7 @@ class Relay:
         carrying any other text would be stored only to be refused by all of them."""
         try:
             size = Checkpoint.parse_body(SignedNote.parse(manifest.directory).text).size
-        except AuditError:
+        except (AuditError, ValueError):  # any unreadable text: refused, never a 500
             size = -1
         signed = None
         if 0 < size < 2**63:  # a BigInteger column

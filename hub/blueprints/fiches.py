@@ -61,15 +61,25 @@ def devices_page() -> Any:
 
 @bp.route("/appareils/<key_id>/revocation", methods=["POST"])
 def revoke_page(key_id: str) -> Any:
-    """Revoke one of my devices (lost, replaced): the directory stops vouching for it."""
+    """Revoke one of my devices: replaced (forms it signed just before still open for a
+    while), or lost or stolen (never again: the directory says ``admin``, no grace)."""
+    lost = request.form.get("motif") == "perte"
     service = liaison.devices(db(), state())
     try:
-        service.revoke(key_id, by=liaison.user_owner(current_user), reason="owner")
+        service.revoke(
+            key_id, by=liaison.user_owner(current_user), reason="admin" if lost else "owner"
+        )
     except ExchangeError as error:
         db().rollback()
         flash(_(error.message, **error.params), "error")
         return redirect(url_for("fiches.devices_page"))
-    record(Action.KEY_REVOKE, object_type="device", object_id=key_id)
+    record(
+        Action.KEY_REVOKE,
+        object_type="device",
+        object_id=key_id,
+        rule="lost" if lost else "owner",
+    )
+    liaison.forget_backups_if_no_device(db(), state(), current_user)
     db().commit()
     flash(_("Appareil révoqué : il ne reçoit plus de fiches et ne peut plus en signer."), "success")
     return redirect(url_for("fiches.devices_page"))
@@ -125,6 +135,20 @@ def compose(reference: str) -> Any:
             "back": url_for("cases.show", reference=case.reference),
         },
     )
+
+
+def _sender_owner(row: Any) -> tuple[str, str]:
+    """The sender as the directory names it (``user:…``/``client:…``) and its organisation's
+    public id: the page refuses a form whose signed sender is not this one."""
+    session = db()
+    org = session.get(Organisation, row.sender_org_id)
+    if row.sender_user_id is not None:
+        user = session.get(User, row.sender_user_id)
+        owner = liaison.user_owner(user).name if user is not None else ""
+    else:
+        client = session.get(ApiClient, row.sender_client_id)
+        owner = liaison.client_owner(client).name if client is not None else ""
+    return owner, org.public_id if org is not None else ""
 
 
 def _sender_label(row: Any) -> str:
@@ -215,6 +239,8 @@ def read_page(form_id: str) -> Any:
         | {
             "form": form_id,
             "case": case.reference,
+            "sender-owner": _sender_owner(row)[0],
+            "sender-org": _sender_owner(row)[1],
             "devices": ",".join(keys),
             "labels": json.dumps(labels, ensure_ascii=False),
             "dates": ",".join(sorted(f for f in labels if is_date_field(f))),

@@ -193,17 +193,29 @@ def revoke_device(key_id: str) -> Any:
         db().rollback()
         raise _refused(error) from error
     record(Action.KEY_REVOKE, object_type="device", object_id=key_id)
+    caller = _caller()
+    if isinstance(caller, User):
+        liaison.forget_backups_if_no_device(db(), state(), caller)
     db().commit()
     return jsonify(_device_json(device))
 
 
 @web_bp.route("/sauvegarde", methods=["GET", "PUT"])
+# Each download allows guessing the passphrase offline: few, and only just after a login.
+@limiter.limit("10 per hour", key_func=lambda: _owner(_caller()).name)
 def recovery_backup() -> Any:
     """The person's recovery backup: PUT keeps a new one (after a fresh login), GET gives the
     latest to restore the device's keys in another browser. The hub cannot open it."""
     user = _caller()
     assert isinstance(user, User)  # web_bp: a session, never a bearer token
     service = liaison.devices(db(), state())
+    if not is_fresh():
+        raise ApiError(
+            401,
+            "reauth_required",
+            _("Confirmez votre identité (mot de passe et code) avant de restaurer ou de "
+              "sauvegarder des clés."),
+        )  # fmt: skip
     if request.method == "GET":
         data = service.backup(user.id)
         record(Action.API_READ, object_type="recovery_backup", object_id=user.public_id)
@@ -213,12 +225,6 @@ def recovery_backup() -> Any:
                 404, "no_backup", _("Aucune sauvegarde de récupération n'a été déposée.")
             )
         return Response(data, mimetype="application/json")
-    if not is_fresh():
-        raise ApiError(
-            401,
-            "reauth_required",
-            _("Confirmez votre identité (mot de passe et code) avant d'activer un appareil."),
-        )
     try:
         service.keep_backup(user.id, request.get_data(cache=False))
     except ExchangeError as error:

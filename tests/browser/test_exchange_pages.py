@@ -14,12 +14,14 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pyotp
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import url_for
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
@@ -28,10 +30,16 @@ from selenium.webdriver.support.ui import WebDriverWait
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect
 
+from exchange.client import Credentials, HttpFetcher, HubClient
+from exchange.directory import Directory
+from exchange.envelope import CharterRef, ViewPlan, seal
+from exchange.keys import DeviceSecrets
 from hub import create_app
+from hub.api_auth import public_jwk
 from tests.browser.conftest import axe_violations, start_chromium
 from tests.conftest import make_config
 from tests.http_helpers import BIN, flask_run, free_port
+from tests.unit.exchange.envelope_vectors import _resign
 
 PASSPHRASE = "une phrase de récupération"
 
@@ -44,6 +52,7 @@ class Hub:
     accounts: dict[str, dict[str, Any]]
     database: Path
     tmp: Path
+    env: dict[str, str]
     steps: dict[str, int] = field(default_factory=dict)
 
     def code(self, who: str) -> str:
@@ -90,6 +99,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             {a["email"].split("@")[0]: a for a in accounts},
             tmp / "var" / "maillon.sqlite",
             tmp,
+            env,
         )
 
 
@@ -241,12 +251,83 @@ def test_keys_come_back_from_the_recovery_backup_and_only_with_the_passphrase(
         driver.quit()
 
 
-def test_a_form_changed_in_transit_is_not_shown_and_is_reported(
+def _system(hub: Hub, org: str) -> tuple[HubClient, DeviceSecrets]:
+    """An organisation's system on the live hub: its API client and a registered device."""
+    key = Ed25519PrivateKey.generate()
+    (hub.tmp / "system.jwk").write_text(json.dumps(public_jwk(key)), encoding="utf-8")
+    command = ["api-client", "register", "--org", org, "--name", "Logiciel métier"]
+    registered = subprocess.run(
+        [str(BIN / "flask"), "--app", "hub", *command, "--jwk", str(hub.tmp / "system.jwk")],
+        env=hub.env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    client_id = registered.stdout.split()[-1]
+    client = HubClient(HttpFetcher(hub.base), Credentials(client_id, hub.base, key))
+    device = DeviceSecrets.generate()
+    client.register(device.public, "Logiciel")
+    return client, device
+
+
+def _audited(hub: Hub, action: str, rule: str) -> bool:
+    """Whether the audit log holds ``action`` with ``rule`` (waiting for the append)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with sqlite3.connect(hub.tmp / "var" / "audit.sqlite") as db:
+            rules = db.execute(
+                "SELECT rule FROM audit_all_events WHERE action = ?", (action,)
+            ).fetchall()
+        if (rule,) in rules:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_field_smuggled_past_the_manifest_is_not_shown_and_is_reported(
+    hub: Hub, agents: dict[str, webdriver.Chrome]
+) -> None:
+    # Given the SPIP's system, whose form lists one field for the Mission Locale but whose
+    # sealed view also holds the offence the charter keeps from it (a rigged sender)
+    client, device = _system(hub, "SPIP de Démoville")
+    replica, _entries = client.sync(Directory.empty(client.directory_vkey()), [])
+    reference = _first_case(hub)
+    answer = client.recipients(reference, "suivi_parcours", ["logement.situation"])
+    mission_locale = next(r for r in answer["recipients"] if "Mina Conseil" in r["label"])
+    keys = [replica.key(k) for k in mission_locale["devices"]]
+    me = client.call("GET", "/api/v1/moi")
+    plan = ViewPlan({"logement.situation": "à la rue", "justice.nature_faits": "vol"}, keys)
+    charter = answer["charter"]
+    envelope = seal(
+        secrets=device, user=f"client:{me['client_id']}", org=me["organisation"]["id"],
+        case=reference, charter=CharterRef(charter["id"], charter["version"], charter["digest"]),
+        consent=None, purpose="suivi_parcours", directory=replica.note, now=datetime.now(UTC),
+        views=[plan],
+    )  # fmt: skip
+
+    def list_one_field(_o: dict[str, Any], _h: dict[str, Any], m: dict[str, Any]) -> None:
+        m["views"][0]["fields"] = ["logement.situation"]
+
+    smuggled = _resign(envelope, device, list_one_field)
+    # The relay cannot see inside: it accepts what the manifest lists
+    sent = client.send(smuggled)
+    # When the Mission Locale's agent opens it in her browser
+    driver = agents["conseillere"]
+    driver.get(f"{hub.base}/fiches/{sent['form']}")
+    _wait(driver, lambda d: _text(d, "alerte"))
+    # Then nothing is shown, she is told why, and the DPO sees a charter violation
+    assert "ne correspond pas à ce que l'expéditeur a signé" in _text(driver, "alerte")
+    assert not driver.find_element(By.ID, "contenu-fiche").is_displayed()
+    assert "vol" not in driver.find_element(By.TAG_NAME, "main").text
+    assert _audited(hub, "form.violation", f"fields_mismatch:{sent['form']}")
+
+
+def test_a_form_changed_by_the_hub_is_not_shown_nor_blamed_on_the_sender(
     hub: Hub, agents: dict[str, webdriver.Chrome]
 ) -> None:
     with sqlite3.connect(hub.database) as db:
         form_id, envelope = db.execute(
-            "SELECT form_id, envelope FROM exchange_forms ORDER BY id DESC LIMIT 1"
+            "SELECT form_id, envelope FROM exchange_forms ORDER BY id LIMIT 1"
         ).fetchone()
         document = json.loads(envelope)
         view = next(iter(document["views"]))
@@ -259,20 +340,14 @@ def test_a_form_changed_in_transit_is_not_shown_and_is_reported(
     driver = agents["educateur"]
     driver.get(f"{hub.base}/fiches/{form_id}")
     _wait(driver, lambda d: _text(d, "alerte"))
-    assert "ne correspond pas à ce que l'expéditeur a signé" in _text(driver, "alerte")
+    assert "modifiée après son envoi" in _text(driver, "alerte")
     assert not driver.find_element(By.ID, "contenu-fiche").is_displayed()
-    audit = hub.tmp / "var" / "audit.sqlite"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with sqlite3.connect(audit) as db:
-            rules = db.execute(
-                "SELECT rule FROM audit_all_events WHERE action = 'form.violation'"
-            ).fetchall()
-        if (f"digest_mismatch:{form_id}",) in rules:
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError("the violation was not recorded")
+    assert not _audited(hub, "form.violation", f"digest_mismatch:{form_id}")
+
+
+def _first_case(hub: Hub) -> str:
+    with sqlite3.connect(hub.database) as db:
+        return str(db.execute("SELECT reference FROM cases ORDER BY id LIMIT 1").fetchone()[0])
 
 
 def test_a_revoked_device_loses_its_keys_and_cannot_send(

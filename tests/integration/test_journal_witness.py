@@ -282,3 +282,40 @@ def test_the_directory_keeps_only_cosignatures_it_can_check(
         from exchange.server.tables import directory_cosignatures
 
         assert len(session.execute(select(directory_cosignatures)).all()) == 1
+
+
+def test_the_witness_checks_the_browser_code_served_is_the_code_logged(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], tmp_path: Path, capsys: Any
+) -> None:
+    from exchange.cli import main
+    from exchange.client import Response
+    from tests.integration.test_liaison_client import FlaskFetcher, _workspace
+
+    state = app.extensions["maillon"]
+    folder = _workspace(app, "Mission Locale de Démoville", tmp_path, "ml")
+    assert main([*folder, "witness", "keygen", "--name", "ml.demoville.test/temoin"]) == 0
+    vkey = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main([*folder, "witness", "init", "--annuaire"]) == 0
+    assert app.test_cli_runner().invoke(args=["audit", "witness", "add", vkey]).exit_code == 0
+    # Given a deployment that logged its browser code (init-db does it), once only
+    with state.session_factory() as session:
+        assert liaison.publish_code(session, state) == ["js/fiches.js", "js/echange.js"]
+        assert liaison.publish_code(session, state) == []
+        session.commit()
+    fetcher = FlaskFetcher(app.test_client())
+    # When the hub serves that code, the witness says so
+    assert main([*folder, "witness", "run"], fetcher=fetcher) == 0
+    out = capsys.readouterr().out
+    assert "js/echange.js conforme" in out and "js/fiches.js conforme" in out
+
+    # When a rigged hub serves another module than the one it logged
+    def rigged(method: str, path: str, *, body: bytes | None, headers: Any) -> Response:
+        answer = fetcher(method, path, body=body, headers=headers)
+        if path.endswith("/static/js/echange.js"):
+            return Response(200, answer.body + b"\n// exfiltrate()", answer.content_type)
+        return answer
+
+    # Then the round fails and the alarm names the module
+    assert main([*folder, "witness", "run"], fetcher=rigged) == 1
+    err = capsys.readouterr().err
+    assert "ALERTE" in err and "js/echange.js" in err and "fiches.js" not in err

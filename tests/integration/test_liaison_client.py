@@ -44,7 +44,10 @@ class FlaskFetcher:
         self, method: str, path: str, *, body: bytes | None, headers: Mapping[str, str]
     ) -> Response:
         answer = self.http.open(path, method=method, data=body, headers=dict(headers))
-        return Response(answer.status_code, answer.get_data(), answer.content_type or "")
+        try:
+            return Response(answer.status_code, answer.get_data(), answer.content_type or "")
+        finally:
+            answer.close()  # a static file is streamed from an open file
 
 
 def _api_client(app: Flask, org_name: str, folder: Path) -> tuple[str, Path]:

@@ -12,7 +12,8 @@
 
 const subtle = globalThis.crypto.subtle;
 const utf8 = new TextEncoder();
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF stays in the text (and is refused) as Python refuses it.
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 export const FORMAT = "maillon/fiche/1";
 export const JWS_TYPE = "maillon-fiche+jws";
@@ -27,7 +28,8 @@ export const MAX_ENTRY_BYTES = 8192;
 export const ROTATION_GRACE_MS = 30 * 24 * 3600 * 1000;
 // What a recipient can only fail for if the sender signed one thing and delivered another: the
 // only codes reported to the hub as a charter violation (as exchange.envelope.SENDER_FAULTS).
-export const SENDER_FAULTS = new Set(["seal_invalid", "view_invalid", "digest_mismatch", "fields_mismatch"]);
+// A changed digest is not one: the relay checked every digest on accepting the form.
+export const SENDER_FAULTS = new Set(["seal_invalid", "view_invalid", "fields_mismatch"]);
 
 const KEY_ID_PREFIX = "dk_";
 const SUITES = { X25519: "x25519", HYBRID: "mlkem768-x25519" };
@@ -554,7 +556,14 @@ export async function hpkeSeal(pkR, info, plaintext, ephemeral = null) {
 /** Single-shot open of ``enc || ciphertext`` with the recipient's private and public keys. */
 export async function hpkeOpen(skR, pkR, sealed, info) {
   if (sealed.length < 32 + TAG) throw refused("seal_invalid", "La clé scellée est tronquée.");
-  const ctx = await setupBaseR(sealed.subarray(0, 32), skR, pkR, info);
+  let ctx;
+  try {
+    ctx = await setupBaseR(sealed.subarray(0, 32), skR, pkR, info);
+  } catch (error) {
+    // A low-order ephemeral key is the sender's doing, as any key that does not open.
+    if (error instanceof ExchangeError) throw refused("seal_invalid", "La clé scellée ne s'ouvre pas avec cette clé d'appareil.");
+    throw error;
+  }
   try {
     return await aesGcmOpen(ctx.key, ctx.baseNonce, new Uint8Array(0), sealed.subarray(32));
   } catch {
@@ -704,7 +713,9 @@ export async function generateDevice() {
 
 // -- recovery backup -------------------------------------------------------------------------
 
-export const MIN_PASSPHRASE_CHARS = 12;
+// The hub keeps the backup, so it can guess offline as long as it likes: longer than the
+// Python keystore's 12 (a file the partner keeps), and PBKDF2 at OWASP's cost below.
+export const MIN_PASSPHRASE_CHARS = 16;
 // PBKDF2-HMAC-SHA256 at 600,000 iterations (OWASP's 2023 figure for this hash): WebCrypto has
 // neither scrypt nor Argon2. A reader accepts 100,000 to 5,000,000 (docs/browser.md).
 export const PBKDF2_ITERATIONS = 600000;
@@ -1070,16 +1081,19 @@ export async function verifyCheckpoint(verifier, note) {
   if (lines.length < 1 || lines.length > 32) throw bad();
   let found = false;
   for (const line of lines) {
+    // Every line is read as audit.checkpoint reads it, those of other keys too.
     if (!line.startsWith("\u2014 ")) throw bad();
-    const [name, blob, ...rest] = line.slice(2).split(" ");
-    if (rest.length || name !== verifier.name) continue;
+    const rest = line.slice(2);
+    const cut = rest.indexOf(" ");
+    const name = cut < 0 ? rest : rest.slice(0, cut);
     let raw;
     try {
-      raw = unb64std(blob, "signature");
+      raw = unb64std(cut < 0 ? "" : rest.slice(cut + 1), "signature");
     } catch {
       throw bad();
     }
-    if (!equalBytes(raw.subarray(0, 4), verifier.keyId)) continue;
+    if (!/^[^\s+]{1,255}$/.test(name) || raw.length < 5) throw bad();
+    if (name !== verifier.name || !equalBytes(raw.subarray(0, 4), verifier.keyId)) continue;
     if (!(await subtle.verify({ name: "Ed25519" }, verifier.key, raw.subarray(4), utf8.encode(body)))) throw bad();
     found = true;
   }
@@ -1313,11 +1327,16 @@ export async function senderKey(replica, manifest, now = new Date()) {
   return state.key;
 }
 
-/** Open a received form: the sender's key from the verified directory, then the form's checks. */
+/**
+ * Open a received form: the sender's key from the verified directory, then the form's checks.
+ * ``rotated``: the key was accepted within the grace after its owner rotated it, so that the
+ * form predates the rotation is the sender's claim (« antériorité non prouvable »).
+ */
 export async function openReceived(data, secrets, replica, now = new Date()) {
   const envelope = parseEnvelope(data);
   const key = await senderKey(replica, envelope.manifest, now);
-  return openForm(envelope, secrets, key);
+  const opened = await openForm(envelope, secrets, key);
+  return { ...opened, rotated: replica.state(key.keyId).revoked !== null };
 }
 
 /**
@@ -1418,6 +1437,18 @@ export class Store {
 
   get(key) {
     return this.transaction("readonly", (s) => s.get(key));
+  }
+
+  /** Keep ``value`` unless what is stored is larger by ``size(value)``: in one transaction, so
+   *  two tabs syncing at once never put an older directory replica over a newer one. */
+  putIfNotSmaller(key, value, size) {
+    return this.transaction("readwrite", (s) => {
+      const read = s.get(key);
+      read.onsuccess = () => {
+        if (!read.result || size(read.result) <= size(value)) s.put(value, key);
+      };
+      return null;
+    });
   }
 
   put(key, value) {

@@ -147,7 +147,8 @@ async function syncDirectory(store) {
     progress(replica.size + fresh.length, head.size, `Vérification de l'annuaire des clés : ${replica.size + fresh.length}/${head.size}`);
   }
   replica = await replica.update(fresh, head.checkpoint);
-  await store.put("annuaire", { vkey: page.vkey, note: head.checkpoint, entries: [...entries, ...fresh].map((e) => x.b64e(e)) });
+  const saved2 = { vkey: page.vkey, note: head.checkpoint, entries: [...entries, ...fresh].map((e) => x.b64e(e)) };
+  await store.putIfNotSmaller("annuaire", saved2, (s) => s.entries.length);
   progress(1, 1);
   return replica;
 }
@@ -185,7 +186,8 @@ async function devicesPage() {
     document.getElementById("empreinte").hidden = false;
     document.getElementById("cle-locale").textContent = device.secrets.public.keyId;
     document.getElementById("numero-local").textContent = device.secrets.public.fingerprint;
-    const foreign = replica.history(page.owner).filter((s) => !device.known.includes(s.key.keyId) && s.revoked === null);
+    // Revoked ones too: a key added under this name and revoked since could have read or signed.
+    const foreign = replica.history(page.owner).filter((s) => !device.known.includes(s.key.keyId));
     if (foreign.length) showForeign(store, device, foreign);
     return;
   }
@@ -205,13 +207,14 @@ async function devicesPage() {
 function showForeign(store, device, foreign) {
   const list = element("ul");
   for (const s of foreign) {
+    const label = s.revoked === null ? "en service" : "révoquée depuis";
     const button = element("button", { type: "button", class: "button button--secondary" }, "C'est bien un de mes appareils");
     button.addEventListener("click", async () => {
       device.stored.known = [...device.known, s.key.keyId];
       await store.put(DEVICE, device.stored);
       window.location.reload();
     });
-    list.append(element("li", {}, `Numéro de sécurité ${s.key.fingerprint} — `, button));
+    list.append(element("li", {}, `Clé ${label}, organisation ${s.org}, numéro de sécurité ${s.key.fingerprint} — `, button));
   }
   warn(
     "L'annuaire vous attribue des appareils que ce navigateur ne connaît pas. Si vous les avez activés vous-même (autre poste), reconnaissez-les ; sinon révoquez-les et prévenez le DPO. En attendant, rien n'est envoyé ni ouvert ici.",
@@ -246,7 +249,6 @@ async function activate(store, form) {
   progress(1, 3, "Protection de la sauvegarde par votre phrase (quelques secondes)…");
   const backup = await x.lockRecovery(privateRecord, phrase);
   privateRecord.sign = privateRecord.kem.sk = "";
-  const before = await syncDirectory(store);
   progress(2, 3, "Enregistrement de l'appareil…");
   const keyId = secrets.public.keyId;
   await call("POST", "/echange/appareils", { json: { key: secrets.public.record(), label } });
@@ -257,10 +259,9 @@ async function activate(store, form) {
     await call("POST", `/echange/appareils/${encodeURIComponent(keyId)}/revocation`).catch(() => null);
     throw error;
   }
-  // The keys this person already had when this browser was set up are recognised now (they
-  // are listed on this page with their numbers); any added later raises the alarm.
-  const known = [...before.history(page.owner).map((s) => s.key.keyId), keyId];
-  await store.put(DEVICE, { ...secrets.toStored(), known });
+  // Only this browser's own key is known: any other under this person's name (another
+  // browser of theirs, or one the hub added) is shown for them to recognise, or to revoke.
+  await store.put(DEVICE, { ...secrets.toStored(), known: [keyId] });
   progress(3, 3, "Appareil activé.");
   window.location.reload();
 }
@@ -283,8 +284,7 @@ async function restoreKeys(store, form) {
   if (!state || state.revoked !== null || state.owner !== page.owner) {
     throw new x.ExchangeError("key_revoked", "Cette sauvegarde correspond à un appareil révoqué : activez ce navigateur avec de nouvelles clés.");
   }
-  const known = replica.history(page.owner).map((s) => s.key.keyId);
-  await store.put(DEVICE, { ...secrets.toStored(), known });
+  await store.put(DEVICE, { ...secrets.toStored(), known: [secrets.public.keyId] });
   progress(2, 2, "Clés restaurées.");
   window.location.reload();
 }
@@ -320,6 +320,13 @@ async function composePage() {
       say("Recherche des destinataires…");
       const answer = await call("GET", `/echange/dossiers/${encodeURIComponent(page.case)}/destinataires?${query}`);
       const plan = x.planForm(answer, values, replica, page.case);
+      // The hub's word on each recipient's organisation must be the verified directory's.
+      for (const r of answer.recipients) {
+        const orgs = new Set(replica.devices([r.owner]).map((s) => s.org));
+        if (orgs.size && (orgs.size > 1 || !orgs.has(r.organisation))) {
+          throw new x.ExchangeError("org_mismatch", "Le hub présente un destinataire sous une autre organisation que celle de l'annuaire vérifié : envoi arrêté. Prévenez le DPO.");
+        }
+      }
       renderPreview(answer, plan, replica, values);
       pending = { plan, answer, purpose, device, replica };
       preview.hidden = false;
@@ -385,7 +392,9 @@ function renderPreview(answer, plan, replica, values) {
   const reached = new Set(plan.owners.map((o) => o.owner));
   for (const r of [...answer.recipients, ...(answer.not_entitled || [])]) {
     const row = element("tr");
-    row.append(element("th", { scope: "row" }, r.label || r.owner));
+    const identity = element("th", { scope: "row" }, r.label || r.owner);
+    identity.append(element("br"), element("small", {}, `${r.owner}, organisation ${r.organisation}`));
+    row.append(identity);
     const given = r.fields.filter((f) => f in values);
     const gets = element("td");
     if (!reached.has(r.owner)) {
@@ -455,10 +464,19 @@ async function readPage() {
       await call("POST", `/echange/fiches/${encodeURIComponent(page.form)}/violation`, { json: { appareil: keyId, code: error.code } }).catch(() => null);
       throw new x.ExchangeError(error.code, `La fiche ne correspond pas à ce que l'expéditeur a signé (${error.message}) : elle n'est pas affichée, et le DPO en est averti.`);
     }
+    if (error instanceof x.ExchangeError && error.code === "digest_mismatch") {
+      // The relay checked every digest on accepting the form: the hub or its storage did this.
+      throw new x.ExchangeError(error.code, "La fiche a été modifiée après son envoi (par le hub ou son stockage) : elle n'est pas affichée. Prévenez le DPO.");
+    }
     throw error;
   }
-  if (opened.manifest.case !== page.case) {
-    throw new x.ExchangeError("case_mismatch", "La fiche ne concerne pas le dossier annoncé.");
+  // What the page shows is what was verified: this form, this case, this sender.
+  const m = opened.manifest;
+  if (m.form !== page.form || m.case !== page.case) {
+    throw new x.ExchangeError("form_mismatch", "Le hub a remis une autre fiche que celle demandée : elle n'est pas affichée. Prévenez le DPO.");
+  }
+  if (m.sender.user !== page.senderOwner || m.sender.org !== page.senderOrg) {
+    throw new x.ExchangeError("sender_mismatch", "L'expéditeur signé n'est pas celui que le hub annonce : la fiche n'est pas affichée. Prévenez le DPO.");
   }
   const labels = JSON.parse(page.labels || "{}");
   const dates = new Set((page.dates || "").split(",").filter(Boolean));
@@ -467,8 +485,10 @@ async function readPage() {
   for (const [id, value] of Object.entries(opened.values)) {
     list.append(element("dt", {}, labels[id] || id), element("dd", {}, display(id, value, dates)));
   }
+  const created = new Date(m.created).toLocaleString("fr-FR", { timeZone: "Europe/Paris" });
   document.getElementById("verification").textContent =
-    `Signature de l'expéditeur vérifiée (appareil ${opened.manifest.sender.device}), contenu conforme à ce qu'il a signé, clé présente dans l'annuaire vérifié.`;
+    `Signée le ${created} par l'appareil ${m.sender.device} de ${m.sender.user} (organisation ${m.sender.org}), pour la finalité « ${m.purpose} » : signature vérifiée, contenu conforme, clé présente dans l'annuaire vérifié.` +
+    (opened.rotated ? " Attention : cette clé a été remplacée depuis ; que la fiche ait été scellée avant est l'affirmation de l'expéditeur (antériorité non prouvable)." : "");
   document.getElementById("contenu-fiche").hidden = false;
   await call("POST", `/echange/fiches/${encodeURIComponent(page.form)}/ouverture`, { json: { appareil: keyId } });
   clear();
