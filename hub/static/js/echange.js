@@ -1372,8 +1372,11 @@ export function planForm(answer, values, replica, caseRef) {
         throw refused("key_not_in_directory", "Le hub propose une clé que l'annuaire vérifié ne lui attribue pas : envoi arrêté.");
       }
     }
-    // Every key in force of the owner, as the directory says (not only those the hub listed).
-    for (const state of replica.devices([recipient.owner])) if (state.key.sealable) keys.push(state.key);
+    // Every key in force of the owner, as the directory says (not only those the hub listed):
+    // an owner with a key this browser cannot seal to (post-quantum) gets none, since the
+    // relay refuses a form that leaves out one of a recipient's devices.
+    const current = replica.devices([recipient.owner]);
+    if (current.every((state) => state.key.sealable)) for (const state of current) keys.push(state.key);
     if (!keys.length) {
       unreachable.push(recipient.owner);
       continue;
