@@ -368,6 +368,105 @@ def test_a_revoked_device_loses_its_keys_and_cannot_send(
     assert "n'est pas activé" in _text(driver, "alerte")
 
 
+# -- bad input: a clear French message, nothing sent, nothing half-stored ---------------------
+
+
+def _forms(hub: Hub) -> int:
+    with sqlite3.connect(hub.database) as db:
+        return int(db.execute("SELECT count(*) FROM exchange_forms").fetchone()[0])
+
+
+def _compose(hub: Hub, driver: webdriver.Chrome, values: dict[str, str]) -> None:
+    driver.get(f"{hub.base}/dossiers/{_first_case(hub)}/fiche")
+    _fill(driver, values)
+    driver.find_element(By.CSS_SELECTOR, "#form-fiche button[type=submit]").click()
+    _wait(driver, lambda d: d.find_element(By.ID, "apercu").is_displayed() or _text(d, "alerte"))
+
+
+def test_a_form_too_large_to_travel_is_refused_in_the_page(
+    hub: Hub, agents: dict[str, webdriver.Chrome]
+) -> None:
+    driver, before = agents["cpip"], _forms(hub)
+    driver.get(f"{hub.base}/dossiers/{_first_case(hub)}/fiche")
+    # Every text field at its 20,000-character limit: more than the envelope's 1 MiB once sealed
+    driver.execute_script(
+        "document.querySelectorAll('textarea[data-champ]').forEach(t => t.value = 'é'.repeat(20000))"
+    )
+    driver.find_element(By.CSS_SELECTOR, "#form-fiche button[type=submit]").click()
+    _wait(driver, lambda d: d.find_element(By.ID, "apercu").is_displayed())
+    driver.find_element(By.ID, "sceller").click()
+    _wait(driver, lambda d: _text(d, "alerte"))
+    assert "dépasserait la taille permise" in _text(driver, "alerte")
+    assert _forms(hub) == before
+
+
+def test_a_directory_that_does_not_verify_stops_the_page(
+    hub: Hub, agents: dict[str, webdriver.Chrome]
+) -> None:
+    driver, before = agents["cpip"], _forms(hub)
+    driver.get(f"{hub.base}/appareils")
+    _wait(driver, lambda d: d.find_element(By.ID, "empreinte").is_displayed())
+    # The replica this browser verified and kept is changed behind its back
+    driver.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        const open = indexedDB.open("maillon", 1);
+        open.onsuccess = () => {
+          const store = open.result.transaction("kv", "readwrite").objectStore("kv");
+          const read = store.get("annuaire");
+          read.onsuccess = () => {
+            const saved = read.result;
+            const first = saved.entries[0];
+            saved.entries[0] = first.slice(0, 10) + (first[10] === "A" ? "B" : "A") + first.slice(11);
+            store.put(saved, "annuaire").onsuccess = () => done(true);
+          };
+        };
+        """
+    )
+    _compose(hub, driver, {"logement.situation": "en foyer"})
+    assert _text(driver, "alerte"), "the page went on with a directory it could not verify"
+    assert not driver.find_element(By.ID, "apercu").is_displayed()
+    assert _forms(hub) == before
+    driver.execute_script("indexedDB.open('maillon', 1).onsuccess = (e) => "
+                          "e.target.result.transaction('kv', 'readwrite').objectStore('kv')"
+                          ".delete('annuaire')")  # fmt: skip
+
+
+def test_a_recipient_revoked_after_the_preview_stops_the_send(
+    hub: Hub, agents: dict[str, webdriver.Chrome]
+) -> None:
+    sender, before = agents["cpip"], _forms(hub)
+    _compose(hub, sender, {"logement.situation": "en foyer"})
+    assert "Mina Conseil" in _text(sender, "apercu")
+    # Meanwhile the Mission Locale's agent revokes her device (a lost laptop)
+    recipient = agents["conseillere"]
+    recipient.get(f"{hub.base}/appareils")
+    _wait(recipient, lambda d: d.find_element(By.ID, "empreinte").is_displayed())
+    recipient.find_element(By.CSS_SELECTOR, "select[name=motif]").send_keys("perdu")
+    recipient.find_element(By.CSS_SELECTOR, "table button.button--danger").click()
+    _wait(recipient, lambda d: "Appareil révoqué" in d.find_element(By.TAG_NAME, "main").text)
+    sender.find_element(By.ID, "sceller").click()
+    _wait(sender, lambda d: _text(d, "alerte") or "Fiche envoyée" in _text(d, "statut"))
+    assert "Rien n'a été envoyé" in _text(sender, "alerte"), _text(sender, "statut")
+    assert _forms(hub) == before
+
+
+def test_without_indexeddb_the_page_says_why_and_keeps_nothing(hub: Hub) -> None:
+    driver = start_chromium()
+    try:
+        # As some private windows do: no IndexedDB at all
+        driver.execute_cdp_cmd(
+            "Page.addScriptToEvaluateOnNewDocument",
+            {"source": "Object.defineProperty(window, 'indexedDB', {value: undefined});"},
+        )
+        hub.login(driver, "coordinatrice")
+        driver.get(f"{hub.base}/appareils")
+        _wait(driver, lambda d: _text(d, "alerte"))
+        assert "navigation privée" in _text(driver, "alerte")
+    finally:
+        driver.quit()
+
+
 # -- accessibility of every page -------------------------------------------------------------
 
 # Pages reached by no link a person follows with GET, or that are not HTML pages.

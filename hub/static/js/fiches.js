@@ -346,7 +346,7 @@ async function composePage() {
       const { plan, answer, purpose, device, replica } = pending;
       const total = plan.views.reduce((n, v) => n + v.recipients.length, 0);
       progress(0, total, "Scellement de la fiche sur cet appareil…");
-      const sealed = await x.seal({
+      const sealed = await sealOrExplain({
         secrets: device.secrets,
         user: page.owner,
         org: page.org,
@@ -375,6 +375,19 @@ async function composePage() {
       }
     }),
   );
+}
+
+/** Seal, saying in plain words when the form is too large to travel. */
+async function sealOrExplain(request) {
+  try {
+    return await x.seal(request);
+  } catch (error) {
+    if (error instanceof x.ExchangeError && error.code === "too_large") {
+      const limit = Math.round(x.MAX_ENVELOPE_BYTES / 1024);
+      throw new x.ExchangeError("too_large", `La fiche scellée dépasserait la taille permise (${limit} Kio, toutes vues comprises) : raccourcissez les textes. Rien n'a été envoyé.`);
+    }
+    throw error;
+  }
 }
 
 function notActivated() {
