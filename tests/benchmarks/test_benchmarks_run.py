@@ -19,10 +19,12 @@ TARGETS: dict[str, list[str]] = {
     "bench_liaison": ["≥ 60 % of baseline", "≥ 70 % of baseline"],
     "bench_liaison_http": ["≥ 40 % of baseline", "≤ 3× baseline"],
     "bench_directory": ["reported"],
+    "bench_browser": ["≤ 50 ms", "≤ 20 ms"],
 }
 # Every module whose figures carry a DESIGN §11 bound must give a verdict on it.
 VERDICTS: dict[str, int] = {
     "bench_audit": 4,
+    "bench_browser": 2,
     "bench_charter": 5,
     "bench_http": 1,
     "bench_liaison": 2,

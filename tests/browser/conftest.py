@@ -7,6 +7,7 @@ missing; in CI they fail (docs/browser.md).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import json
@@ -85,9 +86,10 @@ class _StaticHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
-def static_origin() -> Iterator[str]:
-    """An HTTP origin on 127.0.0.1 (a secure context) serving the module and the helpers."""
+@contextlib.contextmanager
+def serve_static() -> Iterator[str]:
+    """An HTTP origin on 127.0.0.1 (a secure context) serving the module and the helpers
+    (also used by ``make bench``: tests/benchmarks/bench_browser.py)."""
     handler = functools.partial(_StaticHandler)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = False
@@ -98,6 +100,13 @@ def static_origin() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def static_origin() -> Iterator[str]:
+    """The static origin for the session's module tests."""
+    with serve_static() as origin:
+        yield origin
 
 
 @pytest.fixture(scope="session")
