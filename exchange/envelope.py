@@ -29,6 +29,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,7 +47,13 @@ JWS_TYPE = "maillon-fiche+jws"
 ALGORITHM = "Ed25519"
 
 # Limits (docs/envelope.md): the hub refuses anything larger before reading it.
-MAX_ENVELOPE_BYTES = 1024 * 1024
+MAX_ENVELOPE_BYTES = 8 * 1024 * 1024
+# Attachments: each travels once, encrypted under its own key, which only the views holding the
+# field it supports carry (docs/envelope.md, "Attachments").
+MAX_FILES = 8
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_FILE_NAME_CHARS = 200
+FILE_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg"})
 MAX_MANIFEST_BYTES = 256 * 1024
 MAX_VIEWS = 16
 MAX_RECIPIENTS = 200
@@ -58,6 +65,7 @@ FieldValue = str | int | bool | None
 
 _FORM_ID = re.compile(r"f-[a-z2-7]{26}")
 _VIEW_ID = re.compile(r"v[1-9][0-9]?")
+_FILE_ID = re.compile(r"p[1-9]")
 _FIELD_ID = re.compile(r"[a-z][a-z0-9_]{0,63}\.[a-z][a-z0-9_]{0,63}")
 _CASE_REF = re.compile(r"C-[0-9A-Z]{4}-[0-9A-Z]{4}")
 _CHARTER_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -125,6 +133,16 @@ class View:
 
 
 @dataclass(frozen=True, slots=True)
+class FilePart:
+    """An attachment as the manifest lists it: its id, the field it supports, the digest of its
+    ciphertext (its name, type and key travel inside the views that may open it)."""
+
+    id: str
+    field: str
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     """What the sender signed."""
 
@@ -137,6 +155,7 @@ class Manifest:
     created: datetime
     directory: str
     views: tuple[View, ...]
+    files: tuple[FilePart, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as a JSON object (the order of members is the documented one)."""
@@ -170,7 +189,16 @@ class Manifest:
                 }
                 for view in self.views
             ],
-        }
+        } | (
+            # Absent rather than empty: one spelling for a form without attachments.
+            {
+                "files": [
+                    {"id": f.id, "field": f.field, "digest": b64e(f.digest)} for f in self.files
+                ]
+            }
+            if self.files
+            else {}
+        )
 
     def view(self, view_id: str) -> View:
         """The view called ``view_id`` (a caller bug when there is none)."""
@@ -194,6 +222,7 @@ def _parse_manifest(obj: dict[str, Any]) -> Manifest:
             "v", "form", "case", "charter", "consent", "purpose", "sender", "created",
             "directory", "views",
         },
+        optional={"files"},
     )  # fmt: skip
     if type(obj["v"]) is not int or obj["v"] != 1:
         raise MalformedError("unknown_version", "Version de manifeste inconnue.")
@@ -231,6 +260,7 @@ def _parse_manifest(obj: dict[str, Any]) -> Manifest:
             total += 1
     if total > MAX_RECIPIENTS:
         raise MalformedError("too_large", "%(what)s est trop long.", what="recipients")
+    files = _parse_files(obj["files"], views) if "files" in obj else ()
     return Manifest(
         form=_text(obj["form"], _FORM_ID, what="form"),
         case=_text(obj["case"], _CASE_REF, what="case"),
@@ -249,7 +279,26 @@ def _parse_manifest(obj: dict[str, Any]) -> Manifest:
         created=created,
         directory=directory,
         views=views,
+        files=files,
     )
+
+
+def _parse_files(items: object, views: tuple[View, ...]) -> tuple[FilePart, ...]:
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_FILES:
+        raise MalformedError("invalid_member", "%(what)s est invalide.", what="files")
+    listed = {f for view in views for f in view.fields}
+    parts = []
+    for position, item in enumerate(items, 1):
+        part = members(item, what="une pièce jointe", required={"id", "field", "digest"})
+        file_id = _text(part["id"], _FILE_ID, what="files.id")
+        field = _text(part["field"], _FIELD_ID, what="files.field")
+        digest = b64d(part["digest"], what="files.digest", max_bytes=32)
+        # Numbered in order; each supports a field some view holds (whoever may see the field
+        # may see the file, and no one else).
+        if file_id != f"p{position}" or field not in listed or len(digest) != 32:
+            raise MalformedError("invalid_member", "%(what)s est invalide.", what="files")
+        parts.append(FilePart(file_id, field, digest))
+    return tuple(parts)
 
 
 def _parse_view(item: object, position: int) -> View:
@@ -308,6 +357,7 @@ class Envelope:
     views: dict[str, bytes]
     signing_input: bytes
     signature: bytes
+    files: dict[str, bytes] = dc_field(default_factory=dict)
 
     @property
     def manifest_bytes(self) -> bytes:
@@ -317,14 +367,14 @@ class Envelope:
     def to_bytes(self) -> bytes:
         """The envelope as sent (UTF-8 JSON): the signed manifest and the views, as they were
         signed and digested."""
-        return _body(self.jws, self.views)
+        return _body(self.jws, self.views, self.files)
 
 
 def parse(data: bytes) -> Envelope:
     """Read an envelope strictly (size, members, base64, the JWS header, the manifest);
     :class:`MalformedError` otherwise. Nothing is verified yet: see :func:`verify`."""
     outer = parse_json_object(data, what="l'enveloppe", max_bytes=MAX_ENVELOPE_BYTES)
-    members(outer, what="l'enveloppe", required={"format", "manifest", "views"})
+    members(outer, what="l'enveloppe", required={"format", "manifest", "views"}, optional={"files"})
     if outer["format"] != FORMAT:
         raise MalformedError("unknown_version", "Format d'enveloppe inconnu.")
     jws = outer["manifest"]
@@ -361,6 +411,24 @@ def parse(data: bytes) -> Envelope:
         view_id: b64d(views_json[view_id], what="une vue chiffrée", max_bytes=MAX_ENVELOPE_BYTES)
         for view_id in expected
     }
+    files_json = outer.get("files", {})
+    wanted = [f.id for f in manifest.files]
+    if (
+        not isinstance(files_json, dict)
+        or ("files" in outer and not wanted)
+        or sorted(files_json) != sorted(wanted)
+    ):
+        raise MalformedError(
+            "views_mismatch", "Les pièces jointes ne correspondent pas à celles du manifeste."
+        )
+    files = {
+        file_id: b64d(
+            files_json[file_id],
+            what="une pièce jointe",
+            max_bytes=MAX_FILE_BYTES + _NONCE_SIZE + 16,
+        )
+        for file_id in wanted
+    }
     return Envelope(
         jws=jws,
         header={k: str(v) for k, v in header.items()},
@@ -368,6 +436,7 @@ def parse(data: bytes) -> Envelope:
         views=views,
         signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"),
         signature=signature,
+        files=files,
     )
 
 
@@ -396,14 +465,25 @@ def verify(envelope: Envelope, sender_key: DeviceKey) -> Manifest:
                 "La vue %(view)s ne correspond pas à son empreinte signée.",
                 view=view.id,
             )
+    for part in manifest.files:
+        if not hmac.compare_digest(hashlib.sha256(envelope.files[part.id]).digest(), part.digest):
+            raise VerificationError(
+                "digest_mismatch",
+                "La pièce jointe %(file)s ne correspond pas à son empreinte signée.",
+                file=part.id,
+            )
     return manifest
 
 
-def _body(jws: str, views: Mapping[str, bytes]) -> bytes:
-    return json.dumps(
-        {"format": FORMAT, "manifest": jws, "views": {k: b64e(v) for k, v in views.items()}},
-        separators=(",", ":"),
-    ).encode("ascii")
+def _body(jws: str, views: Mapping[str, bytes], files: Mapping[str, bytes]) -> bytes:
+    body: dict[str, Any] = {
+        "format": FORMAT,
+        "manifest": jws,
+        "views": {k: b64e(v) for k, v in views.items()},
+    }
+    if files:
+        body["files"] = {k: b64e(v) for k, v in files.items()}
+    return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
 # -- sealing ---------------------------------------------------------------------------------
@@ -433,6 +513,40 @@ def plan_views(
         for fields, devices in groups.items()
     ]
     return sorted(plans, key=lambda p: (sorted(p.values), p.recipients[0].key_id))
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file to send (PDF or image), supporting the field ``field``: it reaches exactly the
+    recipients whose view holds that field."""
+
+    field: str
+    name: str
+    type: str
+    data: bytes
+
+    def check(self) -> None:
+        """``ValueError`` unless the attachment may travel (docs/envelope.md, limits)."""
+        if _FIELD_ID.fullmatch(self.field) is None:
+            raise ValueError(f"not a field id: {self.field!r}")
+        if self.type not in FILE_TYPES:
+            raise ValueError(f"{self.type!r} is not one of {sorted(FILE_TYPES)}")
+        if not _file_name_ok(self.name):
+            raise ValueError("a file name is 1 to 200 characters, without control characters")
+        if len(self.data) > MAX_FILE_BYTES:
+            raise ValueError(f"a file holds at most {MAX_FILE_BYTES} bytes")
+
+
+def _file_name_ok(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and 1 <= len(name) <= MAX_FILE_NAME_CHARS
+        and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
+    )
+
+
+def _file_aad(form: str, file_id: str) -> bytes:
+    return b"\x00".join([FORMAT.encode(), b"file", form.encode(), file_id.encode()])
 
 
 def new_form_id() -> str:
@@ -486,11 +600,33 @@ def seal(
     views: Sequence[ViewPlan],
     now: datetime,
     form_id: str | None = None,
+    files: Sequence[Attachment] = (),
 ) -> Envelope:
-    """Seal a form: encrypt each view under a fresh key, seal the key to each of its
-    recipients, sign the manifest. The result is parsed back and verified before it is
-    returned, so a sender never sends what a recipient would refuse."""
+    """Seal a form: encrypt each attachment once and each view under a fresh key, seal the
+    view key to each of its recipients (a view carries the keys of the attachments of its
+    fields), sign the manifest. The result is parsed back and verified before it is returned,
+    so a sender never sends what a recipient would refuse."""
     form = form_id or new_form_id()
+    if len(files) > MAX_FILES:
+        raise ValueError(f"at most {MAX_FILES} attachments")
+    listed = {f for plan in views for f in plan.values}
+    parts: list[FilePart] = []
+    part_ciphertexts: dict[str, bytes] = {}
+    part_keys: list[tuple[FilePart, Attachment, bytes]] = []
+    for position, attachment in enumerate(files, 1):
+        attachment.check()
+        if attachment.field not in listed:
+            raise ValueError(f"no view holds {attachment.field}: nobody could open its file")
+        file_id = f"p{position}"
+        file_key = AESGCM.generate_key(bit_length=256)
+        nonce = os.urandom(_NONCE_SIZE)
+        ciphertext = nonce + AESGCM(file_key).encrypt(
+            nonce, attachment.data, _file_aad(form, file_id)
+        )
+        part = FilePart(file_id, attachment.field, hashlib.sha256(ciphertext).digest())
+        parts.append(part)
+        part_ciphertexts[file_id] = ciphertext
+        part_keys.append((part, attachment, file_key))
     view_entries: list[View] = []
     ciphertexts: dict[str, bytes] = {}
     for position, plan in enumerate(views, 1):
@@ -498,7 +634,15 @@ def seal(
         view_id = f"v{position}"
         key = AESGCM.generate_key(bit_length=256)
         nonce = os.urandom(_NONCE_SIZE)
-        plaintext = canonical_json({"fields": dict(plan.values)})
+        content: dict[str, Any] = {"fields": dict(plan.values)}
+        carried = {
+            part.id: {"key": b64e(file_key), "name": attachment.name, "type": attachment.type}
+            for part, attachment, file_key in part_keys
+            if part.field in plan.values
+        }
+        if carried:
+            content["files"] = carried
+        plaintext = canonical_json(content)
         ciphertext = nonce + AESGCM(key).encrypt(nonce, plaintext, _aad(form, view_id))
         ciphertexts[view_id] = ciphertext
         view_entries.append(
@@ -528,11 +672,17 @@ def seal(
         created=now.astimezone(UTC).replace(microsecond=0),
         directory=directory,
         views=tuple(view_entries),
+        files=tuple(parts),
     )
-    return _sign(manifest, ciphertexts, secrets)
+    return _sign(manifest, ciphertexts, secrets, part_ciphertexts)
 
 
-def _sign(manifest: Manifest, ciphertexts: Mapping[str, bytes], secrets: DeviceSecrets) -> Envelope:
+def _sign(
+    manifest: Manifest,
+    ciphertexts: Mapping[str, bytes],
+    secrets: DeviceSecrets,
+    files: Mapping[str, bytes] | None = None,
+) -> Envelope:
     """Sign ``manifest`` and assemble the envelope (also used to build the test vectors)."""
     header = {"alg": ALGORITHM, "kid": secrets.public.key_id, "typ": JWS_TYPE}
     signing_input = (
@@ -546,7 +696,7 @@ def _sign(manifest: Manifest, ciphertexts: Mapping[str, bytes], secrets: DeviceS
     # were computed from these very ciphertexts. The envelope is parsed as a receiver would,
     # so one outside the limits fails here rather than at the hub.
     secrets.public.verify(signature, signing_input.encode("ascii"))
-    return parse(_body(signing_input + "." + b64e(signature), ciphertexts))
+    return parse(_body(signing_input + "." + b64e(signature), ciphertexts, files or {}))
 
 
 # -- opening ---------------------------------------------------------------------------------
@@ -554,11 +704,13 @@ def _sign(manifest: Manifest, ciphertexts: Mapping[str, bytes], secrets: DeviceS
 
 @dataclass(frozen=True)
 class OpenedForm:
-    """A form opened by one recipient device: the verified manifest, its view, the values."""
+    """A form opened by one recipient device: the verified manifest, its view, the values and
+    the attachments of its fields (by file id)."""
 
     manifest: Manifest
     view: str
     values: dict[str, FieldValue]
+    files: dict[str, Attachment] = dc_field(default_factory=dict)
 
 
 def open_form(
@@ -607,7 +759,7 @@ def open_form(
     # 6.
     try:
         body = parse_json_object(plaintext, what="la vue", max_bytes=MAX_ENVELOPE_BYTES)
-        values = members(body, what="la vue", required={"fields"})["fields"]
+        values = members(body, what="la vue", required={"fields"}, optional={"files"})["fields"]
     except MalformedError:
         raise VerificationError("fields_mismatch", "La vue déchiffrée est illisible.") from None
     if not isinstance(values, dict) or sorted(values) != list(view.fields):
@@ -620,4 +772,42 @@ def open_form(
         for v in values.values()
     ):
         raise VerificationError("fields_mismatch", "Une valeur de la vue n'est pas simple.")
-    return OpenedForm(manifest=manifest, view=view.id, values=values)
+    # 7. The attachments of its fields, exactly, each opening with the key the view gives.
+    files = _open_files(parsed, view, body.get("files", {}))
+    return OpenedForm(manifest=manifest, view=view.id, values=values, files=files)
+
+
+def _open_files(envelope: Envelope, view: View, carried: object) -> dict[str, Attachment]:
+    expected = [p for p in envelope.manifest.files if p.field in view.fields]
+    if not isinstance(carried, dict) or sorted(carried) != sorted(p.id for p in expected):
+        raise VerificationError(
+            "fields_mismatch", "Les pièces jointes de la vue ne sont pas celles de ses champs."
+        )
+    opened: dict[str, Attachment] = {}
+    for part in expected:
+        try:
+            entry = members(
+                carried[part.id], what="une pièce jointe", required={"key", "name", "type"}
+            )
+            key = b64d(entry["key"], what="key", max_bytes=_VIEW_KEY_SIZE)
+        except MalformedError:
+            raise VerificationError("fields_mismatch", "Pièce jointe illisible.") from None
+        if (
+            len(key) != _VIEW_KEY_SIZE
+            or entry["type"] not in FILE_TYPES
+            or not _file_name_ok(entry["name"])
+        ):
+            raise VerificationError("fields_mismatch", "Pièce jointe illisible.")
+        ciphertext = envelope.files[part.id]
+        try:
+            data = AESGCM(key).decrypt(
+                ciphertext[:_NONCE_SIZE],
+                ciphertext[_NONCE_SIZE:],
+                _file_aad(envelope.manifest.form, part.id),
+            )
+        except (InvalidTag, ValueError):
+            raise VerificationError(
+                "view_invalid", "La pièce jointe %(file)s ne se déchiffre pas.", file=part.id
+            ) from None
+        opened[part.id] = Attachment(part.field, entry["name"], entry["type"], data)
+    return opened

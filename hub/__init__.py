@@ -20,7 +20,7 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the application for ``config`` (read from the environment when omitted)."""
     from audit.checkpoint import NoteSigner  # noqa: PLC0415
     from audit.store import AuditLog, make_audit_engine  # noqa: PLC0415
-    from hub import blueprints, cli, consents, errors, security  # noqa: PLC0415 - import cycles
+    from hub import blueprints, cli, consents, errors, liaison, security  # noqa: PLC0415
     from hub.celery_app import celery_init_app  # noqa: PLC0415
     from hub.db import make_engine, make_session_factory, utcnow  # noqa: PLC0415
     from hub.extensions import babel, csrf, limiter, login_manager  # noqa: PLC0415
@@ -86,6 +86,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     # Registered first: it must run before CSRF reads the body.
     app.before_request(consents.allow_evidence_uploads)
+    app.before_request(liaison.allow_envelope_uploads)
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

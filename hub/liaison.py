@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from flask import request
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
@@ -21,7 +22,7 @@ from audit.checkpoint import NoteSigner
 from charter import Reason
 from consent import ConsentState
 from exchange.directory import module_released, parse_entry
-from exchange.envelope import Manifest
+from exchange.envelope import MAX_ENVELOPE_BYTES, Manifest
 from exchange.errors import ForbiddenError
 from exchange.server.devices import Devices, Owner
 from exchange.server.directory import MAX_ENTRIES_PER_PAGE, DirectoryLog
@@ -32,6 +33,18 @@ from hub.models import ApiClient, Case, Organisation, User
 from hub.state import HubState
 
 DIRECTORY_SUFFIX = "/cles"
+
+
+# The relay's send routes take an envelope of up to MAX_ENVELOPE_BYTES (attachments
+# included): the only ones allowed past the hub's usual request size besides consent evidence.
+SEND_ENDPOINTS = frozenset({"api.liaison.send_form", "echange.send_form"})
+
+
+def allow_envelope_uploads() -> None:
+    """Before any other hook reads the body: raise the request's size limit on the send routes
+    to the envelope's (the relay then refuses anything larger as ``too_large``)."""
+    if request.endpoint in SEND_ENDPOINTS:
+        request.max_content_length = MAX_ENVELOPE_BYTES + 64 * 1024
 
 
 def directory_origin(base_url: str) -> str:

@@ -19,7 +19,13 @@ from flask_login import current_user
 
 from audit.events import Action
 from charter.vocabulary import Secrecy
-from exchange.envelope import MAX_VALUE_CHARS, is_form_id
+from exchange.envelope import (
+    MAX_ENVELOPE_BYTES,
+    MAX_FILE_BYTES,
+    MAX_FILES,
+    MAX_VALUE_CHARS,
+    is_form_id,
+)
 from exchange.errors import ExchangeError
 from hub import liaison
 from hub.cases import CaseAccessDeniedError, charter_ref, is_date_field, loggable_reference
@@ -129,6 +135,9 @@ def compose(reference: str) -> Any:
         refused=refused,
         is_date=is_date_field,
         max_chars=MAX_VALUE_CHARS,
+        max_files=MAX_FILES,
+        max_file_mib=MAX_FILE_BYTES // 2**20,
+        max_envelope_mib=MAX_ENVELOPE_BYTES // 2**20,
         script=_script_context()
         | {
             "case": case.reference,

@@ -6,6 +6,7 @@ played too."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -26,7 +27,7 @@ from flask import url_for
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect
 
@@ -186,6 +187,11 @@ def test_a_form_goes_sealed_from_the_spip_to_the_mission_locale_and_the_pjj(
     sender.find_element(By.LINK_TEXT, reference).click()
     sender.find_element(By.LINK_TEXT, "Rédiger une fiche de liaison").click()
     _fill(sender, SENT)
+    # A scan supporting the release date: whoever may know the date receives it
+    scan = hub.tmp / "convocation JAP.pdf"
+    scan.write_bytes(b"%PDF-1.4\n" + os.urandom(50_000))
+    sender.find_element(By.ID, "pieces").send_keys(str(scan))
+    Select(sender.find_element(By.ID, "piece-champ")).select_by_value("justice.date_sortie")
     sender.find_element(By.CSS_SELECTOR, "#form-fiche button[type=submit]").click()
     _wait(sender, lambda d: d.find_element(By.ID, "apercu").is_displayed())
     rows = {
@@ -197,6 +203,7 @@ def test_a_form_goes_sealed_from_the_spip_to_the_mission_locale_and_the_pjj(
     # Who receives what, field by field, and the article that refuses the offence to each.
     for cells in (mission_locale, pjj):
         assert "Date de sortie prévisible" in cells[0].text
+        assert "Pièce jointe : convocation JAP.pdf" in cells[0].text
         assert "Nature des faits" not in cells[0].text
         assert "Nature des faits" in cells[1].text and "article" in cells[1].text
     assert "art-6" in mission_locale[1].text  # professional secrecy, recipient not bound by it
@@ -214,13 +221,29 @@ def test_a_form_goes_sealed_from_the_spip_to_the_mission_locale_and_the_pjj(
         "Situation de logement ou d'hébergement": "Hébergé chez un tiers « provisoire »",
     }
     for who in ("conseillere", "educateur"):
+        # The page's CSP lets no script fetch a blob: (the download link itself is a plain
+        # navigation); the test reads the saved file's bytes through it, so only here it is off.
+        agents[who].execute_cdp_cmd("Page.setBypassCSP", {"enabled": True})
         shown = _open_latest(hub, agents[who])
         assert {k: shown.get(k) for k in expected} == expected, shown
         assert "Nature des faits" not in shown
+        # The scan is saved from the page's memory, byte for byte
+        link = agents[who].find_element(By.CSS_SELECTOR, "#liste-pieces a")
+        assert link.text == "convocation JAP.pdf"
+        saved = agents[who].execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch(arguments[0]).then(r => r.arrayBuffer()).then(b => crypto.subtle.digest("
+            "'SHA-256', b)).then(d => done(Array.from(new Uint8Array(d), x => x.toString(16)"
+            ".padStart(2, '0')).join(''))).catch(e => done(String(e)))",
+            link.get_attribute("href"),
+        )
+        agents[who].execute_cdp_cmd("Page.setBypassCSP", {"enabled": False})
+        assert saved == hashlib.sha256(scan.read_bytes()).hexdigest()
     # The hub holds the form but never the values typed in the sender's page.
     with sqlite3.connect(hub.database) as db:
         stored = b"".join(row[0] for row in db.execute("SELECT envelope FROM exchange_forms"))
     assert stored and b"Durand" not in stored and b"provisoire" not in stored
+    assert scan.read_bytes()[-64:] not in stored
 
 
 def test_keys_come_back_from_the_recovery_backup_and_only_with_the_passphrase(
@@ -388,10 +411,14 @@ def test_a_form_too_large_to_travel_is_refused_in_the_page(
 ) -> None:
     driver, before = agents["cpip"], _forms(hub)
     driver.get(f"{hub.base}/dossiers/{_first_case(hub)}/fiche")
-    # Every text field at its 20,000-character limit: more than the envelope's 1 MiB once sealed
-    driver.execute_script(
-        "document.querySelectorAll('textarea[data-champ]').forEach(t => t.value = 'é'.repeat(20000))"
-    )
+    # Three scans just under the 4 MiB a file may hold: more than the envelope's 8 MiB sealed
+    paths = []
+    for number in range(3):
+        path = hub.tmp / f"scan-{number}.pdf"
+        path.write_bytes(b"%PDF-1.4\n" + os.urandom(4 * 1024 * 1024 - 64))
+        paths.append(str(path))
+    driver.find_element(By.ID, "pieces").send_keys("\n".join(paths))
+    _fill(driver, {"logement.situation": "en foyer"})
     driver.find_element(By.CSS_SELECTOR, "#form-fiche button[type=submit]").click()
     _wait(driver, lambda d: d.find_element(By.ID, "apercu").is_displayed())
     driver.find_element(By.ID, "sceller").click()

@@ -4,7 +4,9 @@ recovery backup, and interoperability with the Python implementation both ways."
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit import merkle
 from audit.checkpoint import Checkpoint, NoteSigner
 from exchange.directory import key_added, key_revoked
-from exchange.encoding import b64e, canonical_json
-from exchange.envelope import CharterRef, ViewPlan, open_form, seal
+from exchange.encoding import b64d, b64e, canonical_json
+from exchange.envelope import Attachment, CharterRef, ViewPlan, open_form, seal
 from exchange.keys import DeviceKey, DeviceSecrets
 from exchange.keystore import Kind, unlock
 from tests.browser.conftest import Module
@@ -29,6 +31,14 @@ X25519_DEVICES = [
 ]
 CHARTER = CharterRef("charte-type-clspd", 2, "sha256:" + "3" * 64)
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+
+
+def _described(files: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [
+        {"field": f["field"], "name": f["name"], "type": f["type"],
+         "sha256": hashlib.sha256(b64d(f["data"], what="data")).hexdigest()}
+        for f in files
+    ]  # fmt: skip
 
 
 def _load_devices(module: Module) -> dict[str, str]:
@@ -73,12 +83,13 @@ def test_valid_envelopes_open_as_stated_and_only_for_their_recipients(module: Mo
             got = module("openEnvelope", vector["envelope"], ids[name], sender)
             assert got["view"] == expected["view"], (vector["name"], name)
             assert got["values"] == expected["values"], (vector["name"], name)
+            assert _described(got["files"]) == expected.get("files", []), (vector["name"], name)
             opened += 1
         for name, code in vector["refused"].items():
             if name in ids:
                 got = module("openEnvelope", vector["envelope"], ids[name], sender)
                 assert got == {"step": "open", "code": code}
-    assert opened == 3  # bob and carol, then bob (alice holds a post-quantum key)
+    assert opened == 5  # bob and carol twice, bob once (alice holds a post-quantum key)
 
 
 @pytest.mark.parametrize("vector", VECTORS["invalid"], ids=lambda v: v["name"])
@@ -101,6 +112,7 @@ def test_a_form_sealed_in_python_opens_in_the_browser_view_by_view(module: Modul
     sender = DeviceSecrets.generate()
     values = {"parcours.besoins": "Hébergement « urgent » 🌱", "sortie.date_prevue": "2026-12-15",
               "parcours.accord": True, "parcours.nombre": 3, "parcours.vide": None}  # fmt: skip
+    scan = Attachment("parcours.besoins", "attestation.pdf", "application/pdf", os.urandom(300_000))
     envelope = seal(
         secrets=sender, user="u-1", org="o-spip", case="C-7K3Q-X9M2", charter=CHARTER,
         consent="k-18", purpose="suivi_parcours", directory="note", now=NOW,
@@ -108,13 +120,16 @@ def test_a_form_sealed_in_python_opens_in_the_browser_view_by_view(module: Modul
             ViewPlan(values, [keys[0], python_recipient.public]),
             ViewPlan({"sortie.date_prevue": "2026-12-15"}, [keys[1], keys[2]]),
         ],
+        files=[scan],
     ).to_bytes()  # fmt: skip
     sender_record = sender.public.record()
     first = module("openEnvelope", envelope.decode(), browser[0]["keyId"], sender_record)
     assert first["values"] == values
+    assert [b64d(f["data"], what="d") for f in first["files"]] == [scan.data]
     for device in browser[1:]:
         got = module("openEnvelope", envelope.decode(), device["keyId"], sender_record)
         assert got["values"] == {"sortie.date_prevue": "2026-12-15"}
+        assert got["files"] == []  # the scan supports a field their view does not hold
     # The other way round is the next test; the Python recipient of the same view opens too.
     assert open_form(envelope, secrets=python_recipient, sender_key=sender.public).values == values
 
@@ -123,6 +138,7 @@ def test_a_form_sealed_in_the_browser_opens_in_python_view_by_view(module: Modul
     sender = module("newDevice")
     alice, bob, carol = (DeviceSecrets.generate() for _ in range(3))
     browser_recipient = module("newDevice")
+    photo = b"\xff\xd8\xff" + os.urandom(200_000)
     values = {"parcours.besoins": "Suivi santé ; « logement » 🌱", "sortie.date_prevue": "2026-12-15",
               "parcours.nombre": 7}  # fmt: skip
     meta = {"user": "u-3f2a9c", "org": "o-pjj", "case": "C-7K3Q-X9M2", "consent": None,
@@ -140,11 +156,14 @@ def test_a_form_sealed_in_the_browser_opens_in_python_view_by_view(module: Modul
         ],
         values,
         meta,
-    )
+        [{"field": "parcours.besoins", "name": "photo.jpg", "type": "image/jpeg",
+          "data": b64e(photo)}],
+    )  # fmt: skip
     signer = DeviceKey.from_record(sender["record"])
     data = envelope.encode()
     got = open_form(data, secrets=alice, sender_key=signer)
     assert got.values == values and got.manifest.sender.user == "u-3f2a9c"
+    assert [(f.name, f.data) for f in got.files.values()] == [("photo.jpg", photo)]
     assert got.manifest.created == NOW
     for secrets in (bob, carol):
         assert open_form(data, secrets=secrets, sender_key=signer).values == {

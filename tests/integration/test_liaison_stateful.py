@@ -65,7 +65,7 @@ from exchange.client import (
 )
 from exchange.directory import Directory, key_added
 from exchange.encoding import b64e
-from exchange.envelope import OpenedForm, ViewPlan, open_form, parse, seal
+from exchange.envelope import MAX_ENVELOPE_BYTES, OpenedForm, ViewPlan, open_form, parse, seal
 from exchange.errors import VerificationError
 from exchange.hpke import Suite
 from exchange.keys import DeviceKey, DeviceSecrets
@@ -909,9 +909,9 @@ def _view_cut(data: bytes) -> bytes:
         (lambda d: d[:-1], "invalid_json"),
         (_two_part_jws, "invalid_jws"),
         (_view_cut, "digest_mismatch"),
-        (lambda d: _oversized(d, 1024 * 1024 + 1), "too_large"),
+        (lambda d: _oversized(d, MAX_ENVELOPE_BYTES + 1), "too_large"),
     ],
-    ids=["empty", "half", "last_byte", "jws_two_parts", "view_cut", "over_1_mib"],
+    ids=["empty", "half", "last_byte", "jws_two_parts", "view_cut", "over_the_limit"],
 )
 def test_a_truncated_or_oversized_envelope_is_refused(
     scene: Scene, damage: Callable[[bytes], bytes], code: str
@@ -919,7 +919,7 @@ def test_a_truncated_or_oversized_envelope_is_refused(
     data = scene.sealed()
     scene.refused(damage(data), code)
     # Exactly the limit still reads
-    assert _post(scene.spip, _oversized(data, 1024 * 1024)).status_code == 201
+    assert _post(scene.spip, _oversized(data, MAX_ENVELOPE_BYTES)).status_code == 201
 
 
 def test_a_sealed_key_truncated_by_the_sender_is_refused(scene: Scene) -> None:
@@ -932,7 +932,8 @@ def test_a_sealed_key_truncated_by_the_sender_is_refused(scene: Scene) -> None:
 
 def test_a_body_over_the_request_limit_is_refused_before_the_relay(scene: Scene) -> None:
     before = _stored(scene.app)
-    big = _oversized(scene.sealed(), 2 * 1024 * 1024 + 1)
+    # Past the envelope's limit and the margin the send routes get over it
+    big = _oversized(scene.sealed(), MAX_ENVELOPE_BYTES + 64 * 1024 + 1)
     response, events = _events_during(scene.app, lambda: _post(scene.spip, big))
     assert (response.status_code, response.get_json()["error"]) == (413, "too_large")
     assert _stored(scene.app) == before

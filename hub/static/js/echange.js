@@ -17,7 +17,12 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 export const FORMAT = "maillon/fiche/1";
 export const JWS_TYPE = "maillon-fiche+jws";
-export const MAX_ENVELOPE_BYTES = 1024 * 1024;
+export const MAX_ENVELOPE_BYTES = 8 * 1024 * 1024;
+// Attachments (docs/envelope.md): each travels once under its own key, carried by the views
+// that hold the field it supports.
+export const MAX_FILES = 8;
+export const MAX_FILE_BYTES = 4 * 1024 * 1024;
+export const FILE_TYPES = new Set(["application/pdf", "image/png", "image/jpeg"]);
 export const MAX_MANIFEST_BYTES = 256 * 1024;
 export const MAX_VIEWS = 16;
 export const MAX_RECIPIENTS = 200;
@@ -42,6 +47,7 @@ const NONCE_SIZE = 12;
 const RE = {
   form: /^f-[a-z2-7]{26}$/,
   view: /^v[1-9][0-9]?$/,
+  file: /^p[1-9]$/,
   field: /^[a-z][a-z0-9_]{0,63}\.[a-z][a-z0-9_]{0,63}$/,
   caseRef: /^C-[0-9A-Z]{4}-[0-9A-Z]{4}$/,
   charter: /^[a-z0-9][a-z0-9_-]{0,63}$/,
@@ -790,6 +796,15 @@ function aad(form, view) {
   return utf8.encode([FORMAT, "view", form, view].join("\u0000"));
 }
 
+function fileAad(form, file) {
+  return utf8.encode([FORMAT, "file", form, file].join("\u0000"));
+}
+
+function fileNameOk(name) {
+  // 1 to 200 characters (code points), no control character.
+  return typeof name === "string" && Array.from(name).length >= 1 && Array.from(name).length <= 200 && !/[\u0000-\u001f\u007f]/.test(name);
+}
+
 /** A random form id: ``f-`` and 26 base32 characters (128 bits), the send's idempotency key. */
 export function newFormId() {
   const alphabet = "abcdefghijklmnopqrstuvwxyz234567";
@@ -810,7 +825,7 @@ export function newFormId() {
 }
 
 function parseManifest(obj) {
-  members(obj, "le manifeste", ["v", "form", "case", "charter", "consent", "purpose", "sender", "created", "directory", "views"]);
+  members(obj, "le manifeste", ["v", "form", "case", "charter", "consent", "purpose", "sender", "created", "directory", "views"], ["files"]);
   if (obj.v !== 1) throw malformed("unknown_version", "Version de manifeste inconnue.");
   const charter = members(obj.charter, "charter", ["id", "version", "digest"]);
   if (!Number.isSafeInteger(charter.version) || charter.version < 1 || charter.version >= 2 ** 31) {
@@ -839,6 +854,7 @@ function parseManifest(obj) {
     }
   }
   if (seen.size > MAX_RECIPIENTS) throw malformed("too_large", "recipients est trop long.");
+  const files = "files" in obj ? parseFiles(obj.files, views) : [];
   return {
     form: text(obj.form, RE.form, "form"),
     case: text(obj.case, RE.caseRef, "case"),
@@ -857,7 +873,21 @@ function parseManifest(obj) {
     created,
     directory: obj.directory,
     views,
+    files,
   };
+}
+
+function parseFiles(items, views) {
+  if (!Array.isArray(items) || items.length < 1 || items.length > MAX_FILES) throw malformed("invalid_member", "files est invalide.");
+  const listed = new Set(views.flatMap((v) => v.fields));
+  return items.map((item, i) => {
+    const part = members(item, "une pièce jointe", ["id", "field", "digest"]);
+    const id = text(part.id, RE.file, "files.id");
+    const field = text(part.field, RE.field, "files.field");
+    const digest = b64d(part.digest, "files.digest", 32);
+    if (id !== `p${i + 1}` || !listed.has(field) || digest.length !== 32) throw malformed("invalid_member", "files est invalide.");
+    return { id, field, digest };
+  });
 }
 
 function parseView(item, position) {
@@ -893,7 +923,7 @@ function parseRecipient(item) {
 
 /** Read an envelope strictly (exchange.envelope.parse); nothing verified yet. */
 export function parseEnvelope(data) {
-  const outer = members(parseJsonObject(data, "l'enveloppe", MAX_ENVELOPE_BYTES), "l'enveloppe", ["format", "manifest", "views"]);
+  const outer = members(parseJsonObject(data, "l'enveloppe", MAX_ENVELOPE_BYTES), "l'enveloppe", ["format", "manifest", "views"], ["files"]);
   if (outer.format !== FORMAT) throw malformed("unknown_version", "Format d'enveloppe inconnu.");
   const jws = outer.manifest;
   if (typeof jws !== "string" || jws.length > MAX_MANIFEST_BYTES * 2) throw malformed("invalid_member", "manifest est invalide.");
@@ -921,7 +951,16 @@ export function parseEnvelope(data) {
   }
   const views = {};
   for (const id of expected) views[id] = b64d(viewsJson[id], "une vue chiffrée", MAX_ENVELOPE_BYTES);
-  return { jws, header, manifest, views, signingInput: utf8.encode(`${parts[0]}.${parts[1]}`), signature };
+  const wanted = manifest.files.map((f) => f.id);
+  const filesJson = "files" in outer ? outer.files : Object.create(null);
+  const isObject = filesJson !== null && typeof filesJson === "object" && !Array.isArray(filesJson) && !(filesJson instanceof JsonNumber);
+  const fileIds = isObject ? Object.keys(filesJson).sort() : [];
+  if (!isObject || ("files" in outer && !wanted.length) || fileIds.length !== wanted.length || [...wanted].sort().some((id, i) => id !== fileIds[i])) {
+    throw malformed("views_mismatch", "Les pièces jointes ne correspondent pas à celles du manifeste.");
+  }
+  const files = {};
+  for (const id of wanted) files[id] = b64d(filesJson[id], "une pièce jointe", MAX_FILE_BYTES + NONCE_SIZE + TAG);
+  return { jws, header, manifest, views, files, signingInput: utf8.encode(`${parts[0]}.${parts[1]}`), signature };
 }
 
 /** The checks the hub and every recipient make first (exchange.envelope.verify). */
@@ -934,6 +973,11 @@ export async function verifyEnvelope(envelope, senderKey) {
   for (const view of manifest.views) {
     if (!equalBytes(await sha256(envelope.views[view.id]), view.digest)) {
       throw refused("digest_mismatch", `La vue ${view.id} ne correspond pas à son empreinte signée.`);
+    }
+  }
+  for (const part of manifest.files) {
+    if (!equalBytes(await sha256(envelope.files[part.id]), part.digest)) {
+      throw refused("digest_mismatch", `La pièce jointe ${part.id} ne correspond pas à son empreinte signée.`);
     }
   }
   return manifest;
@@ -959,10 +1003,26 @@ function checkValues(values) {
  * The result is parsed back and verified before it is returned, as the Python sender does.
  * ``progress(done, total)`` is told after each sealed key.
  */
-export async function seal({ secrets, user, org, caseRef, charter, consent = null, purpose, directory, views, now = new Date(), formId = null, progress = null }) {
+export async function seal({ secrets, user, org, caseRef, charter, consent = null, purpose, directory, views, now = new Date(), formId = null, progress = null, files = [] }) {
   const form = formId ?? newFormId();
   const total = views.reduce((n, v) => n + v.recipients.length, 0);
   let done = 0;
+  if (files.length > MAX_FILES) throw malformed("too_large", `Au plus ${MAX_FILES} pièces jointes.`);
+  const listed = new Set(views.flatMap((v) => Object.keys(v.values)));
+  const parts = [];
+  const partCiphertexts = {};
+  for (const [index, file] of files.entries()) {
+    if (!RE.field.test(file.field) || !listed.has(file.field)) throw new TypeError(`no view holds ${file.field}`);
+    if (!FILE_TYPES.has(file.type)) throw malformed("file_type", "Pièce jointe refusée : seuls les PDF, PNG et JPEG voyagent.");
+    if (!fileNameOk(file.name)) throw malformed("file_name", "Nom de pièce jointe invalide (1 à 200 caractères).");
+    if (file.data.length > MAX_FILE_BYTES) throw malformed("too_large", `Une pièce jointe dépasse ${MAX_FILE_BYTES / 1048576} Mio.`);
+    const id = `p${index + 1}`;
+    const key = randomBytes(VIEW_KEY_SIZE);
+    const nonce = randomBytes(NONCE_SIZE);
+    const ciphertext = concat(nonce, await aesGcmSeal(key, nonce, fileAad(form, id), file.data));
+    partCiphertexts[id] = ciphertext;
+    parts.push({ id, field: file.field, digest: await sha256(ciphertext), key, name: file.name, type: file.type });
+  }
   const entries = [];
   const ciphertexts = {};
   for (const [index, plan] of views.entries()) {
@@ -970,7 +1030,10 @@ export async function seal({ secrets, user, org, caseRef, charter, consent = nul
     const viewId = `v${index + 1}`;
     const key = randomBytes(VIEW_KEY_SIZE);
     const nonce = randomBytes(NONCE_SIZE);
-    const plaintext = canonicalJson({ fields: plan.values });
+    const content = { fields: plan.values };
+    const carried = parts.filter((p) => p.field in plan.values);
+    if (carried.length) content.files = Object.fromEntries(carried.map((p) => [p.id, { key: b64e(p.key), name: p.name, type: p.type }]));
+    const plaintext = canonicalJson(content);
     const ciphertext = concat(nonce, await aesGcmSeal(key, nonce, aad(form, viewId), plaintext));
     ciphertexts[viewId] = ciphertext;
     const recipients = [];
@@ -995,12 +1058,16 @@ export async function seal({ secrets, user, org, caseRef, charter, consent = nul
     directory,
     views: entries,
   };
+  if (parts.length) manifest.files = parts.map((p) => ({ id: p.id, field: p.field, digest: b64e(p.digest) }));
+  parts.forEach((p) => p.key.fill(0));
   const header = { alg: "Ed25519", kid: secrets.public.keyId, typ: JWS_TYPE };
   const signingInput = b64e(utf8.encode(JSON.stringify(header))) + "." + b64e(utf8.encode(JSON.stringify(manifest)));
   const signature = await secrets.sign(utf8.encode(signingInput));
   const viewsText = {};
   for (const [id, bytes] of Object.entries(ciphertexts)) viewsText[id] = b64e(bytes);
-  const body = utf8.encode(JSON.stringify({ format: FORMAT, manifest: `${signingInput}.${b64e(signature)}`, views: viewsText }));
+  const outer = { format: FORMAT, manifest: `${signingInput}.${b64e(signature)}`, views: viewsText };
+  if (parts.length) outer.files = Object.fromEntries(Object.entries(partCiphertexts).map(([id, bytes]) => [id, b64e(bytes)]));
+  const body = utf8.encode(JSON.stringify(outer));
   // Read back as a recipient would: one outside the limits fails here, not at the hub, and the
   // signature is checked once with the public key before it leaves the device.
   await verifyEnvelope(parseEnvelope(body), secrets.public);
@@ -1030,9 +1097,10 @@ export async function openForm(envelope, secrets, senderKey) {
   } catch {
     throw refused("view_invalid", "La vue ne se déchiffre pas.");
   }
-  let values;
+  let values, body;
   try {
-    values = members(parseJsonObject(plaintext, "la vue", MAX_ENVELOPE_BYTES), "la vue", ["fields"]).fields;
+    body = members(parseJsonObject(plaintext, "la vue", MAX_ENVELOPE_BYTES), "la vue", ["fields"], ["files"]);
+    values = body.fields;
   } catch {
     throw refused("fields_mismatch", "La vue déchiffrée est illisible.");
   }
@@ -1050,7 +1118,38 @@ export async function openForm(envelope, secrets, senderKey) {
   }
   const plain = {};
   for (const name of names) plain[name] = values[name];
-  return { manifest, view: view.id, values: plain };
+  const files = await openFiles(parsed, view, "files" in body ? body.files : Object.create(null));
+  return { manifest, view: view.id, values: plain, files };
+}
+
+/** The attachments of the view's fields, exactly, each opened with the key the view carries. */
+async function openFiles(envelope, view, carried) {
+  const expected = envelope.manifest.files.filter((p) => view.fields.includes(p.field));
+  const given = carried !== null && typeof carried === "object" && !Array.isArray(carried) && !(carried instanceof JsonNumber) ? Object.keys(carried).sort() : null;
+  const ids = expected.map((p) => p.id).sort();
+  if (!given || given.length !== ids.length || ids.some((id, i) => id !== given[i])) {
+    throw refused("fields_mismatch", "Les pièces jointes de la vue ne sont pas celles de ses champs.");
+  }
+  const out = {};
+  for (const part of expected) {
+    let entry, key;
+    try {
+      entry = members(carried[part.id], "une pièce jointe", ["key", "name", "type"]);
+      key = b64d(entry.key, "key", VIEW_KEY_SIZE);
+    } catch {
+      throw refused("fields_mismatch", "Pièce jointe illisible.");
+    }
+    if (key.length !== VIEW_KEY_SIZE || !FILE_TYPES.has(entry.type) || !fileNameOk(entry.name)) throw refused("fields_mismatch", "Pièce jointe illisible.");
+    const ciphertext = envelope.files[part.id];
+    let data;
+    try {
+      data = await aesGcmOpen(key, ciphertext.subarray(0, NONCE_SIZE), fileAad(envelope.manifest.form, part.id), ciphertext.subarray(NONCE_SIZE));
+    } catch {
+      throw refused("view_invalid", `La pièce jointe ${part.id} ne se déchiffre pas.`);
+    }
+    out[part.id] = { field: part.field, name: entry.name, type: entry.type, data };
+  }
+  return out;
 }
 
 // -- key directory ---------------------------------------------------------------------------

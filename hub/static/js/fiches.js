@@ -309,6 +309,7 @@ async function composePage() {
         const value = input.value.trim();
         if (value) values[input.name] = value;
       }
+      const files = await attachments(form, values);
       if (!Object.keys(values).length) throw new x.ExchangeError("empty", "Remplissez au moins une information de la fiche.");
       const store = await openStore();
       const device = await localDevice(store);
@@ -327,8 +328,8 @@ async function composePage() {
           throw new x.ExchangeError("org_mismatch", "Le hub présente un destinataire sous une autre organisation que celle de l'annuaire vérifié : envoi arrêté. Prévenez le DPO.");
         }
       }
-      renderPreview(answer, plan, replica, values);
-      pending = { plan, answer, purpose, device, replica };
+      renderPreview(answer, plan, replica, values, files);
+      pending = { plan, answer, purpose, device, replica, files: files.filter((f) => !plan.leftOut.includes(f.field)) };
       preview.hidden = false;
       document.getElementById("sceller").disabled = plan.views.length === 0;
       clear();
@@ -343,7 +344,7 @@ async function composePage() {
   document.getElementById("sceller").addEventListener("click", (e) =>
     guard(e, async () => {
       if (!pending) return;
-      const { plan, answer, purpose, device, replica } = pending;
+      const { plan, answer, purpose, device, replica, files } = pending;
       const total = plan.views.reduce((n, v) => n + v.recipients.length, 0);
       progress(0, total, "Scellement de la fiche sur cet appareil…");
       const sealed = await sealOrExplain({
@@ -355,6 +356,7 @@ async function composePage() {
         purpose,
         directory: replica.note,
         views: plan.views,
+        files,
         progress: (done) => progress(done, total, `Scellement : ${done}/${total} destinataire(s)`),
       });
       try {
@@ -383,18 +385,39 @@ async function sealOrExplain(request) {
     return await x.seal(request);
   } catch (error) {
     if (error instanceof x.ExchangeError && error.code === "too_large") {
-      const limit = Math.round(x.MAX_ENVELOPE_BYTES / 1024);
-      throw new x.ExchangeError("too_large", `La fiche scellée dépasserait la taille permise (${limit} Kio, toutes vues comprises) : raccourcissez les textes. Rien n'a été envoyé.`);
+      const limit = Math.round(x.MAX_ENVELOPE_BYTES / 1048576);
+      throw new x.ExchangeError("too_large", `La fiche scellée dépasserait la taille permise (${limit} Mio, toutes vues et pièces jointes comprises) : retirez des pièces ou raccourcissez les textes. Rien n'a été envoyé.`);
     }
     throw error;
   }
+}
+
+/**
+ * The chosen files, read and checked (type, size, number): each supports the field chosen
+ * beside them, which then travels too (with a note when left empty) so that exactly the
+ * recipients who may know it receive them.
+ */
+async function attachments(form, values) {
+  const input = form.querySelector("#pieces");
+  if (!input || !input.files.length) return [];
+  const chosen = [...input.files];
+  if (chosen.length > x.MAX_FILES) throw new x.ExchangeError("too_many_files", `Au plus ${x.MAX_FILES} pièces jointes par fiche.`);
+  const field = form.querySelector("#piece-champ").value;
+  const files = [];
+  for (const file of chosen) {
+    if (!x.FILE_TYPES.has(file.type)) throw new x.ExchangeError("file_type", `« ${file.name} » : seuls les PDF, PNG et JPEG peuvent être joints.`);
+    if (file.size > x.MAX_FILE_BYTES) throw new x.ExchangeError("too_large", `« ${file.name} » dépasse ${x.MAX_FILE_BYTES / 1048576} Mio.`);
+    files.push({ field, name: file.name.slice(0, 200), type: file.type, data: new Uint8Array(await file.arrayBuffer()) });
+  }
+  if (!(field in values)) values[field] = "Voir la pièce jointe.";
+  return files;
 }
 
 function notActivated() {
   return new x.ExchangeError("no_device", "Ce navigateur n'est pas activé : activez-le ou restaurez vos clés depuis « Mes appareils », puis revenez.");
 }
 
-function renderPreview(answer, plan, replica, values) {
+function renderPreview(answer, plan, replica, values, files = []) {
   const box = document.getElementById("apercu-contenu");
   const table = element("table", { tabindex: "0" });
   table.append(element("caption", {}, "Destinataires possibles et informations que chacun recevra"));
@@ -415,6 +438,7 @@ function renderPreview(answer, plan, replica, values) {
     } else {
       const list = element("ul");
       for (const f of given) list.append(element("li", {}, fieldLabel(f)));
+      for (const file of files.filter((f) => given.includes(f.field))) list.append(element("li", {}, `Pièce jointe : ${file.name}`));
       gets.append(list);
     }
     row.append(gets);
@@ -497,6 +521,17 @@ async function readPage() {
   list.replaceChildren();
   for (const [id, value] of Object.entries(opened.values)) {
     list.append(element("dt", {}, labels[id] || id), element("dd", {}, display(id, value, dates)));
+  }
+  const attached = Object.values(opened.files);
+  if (attached.length) {
+    const links = document.getElementById("liste-pieces");
+    for (const file of attached) {
+      // Saved from memory: the decrypted bytes never go back to the hub.
+      const url = URL.createObjectURL(new Blob([file.data], { type: file.type }));
+      const size = file.data.length < 1048576 ? `${Math.ceil(file.data.length / 1024)} Kio` : `${(file.data.length / 1048576).toFixed(1)} Mio`;
+      links.append(element("li", {}, element("a", { href: url, download: file.name }, file.name), ` (${size}, pour « ${labels[file.field] || file.field} »)`));
+    }
+    document.getElementById("pieces-jointes").hidden = false;
   }
   const created = new Date(m.created).toLocaleString("fr-FR", { timeZone: "Europe/Paris" });
   document.getElementById("verification").textContent =

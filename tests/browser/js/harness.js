@@ -98,14 +98,15 @@ export async function openEnvelope(envelope, keyId, senderRecord) {
   }
   try {
     const opened = await m.openForm(parsed, secrets, sender);
-    return { view: opened.view, values: opened.values, form: opened.manifest.form };
+    const files = Object.values(opened.files).map((f) => ({ field: f.field, name: f.name, type: f.type, data: m.b64e(f.data) }));
+    return { view: opened.view, values: opened.values, form: opened.manifest.form, files };
   } catch (e) {
     return { step: "open", code: e.code };
   }
 }
 
 /** Seal a form from device ``senderId`` to [{record, fields}] with ``values``. */
-export async function sealForm(senderId, recipients, values, meta) {
+export async function sealForm(senderId, recipients, values, meta, files = []) {
   const secrets = devices.get(senderId);
   const groups = new Map();
   for (const r of recipients) {
@@ -125,6 +126,7 @@ export async function sealForm(senderId, recipients, values, meta) {
     directory: meta.directory,
     views: [...groups.values()],
     now: new Date(meta.now),
+    files: files.map((f) => ({ ...f, data: m.b64d(f.data, "data") })),
   });
   return new TextDecoder().decode(body);
 }

@@ -10,6 +10,7 @@ every recipient; ``open``: the named recipient).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from exchange.encoding import b64d, b64e
-from exchange.envelope import CharterRef, Envelope, ViewPlan, seal
+from exchange.envelope import Attachment, CharterRef, Envelope, ViewPlan, seal
 from exchange.hpke import Suite
 from exchange.keys import DeviceSecrets
 
@@ -42,7 +43,9 @@ def _devices() -> dict[str, DeviceSecrets]:
     }
 
 
-def _envelope(devices: dict[str, DeviceSecrets], plans: list[ViewPlan]) -> Envelope:
+def _envelope(
+    devices: dict[str, DeviceSecrets], plans: list[ViewPlan], files: list[Attachment] | None = None
+) -> Envelope:
     return seal(
         secrets=devices["sender"],
         user="u-3f2a9c",
@@ -54,6 +57,7 @@ def _envelope(devices: dict[str, DeviceSecrets], plans: list[ViewPlan]) -> Envel
         directory=DIRECTORY,
         views=plans,
         now=NOW,
+        files=files or [],
     )
 
 
@@ -124,6 +128,43 @@ def build() -> dict[str, Any]:
         "parcours.inconnu": None,
     }
     scalars = _envelope(devices, [ViewPlan(unicode_values, [devices["bob"].public])])
+    # Attachments follow their field: the report goes with the needs (alice's view only), the
+    # summons with the release date (every view).
+    report = Attachment(
+        "parcours.besoins", "bilan « santé » 🌱.pdf", "application/pdf",
+        b"%PDF-1.4\n% Maillon test vector\n" + bytes(range(256)),
+    )  # fmt: skip
+    summons = Attachment(
+        "sortie.date_prevue", "convocation.png", "image/png", b"\x89PNG\r\n\x1a\n" + bytes(64)
+    )
+    with_files = _envelope(
+        devices,
+        [
+            ViewPlan(values, [devices["alice"].public]),
+            ViewPlan(
+                {"sortie.date_prevue": "2026-12-15"},
+                [devices["bob"].public, devices["carol"].public],
+            ),
+        ],
+        [report, summons],
+    )
+
+    def described(*files: Attachment) -> list[dict[str, str]]:
+        return [
+            {"field": f.field, "name": f.name, "type": f.type,
+             "sha256": hashlib.sha256(f.data).hexdigest()}
+            for f in files
+        ]  # fmt: skip
+
+    def flip_file(o: dict[str, Any]) -> None:
+        o["files"]["p2"] = _flip(o["files"]["p2"], 20)
+
+    def drop_file(o: dict[str, Any]) -> None:
+        del o["files"]["p1"]
+
+    def move_file(_o: dict[str, Any], _h: dict[str, Any], m: dict[str, Any]) -> None:
+        m["files"][0]["field"] = "sortie.date_prevue"
+
     sender = devices["sender"]
     alice_view = dict(sorted(values.items()))
     date_view = {"sortie.date_prevue": "2026-12-15"}
@@ -204,12 +245,16 @@ def build() -> dict[str, Any]:
         ("manifest_views_out_of_order", _resign(main, sender, views_out_of_order), "invalid_member", "parse", None),
         ("sealed_key_of_another_recipient", _resign(main, sender, swap_sealed_key), "seal_invalid", "open", "carol"),
         ("fields_not_those_listed", _resign(main, sender, list_other_fields), "fields_mismatch", "open", "bob"),
+        ("attachment_byte_flipped", _edit(with_files, flip_file), "digest_mismatch", "verify", None),
+        ("attachment_missing", _edit(with_files, drop_file), "views_mismatch", "parse", None),
+        ("attachment_moved_to_another_field", _resign(with_files, sender, move_file), "fields_mismatch", "open", "bob"),
     ]  # fmt: skip
     return {
         "format": "maillon/fiche/1",
         "about": (
             "Envelope v1 test vectors (docs/envelope.md). Private keys are test keys. Valid: "
-            "each named device opens its view with exactly these values, the others are "
+            "each named device opens its view with exactly these values (and these "
+            "attachments, by SHA-256 of their bytes, when listed), the others are "
             "refused with not_a_recipient. Invalid: refused with this code at this step "
             "(parse, verify, or open by the named device)."
         ),
@@ -239,6 +284,20 @@ def build() -> dict[str, Any]:
                 "envelope": scalars.to_bytes().decode(),
                 "opens": {"bob": {"view": "v1", "values": dict(sorted(unicode_values.items()))}},
                 "refused": {"alice": "not_a_recipient", "mallory": "not_a_recipient"},
+            },
+            {
+                "name": "attachments_follow_their_field",
+                "envelope": with_files.to_bytes().decode(),
+                "opens": {
+                    "alice": {
+                        "view": "v1",
+                        "values": alice_view,
+                        "files": described(report, summons),
+                    },
+                    "bob": {"view": "v2", "values": date_view, "files": described(summons)},
+                    "carol": {"view": "v2", "values": date_view, "files": described(summons)},
+                },
+                "refused": {"mallory": "not_a_recipient"},
             },
         ],
         "invalid": [

@@ -6,6 +6,7 @@ both implementations must pass; the other tests drive the Python implementation 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +80,12 @@ def test_valid_vectors_open_for_their_recipients_only(vector: dict[str, Any]) ->
     for name, expected in vector["opens"].items():
         opened = open_form(data, secrets=_device(name), sender_key=sender)
         assert (opened.view, opened.values) == (expected["view"], expected["values"])
+        files = [
+            {"field": f.field, "name": f.name, "type": f.type,
+             "sha256": hashlib.sha256(f.data).hexdigest()}
+            for f in opened.files.values()
+        ]  # fmt: skip
+        assert files == expected.get("files", [])
     for name, code in vector["refused"].items():
         with pytest.raises(VerificationError) as refused:
             open_form(data, secrets=_device(name), sender_key=sender)
