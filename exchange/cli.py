@@ -55,7 +55,7 @@ from exchange.client import (
     sender_key,
 )
 from exchange.directory import Directory
-from exchange.envelope import SENDER_FAULTS, parse, verify
+from exchange.envelope import SENDER_FAULTS, Attachment, parse, verify
 from exchange.errors import ExchangeError, MalformedError
 from exchange.hpke import Suite
 from exchange.keys import DeviceSecrets
@@ -279,6 +279,9 @@ def _send(ws: Workspace, args: argparse.Namespace) -> int:
     values = json.loads(Path(args.file).read_text(encoding="utf-8"))
     if not isinstance(values, dict) or not values:
         raise UsageError('Le fichier doit contenir un objet JSON {"champ": valeur, …}.')
+    files = [_attachment(spec) for spec in args.joindre]
+    for attachment in files:
+        values.setdefault(attachment.field, "Voir la pièce jointe.")
     client = ws.client()
     secrets = ws.secrets()
     replica = ws.synced(client)
@@ -291,6 +294,9 @@ def _send(ws: Workspace, args: argparse.Namespace) -> int:
         print(f"  {owner} ({org}, {count} appareil·s) : {', '.join(fields)}")
     if plan.left_out:
         print("  Personne ne peut recevoir : " + ", ".join(plan.left_out))
+    files = [f for f in files if f.field not in plan.left_out]
+    for attachment in files:
+        print(f"  Pièce jointe {attachment.name} : avec {attachment.field}")
     if not plan.views:
         print("Aucun destinataire autorisé : rien n'est envoyé.", file=sys.stderr)
         return 1
@@ -305,10 +311,30 @@ def _send(ws: Workspace, args: argparse.Namespace) -> int:
         org=me["organisation"]["id"],
         directory_note=replica.note,
         now=datetime.now(UTC),
+        files=files,
     )
     sent = client.send(envelope)
     print(f"Fiche envoyée : {sent['form']} ({sent['recipients']} appareil·s).")
     return 0
+
+
+_TYPES = {".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/jpeg",
+          ".jpeg": "image/jpeg"}  # fmt: skip
+
+
+def _attachment(spec: str) -> Attachment:
+    """``champ=chemin``: a PDF, PNG or JPEG file supporting the field ``champ``."""
+    field, _sep, name = spec.partition("=")
+    path = Path(name)
+    kind = _TYPES.get(path.suffix.lower())
+    if not field or kind is None or not path.is_file():
+        raise UsageError(f"Pièce jointe « {spec} » : champ=chemin d'un fichier PDF, PNG ou JPEG.")
+    attachment = Attachment(field, path.name[:200], kind, path.read_bytes())
+    try:
+        attachment.check()
+    except ValueError as error:
+        raise UsageError(f"Pièce jointe « {path.name} » refusée : {error}.") from None
+    return attachment
 
 
 def _inbox(ws: Workspace, _args: argparse.Namespace) -> int:
@@ -332,6 +358,15 @@ def _open(ws: Workspace, args: argparse.Namespace) -> int:
         # is no proof against the sender and may be the hub's doing: told here, not there.
         raise
     client.acknowledge(args.form, key_id)
+    saved = []
+    if opened.files:
+        # Into a folder of the form's own (names as the sender gave them, never a path).
+        folder = Path(args.pieces) / opened.manifest.form
+        for file_id, attachment in opened.files.items():
+            name = f"{file_id}-" + "".join(c if c not in "/\\" else "_" for c in attachment.name)
+            write_atomically(folder / name, attachment.data)
+            saved.append({"field": attachment.field, "name": attachment.name,
+                          "type": attachment.type, "saved_as": str(folder / name)})  # fmt: skip
     _print(
         {
             "form": opened.manifest.form,
@@ -340,6 +375,7 @@ def _open(ws: Workspace, args: argparse.Namespace) -> int:
             "sender": opened.manifest.sender.user,
             "created": opened.manifest.created.isoformat(),
             "values": opened.values,
+            "files": saved,
         }
     )
     return 0
@@ -511,10 +547,15 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--purpose", required=True)
     send.add_argument("--yes", action="store_true", help="ne pas demander de confirmation")
     send.add_argument("file", help='les valeurs : {"champ": valeur, …}')
+    send.add_argument(
+        "--joindre", action="append", default=[], metavar="CHAMP=CHEMIN",
+        help="pièce jointe (PDF, PNG, JPEG) accompagnant le champ CHAMP ; répétable",
+    )  # fmt: skip
     send.set_defaults(run=_send)
     commands.add_parser("inbox", help="fiches reçues").set_defaults(run=_inbox)
     opening = commands.add_parser("open", help="ouvrir une fiche reçue")
     opening.add_argument("form")
+    opening.add_argument("--pieces", default=".", help="dossier où enregistrer les pièces jointes")
     opening.set_defaults(run=_open)
     check = commands.add_parser("verify", help="vérifier une enveloppe hors ligne")
     check.add_argument("envelope")

@@ -33,6 +33,7 @@ from joserfc.jwk import OKPKey
 from exchange.directory import Directory
 from exchange.encoding import b64e
 from exchange.envelope import (
+    Attachment,
     CharterRef,
     FieldValue,
     Manifest,
@@ -389,9 +390,17 @@ def plan_form(
 
 
 def seal_plan(
-    plan: Plan, *, secrets: DeviceSecrets, sender: str, org: str, directory_note: str, now: datetime
+    plan: Plan,
+    *,
+    secrets: DeviceSecrets,
+    sender: str,
+    org: str,
+    directory_note: str,
+    now: datetime,
+    files: Sequence[Attachment] = (),
 ) -> bytes:
-    """The sealed envelope of ``plan``, signed by this device."""
+    """The sealed envelope of ``plan`` (with ``files`` for the fields they support), signed by
+    this device."""
     return seal(
         secrets=secrets,
         user=sender,
@@ -403,6 +412,7 @@ def seal_plan(
         directory=directory_note,
         views=list(plan.views),
         now=now,
+        files=files,
     ).to_bytes()
 
 

@@ -105,6 +105,8 @@ def test_a_system_sends_a_form_another_opens_it(
     values = {"contact.telephone": "06 12 34 56 78", "justice.statut": "Aménagement de peine"}
     form_file = tmp_path / "fiche.json"
     form_file.write_text(json.dumps(values), encoding="utf-8")
+    scan = tmp_path / "jugement.pdf"
+    scan.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 40)
     capsys.readouterr()
     # When the SPIP's system seals and sends it (after showing who gets what)
     code = main(
@@ -116,6 +118,8 @@ def test_a_system_sends_a_form_another_opens_it(
             "--purpose",
             "orientation",
             "--yes",
+            "--joindre",
+            f"justice.statut={scan}",
             str(form_file),
         ],
         fetcher=fetcher,
@@ -123,15 +127,22 @@ def test_a_system_sends_a_form_another_opens_it(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "Fiche envoyée" in out
+    assert "Pièce jointe jugement.pdf : avec justice.statut" in out
     form = out.split("Fiche envoyée : ")[1].split(" ")[0]
     # Then the Mission Locale's system lists and opens it
     assert main([*mission_locale, "inbox"], fetcher=fetcher) == 0
     assert form in capsys.readouterr().out
-    assert main([*mission_locale, "open", form], fetcher=fetcher) == 0
+    pieces = tmp_path / "pieces"
+    assert main([*mission_locale, "open", form, "--pieces", str(pieces)], fetcher=fetcher) == 0
     opened = json.loads(capsys.readouterr().out)
     assert opened["form"] == form
     assert set(opened["values"]) <= set(values)
     assert all(values[k] == v for k, v in opened["values"].items())
+    # The scan came with the field it supports (the charter lets the Mission Locale know it)
+    assert "justice.statut" in opened["values"]
+    [saved] = opened["files"]
+    assert saved["field"] == "justice.statut" and saved["name"] == "jugement.pdf"
+    assert Path(saved["saved_as"]).read_bytes() == scan.read_bytes()
     # And nothing of it is stored in clear on the hub
     state = app.extensions["maillon"]
     with state.session_factory() as session:
