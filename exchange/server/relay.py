@@ -328,26 +328,16 @@ class Relay:
 
     def inbox(self, owner: Owner, *, limit: int = 100, before: int | None = None) -> list[Any]:
         """Forms received by ``owner``'s devices, newest first (not expired)."""
-        column = (
-            form_recipients.c.user_id if owner.kind == "user" else form_recipients.c.api_client_id
-        )
         query = (
             select(
-                forms.c.id,
-                forms.c.form_id,
-                forms.c.case_id,
-                forms.c.created_at,
-                forms.c.purpose,
-                forms.c.sender_user_id,
-                forms.c.sender_client_id,
-                forms.c.sender_org_id,
+                *_RECEIVED,
                 form_recipients.c.key_id,
                 form_recipients.c.view_id,
                 form_recipients.c.delivered_at,
                 form_recipients.c.opened_at,
             )
             .join(forms, forms.c.id == form_recipients.c.form_row_id)
-            .where(column == owner.row_id, forms.c.expires_at > self.clock())
+            .where(_recipient(owner) == owner.row_id, forms.c.expires_at > self.clock())
             .order_by(forms.c.id.desc())
             .limit(limit)
         )
@@ -359,26 +349,12 @@ class Relay:
         """The form ``form_id`` as ``owner`` received it (no envelope): its row and the key ids
         of ``owner``'s devices it was sealed to; ``None`` when it was not sent to ``owner`` or
         has expired. Delivery still decides, per device, whether it may be read now."""
-        column = (
-            form_recipients.c.user_id if owner.kind == "user" else form_recipients.c.api_client_id
-        )
         rows = self.session.execute(
-            select(
-                forms.c.id,
-                forms.c.form_id,
-                forms.c.case_id,
-                forms.c.created_at,
-                forms.c.purpose,
-                forms.c.charter_ref,
-                forms.c.sender_user_id,
-                forms.c.sender_client_id,
-                forms.c.sender_org_id,
-                form_recipients.c.key_id,
-            )
+            select(*_RECEIVED, forms.c.charter_ref, form_recipients.c.key_id)
             .join(form_recipients, form_recipients.c.form_row_id == forms.c.id)
             .where(
                 forms.c.form_id == form_id,
-                column == owner.row_id,
+                _recipient(owner) == owner.row_id,
                 forms.c.expires_at > self.clock(),
             )
         ).all()
@@ -429,6 +405,24 @@ class Relay:
 
 def _record(row: Row[Any]) -> Any:
     return json.loads(row.record)
+
+
+# What a recipient's listing shows of a form (never its envelope).
+_RECEIVED = (
+    forms.c.id,
+    forms.c.form_id,
+    forms.c.case_id,
+    forms.c.created_at,
+    forms.c.purpose,
+    forms.c.sender_user_id,
+    forms.c.sender_client_id,
+    forms.c.sender_org_id,
+)
+
+
+def _recipient(owner: Owner) -> Any:
+    """The recipient rows' column naming ``owner``."""
+    return form_recipients.c.user_id if owner.kind == "user" else form_recipients.c.api_client_id
 
 
 def _owned_by(row: Row[Any], owner: Owner) -> bool:
