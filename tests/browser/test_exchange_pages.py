@@ -345,6 +345,28 @@ def test_a_field_smuggled_past_the_manifest_is_not_shown_and_is_reported(
     assert _audited(hub, "form.violation", f"fields_mismatch:{sent['form']}")
 
 
+def test_a_form_whose_sender_key_was_revoked_says_so_instead_of_opening(
+    hub: Hub, agents: dict[str, webdriver.Chrome]
+) -> None:
+    with sqlite3.connect(hub.database) as db:
+        key_id, form_id = db.execute(
+            "SELECT sender_key_id, form_id FROM exchange_forms"
+            " WHERE sender_client_id IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    # The SPIP's server key is reported stolen: the administrator revokes it
+    subprocess.run(
+        [str(BIN / "flask"), "--app", "hub", "device", "revoke", key_id],
+        env=hub.env,
+        check=True,
+        capture_output=True,
+    )
+    driver = agents["conseillere"]
+    driver.get(f"{hub.base}/fiches/{form_id}")
+    _wait(driver, lambda d: _text(d, "alerte"))
+    assert "révoquée" in _text(driver, "alerte")
+    assert not driver.find_element(By.ID, "contenu-fiche").is_displayed()
+
+
 def test_a_form_changed_by_the_hub_is_not_shown_nor_blamed_on_the_sender(
     hub: Hub, agents: dict[str, webdriver.Chrome]
 ) -> None:
