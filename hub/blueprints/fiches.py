@@ -138,6 +138,8 @@ def compose(reference: str) -> Any:
         max_files=MAX_FILES,
         max_file_mib=MAX_FILE_BYTES // 2**20,
         max_envelope_mib=MAX_ENVELOPE_BYTES // 2**20,
+        # Files travel base64-encoded in the JSON envelope: three quarters of it at most.
+        max_files_mib=MAX_ENVELOPE_BYTES * 3 // 4 // 2**20,
         script=_script_context()
         | {
             "case": case.reference,
@@ -237,6 +239,15 @@ def read_page(form_id: str) -> Any:
         labels = {f.id: _label(f) for f in charter.fields}
     except CaseAccessDeniedError:
         labels = {}  # delivery will refuse and say why
+    # The page names the case, the sender and the date: a read of the form's metadata.
+    record(
+        Action.API_READ,
+        object_type="case",
+        object_id=case.reference,
+        purpose=row.purpose,
+        rule=f"form:{form_id}",
+    )
+    db().commit()
     return render_template(
         "fiches/read.html",
         form_id=form_id,

@@ -214,9 +214,13 @@ def prepare(env: Mapping[str, str]) -> Territory:
         index.register(
             sender.public.record(), owner=liaison.client_owner(sender_client), label="Serveur"
         )
-        found = liaison.candidates(
-            service, hub_state, case, sender_client, purpose=PURPOSE, fields=FORM_FIELDS
-        )
+        found = [
+            c
+            for c in liaison.candidates(
+                service, hub_state, case, sender_client, purpose=PURPOSE, fields=FORM_FIELDS
+            )
+            if c.fields  # those who take part but may receive none of them get no view
+        ]
         if not found:
             raise RuntimeError("nobody may receive the benchmark's form on the demo case")
         # Spread the recipient devices over the owners the hub names, round robin.

@@ -25,6 +25,7 @@ from hub.demo import GROUP_NAME
 from hub.models import ApiClient, Case, OperationalGroup, Organisation, User
 from tests.conftest import Account, FakeClock, csrf_token, fresh_code, login, post_form
 from tests.integration.test_api_auth import Client, request_token
+from tests.integration.test_echange_web import RECORDED as ECHANGE_RECORDED
 from tests.integration.test_journal_witness import RECORDED as JOURNAL_RECORDED
 from tests.integration.test_liaison_api import RECORDED as LIAISON_RECORDED
 
@@ -630,7 +631,12 @@ def test_writes_and_api_calls_record_exactly_what_they_should(
 def test_every_route_of_the_app_is_covered_by_the_walk(app: Flask) -> None:
     # The liaison and journal APIs are walked call by call in their own test files.
     covered = (
-        SILENT | set(GET_ROUTES) | set(POST_ROUTES) | set(LIAISON_RECORDED) | set(JOURNAL_RECORDED)
+        SILENT
+        | set(GET_ROUTES)
+        | set(POST_ROUTES)
+        | set(LIAISON_RECORDED)
+        | set(ECHANGE_RECORDED)
+        | set(JOURNAL_RECORDED)
     )
     endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
     # The DPO console is walked in test_dpo.py (every page read records audit.read).
