@@ -56,7 +56,7 @@ from exchange.client import (
 )
 from exchange.directory import Directory
 from exchange.envelope import SENDER_FAULTS, Attachment, parse, verify
-from exchange.errors import ExchangeError, MalformedError
+from exchange.errors import ExchangeError, MalformedError, VerificationError
 from exchange.hpke import Suite
 from exchange.keys import DeviceSecrets
 from exchange.keystore import Kind, lock, unlock, write_atomically
@@ -318,6 +318,19 @@ def _send(ws: Workspace, args: argparse.Namespace) -> int:
     return 0
 
 
+def _saved_name(file_id: str, attachment: Attachment) -> str:
+    """A local file name for an attachment: the file id first (unique in the form), the
+    sender's name without separators nor leading dots, short enough for any file system, and
+    an extension of its (checked) type whatever the sender called it."""
+    extension = {"application/pdf": ".pdf", "image/png": ".png", "image/jpeg": ".jpg"}
+    stem = "".join("_" if c in "/\\" else c for c in attachment.name).lstrip(".")
+    stem = stem.encode("utf-8")[:150].decode("utf-8", "ignore")
+    suffix = extension[attachment.type]
+    if not stem.lower().endswith((suffix, ".jpeg") if suffix == ".jpg" else suffix):
+        stem += suffix
+    return f"{file_id}-{stem}"
+
+
 _TYPES = {".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/jpeg",
           ".jpeg": "image/jpeg"}  # fmt: skip
 
@@ -348,6 +361,11 @@ def _open(ws: Workspace, args: argparse.Namespace) -> int:
     replica = ws.synced(client)
     key_id = secrets.public.key_id
     data = client.fetch_form(args.form, key_id)
+    if parse(data).manifest.form != args.form:
+        # Another form than the one asked for: the hub's doing, never blamed on a sender.
+        raise VerificationError(
+            "form_mismatch", "Le hub a remis une autre fiche que celle demandée."
+        )
     try:
         opened = open_received(data, secrets=secrets, replica=replica)
     except ExchangeError as error:
@@ -357,16 +375,15 @@ def _open(ws: Workspace, args: argparse.Namespace) -> int:
         # Anything else (a revoked or foreign key, a split view, a form not for this device)
         # is no proof against the sender and may be the hub's doing: told here, not there.
         raise
-    client.acknowledge(args.form, key_id)
     saved = []
-    if opened.files:
-        # Into a folder of the form's own (names as the sender gave them, never a path).
-        folder = Path(args.pieces) / opened.manifest.form
-        for file_id, attachment in opened.files.items():
-            name = f"{file_id}-" + "".join(c if c not in "/\\" else "_" for c in attachment.name)
-            write_atomically(folder / name, attachment.data)
-            saved.append({"field": attachment.field, "name": attachment.name,
-                          "type": attachment.type, "saved_as": str(folder / name)})  # fmt: skip
+    # Into a folder of the form's own, before acknowledging: an unwritable file is not "opened".
+    folder = Path(args.pieces) / opened.manifest.form
+    for file_id, attachment in opened.files.items():
+        path = folder / _saved_name(file_id, attachment)
+        write_atomically(path, attachment.data)
+        saved.append({"field": attachment.field, "name": attachment.name,
+                      "type": attachment.type, "saved_as": str(path)})  # fmt: skip
+    client.acknowledge(args.form, key_id)
     _print(
         {
             "form": opened.manifest.form,

@@ -33,6 +33,7 @@ from joserfc.jwk import OKPKey
 from exchange.directory import Directory
 from exchange.encoding import b64e
 from exchange.envelope import (
+    MAX_ENVELOPE_BYTES,
     Attachment,
     CharterRef,
     FieldValue,
@@ -47,7 +48,8 @@ from exchange.errors import ExchangeError, VerificationError
 from exchange.keys import DeviceKey, DeviceSecrets
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+# The largest answer is an envelope (attachments included), with room for the JSON around.
+MAX_RESPONSE_BYTES = MAX_ENVELOPE_BYTES + 64 * 1024
 
 
 class HubError(ExchangeError):

@@ -58,6 +58,15 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _RELEASE = re.compile(r"[A-Za-z0-9._+-]{1,64}")
 
 
+def _real_time(text: str) -> bool:
+    """Whether ``text`` (of the ``_TIME`` shape) names a real instant (no 13th month)."""
+    try:
+        datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return False
+    return True
+
+
 def _time_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -121,7 +130,11 @@ class Entry:
 def parse_entry(data: bytes) -> Entry:
     """Read an entry strictly; it must be in canonical form (one byte string per entry)."""
     obj = parse_json_object(data, what="l'entrée d'annuaire", max_bytes=MAX_ENTRY_BYTES)
-    if canonical_json(obj) != data:
+    try:
+        canonical = canonical_json(obj)
+    except UnicodeEncodeError:  # a lone surrogate escaped in the JSON: no UTF-8 spelling
+        canonical = b""
+    if canonical != data:
         raise MalformedError("not_canonical", "L'entrée d'annuaire n'est pas sous forme canonique.")
     kind = obj.get("type")
     if kind == "key.add":
@@ -139,7 +152,7 @@ def parse_entry(data: bytes) -> Entry:
         raise MalformedError("unknown_entry", "Type d'entrée d'annuaire inconnu.")
     if type(obj["v"]) is not int or obj["v"] != ENTRY_VERSION or not isinstance(obj["time"], str):
         raise MalformedError("unknown_version", "Version d'entrée d'annuaire inconnue.")
-    if _TIME.fullmatch(obj["time"]) is None:
+    if _TIME.fullmatch(obj["time"]) is None or not _real_time(obj["time"]):
         raise MalformedError("invalid_member", "%(what)s est invalide.", what="time")
     if kind == "module.release":
         for name, pattern in (("module", _MODULE), ("sha256", _SHA256_HEX), ("release", _RELEASE)):
@@ -152,7 +165,7 @@ def parse_entry(data: bytes) -> Entry:
     if not isinstance(obj["device"], str):
         raise MalformedError("invalid_member", "%(what)s est invalide.", what="device")
     if kind == "key.revoke":
-        if obj["reason"] not in REVOKE_REASONS:
+        if not isinstance(obj["reason"], str) or obj["reason"] not in REVOKE_REASONS:
             raise MalformedError("invalid_member", "%(what)s est invalide.", what="reason")
         return Entry("key.revoke", obj["time"], obj["device"], reason=obj["reason"])
     key = DeviceKey.from_record(obj["key"])

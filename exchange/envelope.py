@@ -53,7 +53,14 @@ MAX_ENVELOPE_BYTES = 8 * 1024 * 1024
 MAX_FILES = 8
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_FILE_NAME_CHARS = 200
-FILE_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg"})
+# Each type and the bytes its files start with: a file is what its type says, so a recipient
+# never saves a program labelled as a PDF.
+FILE_MAGIC = {
+    "application/pdf": b"%PDF-",
+    "image/png": b"\x89PNG\r\n\x1a\n",
+    "image/jpeg": b"\xff\xd8\xff",
+}
+FILE_TYPES = frozenset(FILE_MAGIC)
 MAX_MANIFEST_BYTES = 256 * 1024
 MAX_VIEWS = 16
 MAX_RECIPIENTS = 200
@@ -535,13 +542,20 @@ class Attachment:
             raise ValueError("a file name is 1 to 200 characters, without control characters")
         if len(self.data) > MAX_FILE_BYTES:
             raise ValueError(f"a file holds at most {MAX_FILE_BYTES} bytes")
+        if not self.data.startswith(FILE_MAGIC[self.type]):
+            raise ValueError(f"the file's bytes are not those of a {self.type} file")
+
+
+# Control characters (C0, DEL, C1), bidirectional overrides and isolates ("\u202efdp.exe"
+# reads as "exe.pdf"), and lone surrogates have no place in a file name.
+_NAME_REFUSED = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def _file_name_ok(name: object) -> bool:
     return (
         isinstance(name, str)
         and 1 <= len(name) <= MAX_FILE_NAME_CHARS
-        and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
+        and _NAME_REFUSED.search(name) is None
     )
 
 
@@ -792,9 +806,11 @@ def _open_files(envelope: Envelope, view: View, carried: object) -> dict[str, At
             key = b64d(entry["key"], what="key", max_bytes=_VIEW_KEY_SIZE)
         except MalformedError:
             raise VerificationError("fields_mismatch", "Pièce jointe illisible.") from None
+        kind = entry["type"]
         if (
             len(key) != _VIEW_KEY_SIZE
-            or entry["type"] not in FILE_TYPES
+            or not isinstance(kind, str)  # a list or an object is not hashable: refused first
+            or kind not in FILE_TYPES
             or not _file_name_ok(entry["name"])
         ):
             raise VerificationError("fields_mismatch", "Pièce jointe illisible.")
@@ -809,5 +825,11 @@ def _open_files(envelope: Envelope, view: View, carried: object) -> dict[str, At
             raise VerificationError(
                 "view_invalid", "La pièce jointe %(file)s ne se déchiffre pas.", file=part.id
             ) from None
-        opened[part.id] = Attachment(part.field, entry["name"], entry["type"], data)
+        if not data.startswith(FILE_MAGIC[kind]):
+            raise VerificationError(
+                "fields_mismatch",
+                "La pièce jointe %(file)s n'est pas du type annoncé.",
+                file=part.id,
+            )
+        opened[part.id] = Attachment(part.field, entry["name"], kind, data)
     return opened

@@ -147,7 +147,7 @@ class Relay:
         # 3.
         verify(envelope, DeviceKey.from_record(_record(sender_row)))
         # 4.
-        body = envelope.to_bytes()  # re-encodes up to 1 MiB of views: once
+        body = envelope.to_bytes()  # re-encodes up to 8 MiB of views and files: once
         digest = hashlib.sha256(body).hexdigest()
         already = self._already_stored(manifest, digest)
         if already is not None:

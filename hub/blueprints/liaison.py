@@ -299,7 +299,8 @@ def _caller_key() -> str:
 
 @_route("/fiches", methods=["POST"])
 @limiter.limit("120 per minute")
-# Per system too, whatever address it sends from: at most about 1 GiB of envelopes a day.
+# Per sender too, whatever address it sends from: 1,000 forms a day, at most about 8 GiB of
+# envelopes (most are a few kilobytes: only attachments make them large).
 @limiter.limit("60 per minute;1000 per day", key_func=_caller_key)
 def send_form() -> Any:
     """Relay a sealed form (the envelope as the body): checked, stored, recipients told."""

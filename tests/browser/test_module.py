@@ -112,7 +112,12 @@ def test_a_form_sealed_in_python_opens_in_the_browser_view_by_view(module: Modul
     sender = DeviceSecrets.generate()
     values = {"parcours.besoins": "Hébergement « urgent » 🌱", "sortie.date_prevue": "2026-12-15",
               "parcours.accord": True, "parcours.nombre": 3, "parcours.vide": None}  # fmt: skip
-    scan = Attachment("parcours.besoins", "attestation.pdf", "application/pdf", os.urandom(300_000))
+    scan = Attachment(
+        "parcours.besoins",
+        "attestation.pdf",
+        "application/pdf",
+        b"%PDF-1.7\n" + os.urandom(300_000),
+    )
     envelope = seal(
         secrets=sender, user="u-1", org="o-spip", case="C-7K3Q-X9M2", charter=CHARTER,
         consent="k-18", purpose="suivi_parcours", directory="note", now=NOW,

@@ -22,7 +22,19 @@ export const MAX_ENVELOPE_BYTES = 8 * 1024 * 1024;
 // that hold the field it supports.
 export const MAX_FILES = 8;
 export const MAX_FILE_BYTES = 4 * 1024 * 1024;
-export const FILE_TYPES = new Set(["application/pdf", "image/png", "image/jpeg"]);
+// Each type and the bytes its files start with (as exchange.envelope.FILE_MAGIC).
+const FILE_MAGIC = {
+  "application/pdf": [0x25, 0x50, 0x44, 0x46, 0x2d],
+  "image/png": [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a],
+  "image/jpeg": [0xff, 0xd8, 0xff],
+};
+export const FILE_TYPES = new Set(Object.keys(FILE_MAGIC));
+
+/** Whether ``data`` starts as a file of ``type`` must. */
+export function looksLike(type, data) {
+  const magic = FILE_MAGIC[type];
+  return Boolean(magic) && data.length >= magic.length && magic.every((b, i) => data[i] === b);
+}
 export const MAX_MANIFEST_BYTES = 256 * 1024;
 export const MAX_VIEWS = 16;
 export const MAX_RECIPIENTS = 200;
@@ -800,9 +812,19 @@ function fileAad(form, file) {
   return utf8.encode([FORMAT, "file", form, file].join("\u0000"));
 }
 
+// As exchange.envelope: no control character (C0, DEL, C1), bidirectional override or isolate,
+// or lone surrogate in a file name.
+const NAME_REFUSED = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
 function fileNameOk(name) {
-  // 1 to 200 characters (code points), no control character.
-  return typeof name === "string" && Array.from(name).length >= 1 && Array.from(name).length <= 200 && !/[\u0000-\u001f\u007f]/.test(name);
+  // 1 to 200 characters (code points).
+  return typeof name === "string" && Array.from(name).length >= 1 && Array.from(name).length <= 200 && !NAME_REFUSED.test(name);
+}
+
+/** A file's name as it may travel: refused characters replaced, at most 200 characters. */
+export function travellingName(name) {
+  const cleaned = Array.from(String(name)).map((c) => (NAME_REFUSED.test(c) ? "_" : c)).slice(0, 200).join("");
+  return cleaned || "piece-jointe";
 }
 
 /** A random form id: ``f-`` and 26 base32 characters (128 bits), the send's idempotency key. */
@@ -1016,6 +1038,7 @@ export async function seal({ secrets, user, org, caseRef, charter, consent = nul
     if (!FILE_TYPES.has(file.type)) throw malformed("file_type", "Pièce jointe refusée : seuls les PDF, PNG et JPEG voyagent.");
     if (!fileNameOk(file.name)) throw malformed("file_name", "Nom de pièce jointe invalide (1 à 200 caractères).");
     if (file.data.length > MAX_FILE_BYTES) throw malformed("too_large", `Une pièce jointe dépasse ${MAX_FILE_BYTES / 1048576} Mio.`);
+    if (!looksLike(file.type, file.data)) throw malformed("file_type", `« ${file.name} » n'est pas un fichier ${file.type}.`);
     const id = `p${index + 1}`;
     const key = randomBytes(VIEW_KEY_SIZE);
     const nonce = randomBytes(NONCE_SIZE);
@@ -1147,6 +1170,7 @@ async function openFiles(envelope, view, carried) {
     } catch {
       throw refused("view_invalid", `La pièce jointe ${part.id} ne se déchiffre pas.`);
     }
+    if (!looksLike(entry.type, data)) throw refused("fields_mismatch", `La pièce jointe ${part.id} n'est pas du type annoncé.`);
     out[part.id] = { field: part.field, name: entry.name, type: entry.type, data };
   }
   return out;

@@ -407,7 +407,9 @@ async function attachments(form, values) {
   for (const file of chosen) {
     if (!x.FILE_TYPES.has(file.type)) throw new x.ExchangeError("file_type", `« ${file.name} » : seuls les PDF, PNG et JPEG peuvent être joints.`);
     if (file.size > x.MAX_FILE_BYTES) throw new x.ExchangeError("too_large", `« ${file.name} » dépasse ${x.MAX_FILE_BYTES / 1048576} Mio.`);
-    files.push({ field, name: file.name.slice(0, 200), type: file.type, data: new Uint8Array(await file.arrayBuffer()) });
+    const data = new Uint8Array(await file.arrayBuffer());
+    if (!x.looksLike(file.type, data)) throw new x.ExchangeError("file_type", `« ${file.name} » n'est pas réellement un fichier ${file.type} : il n'est pas joint.`);
+    files.push({ field, name: x.travellingName(file.name), type: file.type, data });
   }
   if (!(field in values)) values[field] = "Voir la pièce jointe.";
   return files;
@@ -528,8 +530,11 @@ async function readPage() {
     for (const file of attached) {
       // Saved from memory: the decrypted bytes never go back to the hub.
       const url = URL.createObjectURL(new Blob([file.data], { type: file.type }));
+      // Saved under an extension of its (checked) type, whatever name the sender gave.
+      const endings = { "application/pdf": [".pdf"], "image/png": [".png"], "image/jpeg": [".jpg", ".jpeg"] }[file.type];
+      const saveAs = endings.some((e) => file.name.toLowerCase().endsWith(e)) ? file.name : file.name + endings[0];
       const size = file.data.length < 1048576 ? `${Math.ceil(file.data.length / 1024)} Kio` : `${(file.data.length / 1048576).toFixed(1)} Mio`;
-      links.append(element("li", {}, element("a", { href: url, download: file.name }, file.name), ` (${size}, pour « ${labels[file.field] || file.field} »)`));
+      links.append(element("li", {}, element("a", { href: url, download: saveAs }, file.name), ` (${size}, pour « ${labels[file.field] || file.field} »)`));
     }
     document.getElementById("pieces-jointes").hidden = false;
   }
