@@ -39,7 +39,9 @@ def _require_chromium() -> None:
     pytest.skip(message)
 
 
-def chromium_options(profile: Path | None = None, *, width: int = 1280) -> webdriver.ChromeOptions:
+def chromium_options(
+    profile: Path | None = None, *, width: int = 1280, javascript: bool = True
+) -> webdriver.ChromeOptions:
     """Headless Chromium as the tests run it; ``profile`` keeps IndexedDB across restarts."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -50,18 +52,24 @@ def chromium_options(profile: Path | None = None, *, width: int = 1280) -> webdr
     options.add_argument(f"--window-size={width},900")
     options.add_argument("--lang=fr-FR")
     # Pages in French, as partners read them (the hub picks the language from this header).
-    options.add_experimental_option("prefs", {"intl.accept_languages": "fr-FR,fr"})
+    prefs: dict[str, Any] = {"intl.accept_languages": "fr-FR,fr"}
+    if not javascript:
+        prefs["profile.managed_default_content_settings.javascript"] = 2
+    options.add_experimental_option("prefs", prefs)
     if profile is not None:
         options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return options
 
 
-def start_chromium(profile: Path | None = None, *, width: int = 1280) -> webdriver.Chrome:
+def start_chromium(
+    profile: Path | None = None, *, width: int = 1280, javascript: bool = True
+) -> webdriver.Chrome:
     """A new headless Chromium (the caller quits it)."""
     _require_chromium()
     driver = webdriver.Chrome(
-        options=chromium_options(profile, width=width), service=Service(CHROMEDRIVER)
+        options=chromium_options(profile, width=width, javascript=javascript),
+        service=Service(CHROMEDRIVER),
     )
     driver.set_script_timeout(120)
     return driver

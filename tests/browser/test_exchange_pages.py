@@ -516,6 +516,29 @@ def test_without_indexeddb_the_page_says_why_and_keeps_nothing(hub: Hub) -> None
         driver.quit()
 
 
+def test_without_the_script_nothing_typed_leaves_the_page(hub: Hub) -> None:
+    driver = start_chromium(javascript=False)
+    try:
+        hub.login(driver, "conseillere")
+        page = f"{hub.base}/dossiers/{_first_case(hub)}/fiche"
+        driver.get(page)
+        assert "activez JavaScript" in driver.find_element(By.TAG_NAME, "main").text
+        button = driver.find_element(By.CSS_SELECTOR, "#form-fiche button[type=submit]")
+        assert not button.is_enabled()
+        # Enter in a field would submit the form if its button were enabled
+        driver.find_element(By.ID, "identite.nom").send_keys("Confidentiel-Durand\n")
+        time.sleep(0.5)
+        assert driver.current_url == page
+        # The passphrase forms are not even shown, and could not be sent
+        driver.get(f"{hub.base}/appareils")
+        for form in ("activation", "restauration"):
+            assert not driver.find_element(By.ID, form).is_displayed()
+            assert not driver.find_element(By.CSS_SELECTOR, f"#{form} button").is_enabled()
+    finally:
+        driver.quit()
+    assert "Confidentiel-Durand" not in (hub.tmp / "server.log").read_text(errors="replace")
+
+
 # -- accessibility of every page -------------------------------------------------------------
 
 # Pages reached by no link a person follows with GET, or that are not HTML pages.

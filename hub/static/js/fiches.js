@@ -201,6 +201,7 @@ async function devicesPage() {
     if (activation) activation.addEventListener("submit", (e) => guard(e, () => activate(store, activation)));
     const restore = document.getElementById("form-restauration");
     restore.addEventListener("submit", (e) => guard(e, () => restoreKeys(store, restore)));
+    ready(activation, restore);
   }
 }
 
@@ -225,6 +226,8 @@ function showForeign(store, device, foreign) {
 async function guard(event, work) {
   event.preventDefault();
   clear();
+  // Every button waits while the work runs, then gets back the state the work left it
+  // (``hold``): a sealed form's button stays disabled.
   const buttons = [...document.querySelectorAll("#echange button")];
   buttons.forEach((b) => (b.disabled = true));
   try {
@@ -233,8 +236,14 @@ async function guard(event, work) {
     bar.hidden = true;
     warn(explain(error));
   } finally {
-    buttons.forEach((b) => (b.disabled = false));
+    buttons.forEach((b) => (b.disabled = b.dataset.held === "1"));
   }
+}
+
+/** Keep ``button`` disabled (or not) beyond the work in progress. */
+function hold(button, disabled) {
+  button.dataset.held = disabled ? "1" : "";
+  button.disabled = disabled;
 }
 
 async function activate(store, form) {
@@ -272,7 +281,7 @@ async function restoreKeys(store, form) {
   progress(1, 2, "Ouverture avec votre phrase (quelques secondes)…");
   let secrets;
   try {
-    secrets = await x.unlockRecovery(data, form.elements.phrase.value);
+    secrets = await x.unlockRecovery(data, form.elements["phrase-restauration"].value);
   } catch (error) {
     if (error.code === "keystore_locked") {
       throw new x.ExchangeError("keystore_locked", "Phrase de récupération incorrecte. Sans elle la sauvegarde ne peut pas être ouverte : révoquez l'ancien appareil et activez ce navigateur avec de nouvelles clés.");
@@ -296,6 +305,11 @@ function fieldLabel(id) {
   return label ? label.textContent : id;
 }
 
+/** The forms' buttons wait for the script (a form sent without it would leak what it holds). */
+function ready(...forms) {
+  for (const form of forms) if (form) form.querySelectorAll("button").forEach((b) => (b.disabled = false));
+}
+
 async function composePage() {
   const form = document.getElementById("form-fiche");
   const preview = document.getElementById("apercu");
@@ -307,7 +321,7 @@ async function composePage() {
       const values = {};
       for (const input of form.querySelectorAll("[data-champ]")) {
         const value = input.value.trim();
-        if (value) values[input.name] = value;
+        if (value) values[input.id] = value;
       }
       const files = await attachments(form, values);
       if (!Object.keys(values).length) throw new x.ExchangeError("empty", "Remplissez au moins une information de la fiche.");
@@ -331,11 +345,12 @@ async function composePage() {
       renderPreview(answer, plan, replica, values, files);
       pending = { plan, answer, purpose, device, replica, files: files.filter((f) => !plan.leftOut.includes(f.field)) };
       preview.hidden = false;
-      document.getElementById("sceller").disabled = plan.views.length === 0;
+      hold(document.getElementById("sceller"), plan.views.length === 0);
       clear();
       preview.focus();
     }),
   );
+  ready(form);
   document.getElementById("modifier").addEventListener("click", () => {
     preview.hidden = true;
     pending = null;
@@ -363,7 +378,7 @@ async function composePage() {
         const result = await upload("/echange/fiches", sealed.body, (done, size) => progress(done, size, "Envoi de la fiche scellée…"));
         pending = null;
         bar.hidden = true;
-        document.getElementById("sceller").disabled = true;
+        hold(document.getElementById("sceller"), true);
         say(`Fiche envoyée et remise à ${result.recipients} appareil(s) destinataire(s).`);
       } catch (error) {
         const refusals = error.details && error.details.refusals;
