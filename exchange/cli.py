@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -417,6 +416,7 @@ def _verify(ws: Workspace, args: argparse.Namespace) -> int:
 # -- witness -----------------------------------------------------------------------------------
 
 WITNESS_KEY = "witness.pem"
+CODE_SEEN = "witness-code.json"  # the browser code releases this witness already reported
 # The hub's two logs a witness can watch: API prefix, state file, how the log key is named.
 WITNESSED = {
     "journal": ("/api/v1/journal/", "witness-journal.json", "journal d'audit"),
@@ -488,30 +488,57 @@ def _witness_run(ws: Workspace, args: argparse.Namespace) -> int:
     return 1 if refused else 0
 
 
+# Asked as a browser loads a module script: no token, no cookie, a browser's headers — a hub
+# must not be able to serve witnesses honest code and browsers another.
+_AS_A_BROWSER = {
+    "Accept": "*/*",
+    "Sec-Fetch-Dest": "script",
+    "Sec-Fetch-Mode": "cors",
+    "Sec-Fetch-Site": "same-origin",
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Safari/537.36",
+}
+
+
 def _check_code(ws: Workspace, client: HubClient) -> int:
     """Compare the browser code the hub serves with the digests its directory logged; the
-    number of mismatches (each an alarm)."""
+    number of mismatches (each an alarm). Each release seen for the first time is printed, to
+    compare with the published Maillon release's digests."""
 
     def served(module: str) -> bytes:
-        answer = client.raw("GET", "/static/" + quote(module))
+        answer = client.fetch("GET", "/static/" + module, body=None, headers=_AS_A_BROWSER)
         if answer.status != 200:
             raise UsageError(f"Le hub ne sert pas {module} ({answer.status}).")
         return answer.body
 
-    checks = check_served_code(ws.synced(client), served)
-    if not checks:
-        print("code du navigateur : aucune empreinte publiée dans l'annuaire.", file=sys.stderr)
+    replica = ws.synced(client)
     bad = 0
-    for check in checks:
+    for check in check_served_code(replica, served):
         if check.matches:
             print(f"code du navigateur : {check.module} conforme à l'empreinte publiée.")
+            continue
+        bad += 1
+        if not check.served:
+            why = "un script que ce client ne connaît pas est publié dans l'annuaire"
+        elif not check.logged:
+            why = "aucune empreinte de ce script n'est publiée dans l'annuaire"
         else:
-            bad += 1
-            print(
-                f"maillon : ALERTE — {check.module} servi par le hub ({check.served[:16]}…) "
-                f"n'est pas celui publié dans l'annuaire ({check.logged[:16]}…). Prévenez le DPO.",
-                file=sys.stderr,
+            why = (
+                f"le script servi ({check.served[:16]}…) n'est pas celui publié "
+                f"({check.logged[:16]}…)"
             )
+        print(f"maillon : ALERTE — {check.module} : {why}. Prévenez le DPO.", file=sys.stderr)
+    seen_path = ws.path(CODE_SEEN)
+    seen = json.loads(seen_path.read_text(encoding="utf-8")) if seen_path.exists() else []
+    for release in replica.releases:
+        if release.sha256 not in seen:
+            print(
+                f"code du navigateur : nouvelle publication de {release.module} "
+                f"(version {release.release}, SHA-256 {release.sha256}) — à comparer avec celle "
+                "de la version de Maillon annoncée."
+            )
+            seen.append(release.sha256)
+    write_atomically(seen_path, json.dumps(seen).encode("ascii"))
     return bad
 
 

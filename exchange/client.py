@@ -484,20 +484,29 @@ class CodeCheck:
 
     @property
     def matches(self) -> bool:
-        """Whether the hub serves what it logged."""
-        return hmac.compare_digest(self.logged, self.served)
+        """Whether the hub serves what it logged (and logged it at all)."""
+        return bool(self.logged) and hmac.compare_digest(self.logged, self.served)
+
+
+# The scripts a hub's pages run on forms (hub/assets.py serves and logs exactly these). Pinned
+# here rather than taken from the directory: a hub could otherwise log nothing, or make its
+# pages load a script it never logged, and a witness would have nothing to compare.
+BROWSER_SCRIPTS = ("js/echange.js", "js/fiches.js")
 
 
 def check_served_code(replica: Directory, served: Callable[[str], bytes]) -> list[CodeCheck]:
-    """Compare the browser code the hub serves (``served(module)``: its bytes as fetched from
-    ``/static/<module>``) with the last release of each module the verified directory logged.
-    A mismatch means the pages could run code nobody can check (docs/browser.md)."""
-    modules = sorted({r.module for r in replica.releases})
+    """Compare each of :data:`BROWSER_SCRIPTS` as the hub serves it (``served(module)``: its
+    bytes as fetched from ``/static/<module>``) with the last release the verified directory
+    logged for it; a script never logged, or a logged one this client does not know, is a
+    mismatch too. A mismatch means the pages could run code nobody can check
+    (docs/browser.md)."""
     checks = []
-    for module in modules:
+    for module in BROWSER_SCRIPTS:
         release = replica.latest_release(module)
-        assert release is not None
-        checks.append(CodeCheck(module, release.sha256, hashlib.sha256(served(module)).hexdigest()))
+        served_digest = hashlib.sha256(served(module)).hexdigest()
+        checks.append(CodeCheck(module, release.sha256 if release else "", served_digest))
+    unknown = sorted({r.module for r in replica.releases} - set(BROWSER_SCRIPTS))
+    checks.extend(CodeCheck(module, "", "") for module in unknown)
     return checks
 
 

@@ -18,9 +18,12 @@ from pathlib import Path
 
 from flask import url_for
 
+from exchange.client import BROWSER_SCRIPTS
+
 STATIC = Path(__file__).resolve().parent / "static"
 MODULE = "js/echange.js"
-SCRIPTS = ("js/fiches.js", MODULE)
+# The scripts witnesses check (exchange.client pins the same list: a witness needs no hub).
+SCRIPTS = BROWSER_SCRIPTS
 
 
 @cache

@@ -234,11 +234,15 @@ def test_a_partner_witnesses_the_key_directory_and_the_journal_with_maillon(
     # When the hub does not accept the witness yet, both rounds are refused and nothing kept
     assert main([*folder, "witness", "run"], fetcher=fetcher) == 1
     assert "unknown_witness" in capsys.readouterr().err
-    # Then, once the operator accepted its key, a round cosigns both logs
+    # Then, once the operator accepted its key, a round cosigns both logs (the deployment
+    # logged its browser code, as init-db does)
     assert app.test_cli_runner().invoke(args=["audit", "witness", "add", vkey]).exit_code == 0
+    with state.session_factory() as session:
+        liaison.publish_code(session, state)
+        session.commit()
     assert main([*folder, "witness", "run"], fetcher=fetcher) == 0
     out = capsys.readouterr().out
-    assert "annuaire des clés : taille 1 cosignée" in out and "journal d'audit" in out
+    assert "annuaire des clés : taille 3 cosignée" in out and "journal d'audit" in out
     # And the directory's checkpoint is served with the cosignature, which verifies
     fetch = _api_fetch(app, clock, "/api/v1/annuaire/")
     _status, body = fetch("GET", "point-de-controle", None)
@@ -247,7 +251,7 @@ def test_a_partner_witnesses_the_key_directory_and_the_journal_with_maillon(
     # And after another key is registered, the next round proves consistency from size 1
     _workspace(app, "SPIP de Démoville", tmp_path, "spip")
     assert main([*folder, "witness", "run", "--annuaire"], fetcher=fetcher) == 0
-    assert "taille 2 cosignée (depuis 1)" in capsys.readouterr().out
+    assert "taille 4 cosignée (depuis 3)" in capsys.readouterr().out
 
 
 def test_the_directory_keeps_only_cosignatures_it_can_check(
@@ -297,16 +301,33 @@ def test_the_witness_checks_the_browser_code_served_is_the_code_logged(
     vkey = capsys.readouterr().out.strip().splitlines()[-1]
     assert main([*folder, "witness", "init", "--annuaire"]) == 0
     assert app.test_cli_runner().invoke(args=["audit", "witness", "add", vkey]).exit_code == 0
+    fetcher = FlaskFetcher(app.test_client())
+    asked: list[dict[str, str]] = []
+
+    def watched(method: str, path: str, *, body: bytes | None, headers: Any) -> Response:
+        if path.startswith("/static/"):
+            asked.append(dict(headers))
+        return fetcher(method, path, body=body, headers=headers)
+
+    # A hub that never logged its browser code: nothing to compare, an alarm
+    assert main([*folder, "witness", "run"], fetcher=watched) == 1
+    assert "aucune empreinte de ce script" in capsys.readouterr().err
     # Given a deployment that logged its browser code (init-db does it), once only
     with state.session_factory() as session:
-        assert liaison.publish_code(session, state) == ["js/fiches.js", "js/echange.js"]
+        assert liaison.publish_code(session, state) == ["js/echange.js", "js/fiches.js"]
         assert liaison.publish_code(session, state) == []
         session.commit()
-    fetcher = FlaskFetcher(app.test_client())
-    # When the hub serves that code, the witness says so
-    assert main([*folder, "witness", "run"], fetcher=fetcher) == 0
+    # When the hub serves that code, the witness says so, and tells each new release once
+    assert main([*folder, "witness", "run"], fetcher=watched) == 0
     out = capsys.readouterr().out
     assert "js/echange.js conforme" in out and "js/fiches.js conforme" in out
+    assert out.count("nouvelle publication") == 2
+    assert main([*folder, "witness", "run"], fetcher=watched) == 0
+    assert "nouvelle publication" not in capsys.readouterr().out
+    # The scripts were asked for as a browser asks: no token a hub could tell a witness by
+    assert asked and all(
+        "Authorization" not in h and h["Sec-Fetch-Dest"] == "script" for h in asked
+    )
 
     # When a rigged hub serves another module than the one it logged
     def rigged(method: str, path: str, *, body: bytes | None, headers: Any) -> Response:
