@@ -11,7 +11,11 @@ maillon_install_missing() {
   local need=()
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-  command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
+  # Real-browser tests: Debian's Chromium and its matching driver (tests/browser/, docs/browser.md),
+  # and npm for their test tooling (axe-core, pinned by tests/browser/package-lock.json).
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
   # The optional C helper of audit/ (interior Merkle levels) builds against OpenSSL's headers.
   [ -f /usr/include/openssl/sha.h ] || need+=(libssl-dev)
   command -v gcc >/dev/null 2>&1 || need+=(gcc)
