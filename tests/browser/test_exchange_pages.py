@@ -37,6 +37,8 @@ from exchange.envelope import CharterRef, ViewPlan, seal
 from exchange.keys import DeviceSecrets
 from hub import create_app
 from hub.api_auth import public_jwk
+from hub.config import load_config
+from hub.dpo_tasks import detect_anomalies
 from tests.browser.conftest import axe_violations, start_chromium
 from tests.conftest import make_config
 from tests.http_helpers import BIN, flask_run, free_port
@@ -552,7 +554,6 @@ NOT_CRAWLED = {
     "dpo.person_report_pdf": "a PDF (its HTML twin dpo.person_report is checked)",
     "dpo.export_csv": "a file download",
     "dpo.export_json": "a file download",
-    "dpo.finding": "exists once the anomaly detector has found something (not in the demo)",
 }
 # Pages a link leads to only in some states: visited directly, by the role that uses them.
 DIRECT = {
@@ -595,9 +596,25 @@ def _crawl(
     return seen
 
 
+def _anomaly(hub: Hub) -> None:
+    """Give the DPO an anomaly to review: a burst of refused case reads, then the hourly scan
+    (run here in-process against the served hub's stores, as its worker would)."""
+    intruder = start_chromium()
+    try:
+        hub.login(intruder, "logement")  # the housing body takes no part in the demo cases
+        for _ in range(7):
+            intruder.get(f"{hub.base}/dossiers/{_first_case(hub)}")
+    finally:
+        intruder.quit()
+    served = create_app(load_config(hub.env))
+    with served.app_context():
+        assert detect_anomalies() >= 1
+
+
 def test_every_page_passes_axe_at_desktop_and_phone_width(
     hub: Hub, agents: dict[str, webdriver.Chrome], tmp_path: Path
 ) -> None:
+    _anomaly(hub)
     app = create_app(make_config(tmp_path / "url-map"))
     checked: dict[str, Any] = {}
     anonymous = start_chromium()
