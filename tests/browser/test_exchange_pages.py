@@ -588,6 +588,13 @@ def _crawl(
                 checked[endpoint] = checked.get(endpoint, []) + [
                     (width, path, v) for v in axe_violations(driver)
                 ]
+            # WCAG 1.4.10 reflow: at 390 px nothing makes the page itself scroll sideways
+            # (wide tables scroll inside their own box).
+            wide = driver.execute_script(
+                "const d = document.documentElement; return d.scrollWidth - d.clientWidth"
+            )
+            if wide > 0:
+                checked[endpoint].append((390, path, {"id": "reflow", "overflow_px": wide}))
             driver.set_window_size(1280, 900)
         for link in driver.find_elements(By.CSS_SELECTOR, "a[href]"):
             href = link.get_attribute("href") or ""
