@@ -44,8 +44,16 @@ class MultiCheckboxField(SelectMultipleField):
 class LoginForm(FlaskForm):
     """Email, password and code are asked together: one answer whatever is wrong."""
 
-    email = EmailField(_l("Adresse électronique"), validators=[DataRequired(), Length(max=254)])
-    password = PasswordField(_l("Mot de passe"), validators=[DataRequired(), Length(max=256)])
+    email = EmailField(
+        _l("Adresse électronique"),
+        validators=[DataRequired(), Length(max=254)],
+        render_kw={"autocomplete": "username"},
+    )
+    password = PasswordField(
+        _l("Mot de passe"),
+        validators=[DataRequired(), Length(max=256)],
+        render_kw={"autocomplete": "current-password"},
+    )
     code = StringField(
         _l("Code de l'application d'authentification (ou code de secours)"),
         validators=[DataRequired(), Length(max=20)],
@@ -57,7 +65,11 @@ class LoginForm(FlaskForm):
 class ReauthForm(FlaskForm):
     """Confirm identity before a sensitive action."""
 
-    password = PasswordField(_l("Mot de passe"), validators=[DataRequired(), Length(max=256)])
+    password = PasswordField(
+        _l("Mot de passe"),
+        validators=[DataRequired(), Length(max=256)],
+        render_kw={"autocomplete": "current-password"},
+    )
     code = StringField(
         _l("Code de l'application d'authentification (ou code de secours)"),
         validators=[DataRequired(), Length(max=20)],
@@ -90,14 +102,20 @@ class ActivationForm(FlaskForm):
 class PasswordChangeForm(FlaskForm):
     """Change one's password; every other session ends."""
 
-    current = PasswordField(_l("Mot de passe actuel"), validators=[DataRequired(), Length(max=256)])
+    current = PasswordField(
+        _l("Mot de passe actuel"),
+        validators=[DataRequired(), Length(max=256)],
+        render_kw={"autocomplete": "current-password"},
+    )
     new = PasswordField(
         _l("Nouveau mot de passe (12 caractères au moins)"),
         validators=[DataRequired(), Length(max=256)],
         render_kw={"autocomplete": "new-password"},
     )
     new_again = PasswordField(
-        _l("Confirmez le nouveau mot de passe"), validators=[DataRequired(), Length(max=256)]
+        _l("Confirmez le nouveau mot de passe"),
+        validators=[DataRequired(), Length(max=256)],
+        render_kw={"autocomplete": "new-password"},
     )
     submit = SubmitField(_l("Changer le mot de passe"))
 
@@ -123,10 +141,16 @@ class OrganisationForm(FlaskForm):
 class UserForm(FlaskForm):
     """Invite a user (the activation link is sent by mail)."""
 
-    name = StringField(_l("Nom et prénom"), validators=[DataRequired(), Length(max=200)])
+    # Another person's name and address: the browser must not fill in the administrator's own.
+    name = StringField(
+        _l("Nom et prénom"),
+        validators=[DataRequired(), Length(max=200)],
+        render_kw={"autocomplete": "off"},
+    )
     email = EmailField(
         _l("Adresse électronique professionnelle"),
         validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)],
+        render_kw={"autocomplete": "off"},
     )
     organisation = SelectField(_l("Organisation"), coerce=int, validators=[DataRequired()])
     roles = MultiCheckboxField(

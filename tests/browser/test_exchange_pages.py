@@ -555,6 +555,11 @@ NOT_CRAWLED = {
     "dpo.export_csv": "a file download",
     "dpo.export_json": "a file download",
 }
+# The main menu's own pages: each must say it is the current one.
+MENU = {
+    "main.index", "cases.index", "fiches.inbox_page", "charter.index", "main.notifications",
+    "main.account", "admin.dashboard", "dpo.overview",
+}  # fmt: skip
 # Pages a link leads to only in some states: visited directly, by the role that uses them.
 DIRECT = {
     "cpip": [("auth.reauthenticate", {})],
@@ -588,6 +593,19 @@ def _crawl(
                 checked[endpoint] = checked.get(endpoint, []) + [
                     (width, path, v) for v in axe_violations(driver)
                 ]
+            # What axe does not check: autocomplete on every password and login field (WCAG
+            # 1.3.5), and the main menu saying where the person is (one aria-current).
+            unlabelled = driver.execute_script(
+                "return [...document.querySelectorAll('input[type=password], input[type=email]')]"
+                ".filter(i => !i.getAttribute('autocomplete')).map(i => i.id)"
+            )
+            if unlabelled:
+                checked[endpoint].append((1280, path, {"id": "autocomplete", "fields": unlabelled}))
+            current = driver.execute_script(
+                "return document.querySelectorAll('.site-header nav [aria-current=page]').length"
+            )
+            if current > 1 or (current == 0 and endpoint in MENU):
+                checked[endpoint].append((1280, path, {"id": "aria-current", "count": current}))
             # WCAG 1.4.10 reflow: at 390 px nothing makes the page itself scroll sideways
             # (wide tables scroll inside their own box).
             wide = driver.execute_script(
