@@ -974,6 +974,11 @@ class Cases:
                 N_("Seuls les agents partenaires et les membres du groupe signalent un jeune.")
             )
         decision, cleaned = self._check_publish(group, org, version, values, None)
+        if not cleaned:
+            # A case with nothing in it names nobody: the group could not act on it.
+            raise CaseRefusedError(
+                N_("Rien n'est enregistré : renseignez au moins une information pour signaler.")
+            )
         reference = new_reference()
         while self.by_reference(reference) is not None:
             reference = new_reference()

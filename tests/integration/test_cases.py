@@ -315,6 +315,21 @@ def test_signalling_a_young_person_opens_a_case_with_sealed_values(
     assert "aucun accord de la personne en vigueur" in page
 
 
+@pytest.mark.parametrize("sent", [{}, {"identite.date_naissance": "   "}])
+def test_an_empty_signalling_form_opens_no_blank_case(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], sent: dict[str, str]
+) -> None:
+    client = _as(app, clock, territory["cpip"])
+    before = _size(app)
+    response = _post(client, "/dossiers/nouveau", **sent)
+    assert response.status_code == 400
+    assert "renseignez au moins une information" in response.get_data(as_text=True)
+    (event,) = _events(app, before)
+    assert (event.action, event.decision.value) == (Action.CASE_CREATE, "deny")
+    with app.extensions["maillon"].session_factory() as session:
+        assert session.scalar(select(Case.id).order_by(Case.id.desc()).limit(1)) == 3
+
+
 def test_signalling_with_what_rests_on_accord_is_refused_before_any_consent(
     app: Flask, clock: FakeClock, territory: dict[str, Account]
 ) -> None:
