@@ -1182,12 +1182,17 @@ class Cases:
         if org.id not in case.partner_org_ids:
             case.partners.append(CasePartner(organisation_id=org.id, added_at=self.clock()))
 
-    def add_meeting(self, group: OperationalGroup, user: User, day: date) -> GroupMeeting:
-        """The coordinator schedules a meeting of the group (monthly review)."""
+    def add_meeting(
+        self, group: OperationalGroup, user: User, day: date, *, held: bool = False
+    ) -> GroupMeeting:
+        """The coordinator schedules a meeting of the group (monthly review) for today or later;
+        ``held``: records one that already took place (the demo's history only)."""
         if group.coordinator_id != user.id:
             raise CaseRefusedError(N_("Seul le coordinateur du groupe fixe ses réunions."))
         if not in_range(day):
             raise CaseRefusedError(out_of_range_message())
+        if not held:
+            self._not_past(day)
         if day in self.meetings(group):
             raise CaseRefusedError(N_("Une réunion est déjà prévue ce jour-là."))
         meeting = GroupMeeting(
@@ -1196,6 +1201,12 @@ class Cases:
         self.session.add(meeting)
         self.session.flush()
         return meeting
+
+    def _not_past(self, day: date) -> None:
+        """A meeting is scheduled for today or later (Paris): a past date is a typing slip, and
+        the monthly review's window follows the meetings."""
+        if day < local_day(self.clock()):
+            raise CaseRefusedError(N_("Une réunion se prévoit pour aujourd'hui ou plus tard."))
 
     def move_meeting(
         self, group: OperationalGroup, user: User, meeting_id: int, day: date | None
@@ -1212,6 +1223,7 @@ class Cases:
         else:
             if not in_range(day):
                 raise CaseRefusedError(out_of_range_message())
+            self._not_past(day)
             if day != meeting.meets_on and day in self.meetings(group):
                 raise CaseRefusedError(N_("Une réunion est déjà prévue ce jour-là."))
             meeting.meets_on = day

@@ -177,8 +177,9 @@ def _demo_cases(cases: Cases, group: OperationalGroup, now: datetime) -> None:
     )
     demo_consent(cases, minor, educateur, today - timedelta(days=340), 365, parents=True)
     cases.publish(cases.context(minor, educateur), {"justice.date_fin_mesure": day(150)})
+    # Last month's meeting already held (the review window starts there), then the next two.
     for offset in (-28, 2, 30):
-        cases.add_meeting(group, coordinator, today + timedelta(days=offset))
+        cases.add_meeting(group, coordinator, today + timedelta(days=offset), held=offset < 0)
 
 
 # A stand-in for a scanned signed form (a PDF header is all the demo needs).

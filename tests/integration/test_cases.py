@@ -511,6 +511,10 @@ def test_the_coordinator_schedules_meetings(
     assert response.status_code == 302
     again = _post(client, path, day=_day(clock, 60))
     assert "déjà prévue" in again.get_data(as_text=True)
+    # A date already past is a typing slip, refused; today is still possible
+    past = _post(client, path, day=_day(clock, -1))
+    assert "ou plus tard" in past.get_data(as_text=True)
+    assert _post(client, path, day=_day(clock, 0)).status_code == 302
     assert _as(app, clock, territory["cpip"]).get(path).status_code == 403
 
 
