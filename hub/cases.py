@@ -444,7 +444,10 @@ class Cases:
 
     def by_reference(self, reference: str) -> Case | None:
         """The case with this reference, if any (with its group; partners and team load when
-        first used)."""
+        first used). A reference holding a NUL byte names no case (PostgreSQL would refuse the
+        query itself)."""
+        if "\x00" in reference:
+            return None
         return self.session.scalar(_BY_REFERENCE, {"reference": reference.strip()})
 
     def signed_groups(self, org: Organisation) -> list[OperationalGroup]:

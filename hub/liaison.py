@@ -81,6 +81,11 @@ def context_of(service: Cases, case: Case, who: User | ApiClient) -> CaseContext
     return service.context_for_organisation(case, who.organisation)
 
 
+def owner_of(who: User | ApiClient) -> Owner:
+    """A person or an organisation's system as the owner of devices."""
+    return user_owner(who) if isinstance(who, User) else client_owner(who)
+
+
 def directory_log(session: Session, hub_state: HubState) -> DirectoryLog:
     """The key directory log on ``session``."""
     return DirectoryLog(session, clock=hub_state.clock, signer=directory_signer(hub_state))
@@ -270,7 +275,7 @@ def candidates(
             continue
         decision = service.decide_fields(ctx, purpose, fields, sender=sender, state=state)
         allowed = tuple(f for f in fields if f in decision.allowed_fields)
-        owner = user_owner(who) if isinstance(who, User) else client_owner(who)
+        owner = owner_of(who)
         keys = tuple(d.key.key_id for d in index.of(owner))
         refused = tuple(_refusal(r, "recipient_not_entitled") for r in decision.refusals)
         label = f"{who.name} ({who.organisation.name})"

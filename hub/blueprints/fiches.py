@@ -103,7 +103,7 @@ def compose(reference: str) -> Any:
     """Write a liaison form on the case: the purposes of the step, the catalogue's fields the
     charter lets this person's organisation send (the others with their article)."""
     service = cases()
-    case = service.by_reference(reference) if "\x00" not in reference else None
+    case = service.by_reference(reference)
     try:
         if case is None:
             raise CaseAccessDeniedError("", rule="unknown_case", code="not_involved")
@@ -115,7 +115,7 @@ def compose(reference: str) -> Any:
     catalogue = [f for f in ctx.charter.fields if f.secrecy is not Secrecy.INTERDIT]
     decision = service.send_decision(ctx, [f.id for f in catalogue])
     allowed = [f for f in catalogue if f.id in decision.allowed_fields]
-    refused = [r for r in decision.refusals]
+    refused = list(decision.refusals)
     purposes = service.purposes_for(ctx) or list(ctx.charter.purposes)
     # The page shows no value of the case: only its reference and the charter's catalogue. The
     # values the person types are sealed in the page and never reach the hub in clear.
@@ -148,28 +148,28 @@ def compose(reference: str) -> Any:
     )
 
 
+def _sender(row: Any) -> tuple[User | ApiClient | None, Organisation | None]:
+    """Who sent the form ``row`` and from which organisation (as the relay stored it)."""
+    session = db()
+    who: User | ApiClient | None = (
+        session.get(User, row.sender_user_id)
+        if row.sender_user_id is not None
+        else session.get(ApiClient, row.sender_client_id)
+    )
+    return who, session.get(Organisation, row.sender_org_id)
+
+
 def _sender_owner(row: Any) -> tuple[str, str]:
     """The sender as the directory names it (``user:…``/``client:…``) and its organisation's
     public id: the page refuses a form whose signed sender is not this one."""
-    session = db()
-    org = session.get(Organisation, row.sender_org_id)
-    if row.sender_user_id is not None:
-        user = session.get(User, row.sender_user_id)
-        owner = liaison.user_owner(user).name if user is not None else ""
-    else:
-        client = session.get(ApiClient, row.sender_client_id)
-        owner = liaison.client_owner(client).name if client is not None else ""
+    who, org = _sender(row)
+    owner = "" if who is None else liaison.owner_of(who).name
     return owner, org.public_id if org is not None else ""
 
 
 def _sender_label(row: Any) -> str:
-    session = db()
-    who: User | ApiClient | None = None
-    if row.sender_user_id is not None:
-        who = session.get(User, row.sender_user_id)
-    elif row.sender_client_id is not None:
-        who = session.get(ApiClient, row.sender_client_id)
-    org = session.get(Organisation, row.sender_org_id)
+    """The sender's name and organisation, for people."""
+    who, org = _sender(row)
     name = who.name if who is not None else _("inconnu")
     return f"{name} ({org.name})" if org is not None else name
 
@@ -239,6 +239,7 @@ def read_page(form_id: str) -> Any:
         labels = {f.id: _label(f) for f in charter.fields}
     except CaseAccessDeniedError:
         labels = {}  # delivery will refuse and say why
+    sender_owner, sender_org = _sender_owner(row)
     # The page names the case, the sender and the date: a read of the form's metadata.
     record(
         Action.API_READ,
@@ -259,8 +260,8 @@ def read_page(form_id: str) -> Any:
         | {
             "form": form_id,
             "case": case.reference,
-            "sender-owner": _sender_owner(row)[0],
-            "sender-org": _sender_owner(row)[1],
+            "sender-owner": sender_owner,
+            "sender-org": sender_org,
             "devices": ",".join(keys),
             "labels": json.dumps(labels, ensure_ascii=False),
             "dates": ",".join(sorted(f for f in labels if is_date_field(f))),

@@ -23,7 +23,6 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from audit.events import Action, Decision
 from exchange.envelope import SENDER_FAULTS, is_form_id, parse
 from exchange.errors import ExchangeError, MalformedError
-from exchange.server.devices import Owner
 from exchange.server.directory import MAX_ENTRIES_PER_PAGE
 from exchange.server.relay import FormRefusedError
 from hub import liaison
@@ -54,10 +53,6 @@ def _caller() -> Caller:
         return client
     user: User = current_user._get_current_object()
     return user
-
-
-def _owner(caller: Caller) -> Owner:
-    return liaison.user_owner(caller) if isinstance(caller, User) else liaison.client_owner(caller)
 
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -156,7 +151,7 @@ def devices() -> Any:
     """The caller's device keys; POST registers one (``{"key": record, "label"}``)."""
     caller = _caller()
     service = liaison.devices(db(), state())
-    owner = _owner(caller)
+    owner = liaison.owner_of(caller)
     if request.method == "GET":
         record(Action.API_READ, object_type=_owner_type(caller), object_id=owner.public_id)
         return jsonify({"devices": [_device_json(d) for d in service.of(owner)]})
@@ -188,7 +183,7 @@ def revoke_device(key_id: str) -> Any:
     """Revoke one of the caller's device keys."""
     service = liaison.devices(db(), state())
     try:
-        device = service.revoke(key_id, by=_owner(_caller()), reason="owner")
+        device = service.revoke(key_id, by=liaison.owner_of(_caller()), reason="owner")
     except ExchangeError as error:
         db().rollback()
         raise _refused(error) from error
@@ -202,7 +197,7 @@ def revoke_device(key_id: str) -> Any:
 
 @web_bp.route("/sauvegarde", methods=["GET", "PUT"])
 # Each download allows guessing the passphrase offline: few, and only just after a login.
-@limiter.limit("10 per hour", key_func=lambda: _owner(_caller()).name)
+@limiter.limit("10 per hour", key_func=lambda: liaison.owner_of(_caller()).name)
 def recovery_backup() -> Any:
     """The person's recovery backup: PUT keeps a new one (after a fresh login), GET gives the
     latest to restore the device's keys in another browser. The hub cannot open it."""
@@ -249,7 +244,7 @@ def recipients(reference: str) -> Any:
     if not purpose or not fields or len(fields) > 64:
         raise ApiError(400, "invalid_request", _("Indiquez la finalité et 1 à 64 champs."))
     service = cases()
-    case = service.by_reference(reference) if "\x00" not in reference else None
+    case = service.by_reference(reference)
     try:
         if case is None:
             raise CaseAccessDeniedError("", rule="unknown_case", code="not_involved")
@@ -294,7 +289,7 @@ def _candidate_json(candidate: liaison.Candidate) -> dict[str, Any]:
 
 def _caller_key() -> str:
     """Rate-limit key of a sender (its client id or person id; authentication ran first)."""
-    return str(_owner(_caller()).name)
+    return str(liaison.owner_of(_caller()).name)
 
 
 @_route("/fiches", methods=["POST"])
@@ -321,7 +316,7 @@ def send_form() -> Any:
         db().commit()
         raise
     try:
-        accepted = service.accept(data, caller=_owner(caller))
+        accepted = service.accept(data, caller=liaison.owner_of(caller))
     except ExchangeError as error:
         db().rollback()
         case_ref = _case_reference(data)
@@ -378,7 +373,7 @@ def inbox() -> Any:
     """Forms received by the caller's devices, newest first (no content)."""
     caller = _caller()
     service = liaison.relay(db(), state(), caller)
-    owner = _owner(caller)
+    owner = liaison.owner_of(caller)
     rows = service.inbox(owner, before=_int_arg("avant", 0) or None)
     record(Action.API_READ, object_type=_owner_type(caller), object_id=owner.public_id)
     return jsonify(
@@ -408,7 +403,7 @@ def deliver(form_id: str) -> Any:
     key_id = request.args.get("appareil", "")
     service = liaison.relay(db(), state(), caller)
     try:
-        envelope, row = service.deliver(form_id, key_id, caller=_owner(caller))
+        envelope, row = service.deliver(form_id, key_id, caller=liaison.owner_of(caller))
     except ExchangeError as error:
         db().rollback()
         record(
@@ -458,7 +453,7 @@ def _ack(form_id: str, action: Action) -> Any:
                 _("Motif attendu : %(codes)s.", codes=", ".join(sorted(SENDER_FAULTS))),
             )
     service = liaison.relay(db(), state(), caller)
-    owner = _owner(caller)
+    owner = liaison.owner_of(caller)
     try:
         if action is Action.FORM_OPEN:
             row = service.mark_opened(form_id, key_id, caller=owner)

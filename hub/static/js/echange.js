@@ -700,15 +700,14 @@ export class DeviceSecrets {
     // Imported extractable only long enough to read the public halves, then again without.
     const signX = await importPrivate("Ed25519", signRaw, true);
     const kemX = await importPrivate("X25519", kemRaw, true);
-    const pub = await DeviceKey.create(await publicOf(signX, "Ed25519"), SUITES.X25519, await publicOf(kemX, "X25519"));
+    const pub = await DeviceKey.create(await publicOf(signX), SUITES.X25519, await publicOf(kemX));
     return new DeviceSecrets(await importPrivate("Ed25519", signRaw), await importPrivate("X25519", kemRaw), pub);
   }
 }
 
-async function publicOf(privateKey, algorithm) {
+async function publicOf(privateKey) {
   // WebCrypto derives no public key from a private one: the JWK export carries both halves.
   const jwk = await subtle.exportKey("jwk", privateKey);
-  void algorithm;
   return b64d(jwk.x, "x", 32);
 }
 
