@@ -74,6 +74,10 @@ def celery_init_app(app: Flask) -> Celery[Any]:
                 "task": "hub.tasks.consent_sweep",
                 "schedule": timedelta(hours=6),
             },
+            "alert-sweep": {
+                "task": "hub.tasks.alert_sweep",
+                "schedule": timedelta(hours=1),
+            },
             "detect-anomalies": {
                 "task": "hub.dpo_tasks.detect_anomalies",
                 "schedule": timedelta(hours=1),

@@ -51,6 +51,49 @@ KINDS: dict[str, tuple[str, str]] = {
             "ouvrez-la sur un appareil enregistré."
         ),
     ),
+    # Release-date alerts (hub.alerts): the milestone, never the date.
+    "release_4m": (
+        N_("Sortie à préparer"),
+        N_(
+            "Une sortie de détention est prévue dans moins de quatre mois dans le dossier "
+            "%(ref)s : préparez-la avec les partenaires pour éviter une sortie sèche."
+        ),
+    ),
+    "release_1m": (
+        N_("Sortie dans moins d'un mois"),
+        N_(
+            "Une sortie de détention est prévue dans moins d'un mois dans le dossier %(ref)s : "
+            "vérifiez que l'accueil, le logement et les démarches sont prêts."
+        ),
+    ),
+    "release_1w": (
+        N_("Sortie dans moins d'une semaine"),
+        N_(
+            "Une sortie de détention est prévue dans moins d'une semaine dans le dossier "
+            "%(ref)s : confirmez le premier rendez-vous avec le jeune."
+        ),
+    ),
+    "release_day": (
+        N_("Date de sortie arrivée"),
+        N_(
+            "La date de sortie de détention prévue dans le dossier %(ref)s est arrivée : "
+            "assurez-vous que le jeune est accueilli."
+        ),
+    ),
+    "follow_up_end": (
+        N_("Fin du suivi"),
+        N_(
+            "Le suivi du dossier %(ref)s arrive à son terme (six mois après la fin de la "
+            "mesure judiciaire) : faites le point et enregistrez la sortie du dispositif."
+        ),
+    ),
+    "review_due": (
+        N_("Dossier à revoir"),
+        N_(
+            "Le dossier %(ref)s est à revoir lors de la prochaine réunion du groupe "
+            "opérationnel : préparez le point de situation."
+        ),
+    ),
     "consent_expired": (
         N_("Consentement expiré"),
         N_(

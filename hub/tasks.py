@@ -14,6 +14,7 @@ from consent import local_day
 from consent.enforce import EXPIRY_NOTICE_DAYS
 from exchange.server.retention import destroy_forms, expired_forms
 from hub import mail
+from hub.alerts import Alerts
 from hub.cases import Cases
 from hub.consents import tell
 from hub.db import rowcount
@@ -239,6 +240,17 @@ def record_refusal_bursts() -> int:
     hub_state = state()
     with hub_state.session_factory() as session:
         return record_bursts(session, hub_state.clock())
+
+
+@shared_task(name="hub.tasks.alert_sweep", ignore_result=True, acks_late=True)
+def alert_sweep() -> int:
+    """Beat, hourly: release-date, end-of-follow-up and review alerts due today (see
+    :mod:`hub.alerts`). Hourly rather than daily so that a worker back from downtime catches
+    up within the hour; each alert is sent once per person whatever the number of runs.
+    How many people were told."""
+    hub_state = state()
+    with hub_state.session_factory() as session:
+        return Alerts(hub_state.cases(session)).sweep().told
 
 
 @shared_task(name="hub.tasks.consent_sweep", ignore_result=True, acks_late=True)

@@ -16,6 +16,8 @@ One exception, :class:`VaultError`, for every failure; it says nothing about why
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from dataclasses import dataclass
 
@@ -31,6 +33,7 @@ _KEK_INFO = b"maillon/vault/kek/v1"
 _WRAP_AAD = b"maillon/vault/case-key/v1|"
 _FIELD_AAD = b"maillon/vault/field/v1|"
 _DOCUMENT_AAD = b"maillon/vault/document/v1|"
+_TAG_PREFIX = b"maillon/vault/tag/v1|"
 MAX_VALUE_BYTES = 4096
 # Consent evidence (a scanned form) is the largest thing sealed; the hub caps uploads below this.
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
@@ -82,6 +85,16 @@ class FieldVault:
         """The clear bytes sealed by :meth:`seal_document` for the same case and label."""
         aad = _DOCUMENT_AAD + case_ref.encode() + b"|" + label.encode()
         return self._open(self._case_cipher(wrapped_key, case_ref), blob, aad)
+
+    def tag(self, wrapped_key: bytes, case_ref: str, label: str, value: str) -> str:
+        """A keyed digest of ``value`` under the case's own key: equal values give equal tags,
+        and nobody without the case key can test a guess (a release date has few candidates,
+        so a plain hash would give it away). Shredding the case key unlinks every tag."""
+        key = self._open(self._kek, wrapped_key, _WRAP_AAD + case_ref.encode())
+        mac = hmac.new(key, digestmod=hashlib.sha256)
+        mac.update(_TAG_PREFIX + case_ref.encode() + b"|" + label.encode() + b"|")
+        mac.update(value.encode("utf-8"))
+        return mac.hexdigest()[:32]
 
     def for_case(self, wrapped_key: bytes, case_ref: str) -> CaseSealer:
         """A sealer bound to one case (what the consent package asks for)."""

@@ -135,3 +135,39 @@ def test_production_worker_delivers_through_redis(
     worker = request.getfixturevalue("worker")
     _invite(app, clock, territory)
     _assert_delivered(app, worker)
+
+
+def _alerts_through_worker(app: Flask, worker: subprocess.Popen[bytes]) -> None:
+    """The beat's entry, sent as the beat sends it: the worker sweeps, notifies and mails."""
+    celery = app.extensions["celery"]
+    entry = celery.conf.beat_schedule["alert-sweep"]
+    assert entry["task"] == "hub.tasks.alert_sweep"
+    celery.send_task(entry["task"])
+    config: Config = app.extensions["maillon"].config
+    mails = _wait_for_mail(config.mail_outbox)
+    log = (config.var_dir / "worker.log").read_text(errors="replace")
+    assert mails, f"the worker sent no alert; worker log:\n{log[-3000:]}"
+    bodies = b"".join(m.read_bytes() for m in mails)
+    assert b"/notifications" in bodies
+    assert b"2005-05-12" not in bodies
+    assert worker.poll() is None
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+def test_embedded_worker_runs_the_alert_sweep(
+    app: Flask, territory: dict[str, Account], worker: subprocess.Popen[bytes]
+) -> None:
+    _alerts_through_worker(app, worker)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("db_backend", ["postgresql"])
+@pytest.mark.config(broker_url=REDIS_URL or "redis://not-configured")
+def test_production_worker_runs_the_alert_sweep(
+    app: Flask, territory: dict[str, Account], request: pytest.FixtureRequest
+) -> None:
+    require_service(REDIS_URL, "Redis (MAILLON_TEST_REDIS_URL)")
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    _alerts_through_worker(app, request.getfixturevalue("worker"))

@@ -74,3 +74,16 @@ def test_truncated_input_and_oversized_values_are_refused(vault: FieldVault) -> 
         vault.seal(wrapped, "C-1", "f.a", "x" * (MAX_VALUE_BYTES + 1))
     with pytest.raises(VaultError):
         FieldVault(b"short")
+
+
+def test_a_tag_is_stable_for_a_value_and_needs_the_case_key(vault: FieldVault) -> None:
+    wrapped = vault.new_case_key("C-1")
+    tag = vault.tag(wrapped, "C-1", "justice.date_sortie", "2027-03-14")
+    assert tag == vault.tag(wrapped, "C-1", "justice.date_sortie", "2027-03-14")
+    assert tag != vault.tag(wrapped, "C-1", "justice.date_sortie", "2027-03-15")
+    assert tag != vault.tag(wrapped, "C-1", "justice.date_fin_mesure", "2027-03-14")
+    # Another case's key (same reference, same value): another tag, nothing to compare
+    assert tag != vault.tag(vault.new_case_key("C-1"), "C-1", "justice.date_sortie", "2027-03-14")
+    assert "2027" not in tag
+    with pytest.raises(VaultError):
+        vault.tag(wrapped, "C-2", "justice.date_sortie", "2027-03-14")
