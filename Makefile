@@ -22,10 +22,14 @@ translations: $(MO)
 env: $(STAMP) translations
 
 ## make run: initialise the embedded demo territory and serve it on http://127.0.0.1:5000
+## (`make run PORT=5101` for another port: links in mails, the accounts file and the audit
+## log's origin follow, unless MAILLON_BASE_URL says otherwise).
+PORT ?= 5000
+RUN_ENV = MAILLON_BASE_URL="$${MAILLON_BASE_URL:-http://127.0.0.1:$(PORT)}"
 run: env
-	$(BIN)/flask --app hub init-db
-	$(BIN)/flask --app hub demo --out var/demo-accounts.json
-	exec $(BIN)/flask --app hub serve
+	$(RUN_ENV) $(BIN)/flask --app hub init-db
+	$(RUN_ENV) $(BIN)/flask --app hub demo --out var/demo-accounts.json
+	$(RUN_ENV) exec $(BIN)/flask --app hub serve --port $(PORT)
 
 # Test tooling from the npm registry (axe-core for the accessibility checks), pinned by its lockfile.
 AXE_STAMP := tests/browser/node_modules/.installed-stamp

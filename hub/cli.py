@@ -29,10 +29,11 @@ from audit.export import export_log
 from charter import CharterError, has_errors, lint, load_charter
 from charter.vocabulary import OVERSIGHT_ROLES, OrgKind, Role
 from exchange.errors import ExchangeError
-from hub import assets, liaison, migrate, totp
+from hub import assets, liaison, migrate
 from hub.api_auth import ClientKeyError, parse_public_jwk
 from hub.charters import Charters
 from hub.demo import accounts_as_json, seed_demo
+from hub.democode import demo_code
 from hub.i18n import MessageError
 from hub.models import ApiClient, GroupMembership, OperationalGroup, Organisation, User
 from hub.recording import record
@@ -97,6 +98,20 @@ def init_db() -> None:
         click.echo(f"Annuaire des clés : empreinte de {script} publiée ({assets.release()}).")
 
 
+def _previous_credentials(path: Path) -> dict[str, tuple[str, str]]:
+    """What a previous ``demo --out PATH`` gave out, by e-mail (empty if unreadable): running
+    ``make run`` again keeps the passwords and TOTP secrets people already use."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            str(a["email"]): (str(a["password"]), str(a["totp_secret"]))
+            for a in data["accounts"]
+            if a.get("password") and a.get("totp_secret")
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 @click.command("demo")
 @click.option(
     "--out",
@@ -113,7 +128,11 @@ def demo(out: Path) -> None:
         _fail("La démonstration est interdite en production.")
     with hub_state.session_factory() as session:
         created = seed_demo(
-            session, hub_state.accounts(session), now=hub_state.clock(), vault=hub_state.vault
+            session,
+            hub_state.accounts(session),
+            now=hub_state.clock(),
+            vault=hub_state.vault,
+            keep=_previous_credentials(out),
         )
         session.commit()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -132,30 +151,6 @@ def demo(out: Path) -> None:
             f"TOTP {account.totp_secret}  ({', '.join(account.roles)})"
         )
     click.echo("Code TOTP du moment : flask --app hub demo-code ADRESSE")
-
-
-@click.command("demo-code")
-@click.argument("email")
-@click.option(
-    "--accounts",
-    "accounts_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Fichier écrit par « demo --out » (défaut : var/demo-accounts.json).",
-)
-@with_appcontext
-def demo_code(email: str, accounts_file: Path | None) -> None:
-    """Print the current TOTP code of a demo account (development only)."""
-    hub_state = _state()
-    if hub_state.config.production:
-        _fail("Commande interdite en production.")
-    path = accounts_file or hub_state.config.var_dir / "demo-accounts.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    for account in data["accounts"]:
-        if account["email"] == email.strip().lower():
-            click.echo(totp.code_at(account["totp_secret"], hub_state.clock()))
-            return
-    _fail("Compte de démonstration inconnu.")
 
 
 # -- organisations -------------------------------------------------------------------------

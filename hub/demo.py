@@ -6,6 +6,7 @@ For development and tests only: passwords and TOTP secrets are written in clear 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 
@@ -73,9 +74,17 @@ class DemoAccount:
 
 
 def seed_demo(
-    session: Session, accounts: Accounts, *, now: datetime, vault: FieldVault
+    session: Session,
+    accounts: Accounts,
+    *,
+    now: datetime,
+    vault: FieldVault,
+    keep: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[DemoAccount]:
-    """Create the demo territory (idempotent: an existing demo is reset with new credentials).
+    """Create the demo territory (idempotent: an existing demo is reset, unlocked and logged
+    out). ``keep`` maps e-mail addresses to the ``(password, TOTP secret)`` a previous run
+    gave out: an existing account keeps them (the phone enrolled yesterday still works); new
+    accounts, and accounts the previous run did not list, get fresh ones.
 
     The first time, it also opens three cases (pseudonymous, dates only) and schedules the
     group's monthly reviews, so that every page has something to show.
@@ -88,11 +97,12 @@ def seed_demo(
     members: list[User] = []
     coordinator: User | None = None
     for name, email, org_index, roles, in_group in PEOPLE:
-        user = accounts.by_email(email) or accounts.create_user(
+        existing = accounts.by_email(email)
+        user = existing or accounts.create_user(
             name=name, email=email, organisation=orgs[org_index], roles=roles
         )
-        password = secrets.token_urlsafe(12)
-        secret = totp.new_secret()
+        kept = (keep or {}).get(email) if existing is not None else None
+        password, secret = kept or (secrets.token_urlsafe(12), totp.new_secret())
         user.password_hash = accounts.passwords.hash(password)
         user.totp_secret = secret
         user.totp_last_step = None

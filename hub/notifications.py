@@ -143,16 +143,15 @@ def notify(
     return Created(ids)
 
 
-def unread_count(session: Session, user: User) -> int:
-    """How many notifications the person has not read (the header's badge)."""
-    return int(
-        session.scalar(
-            select(func.count(Notification.id)).where(
-                Notification.user_id == user.id, Notification.read_at.is_(None)
-            )
-        )
-        or 0
+def unread_count(session: Session, user: User, *, kind: str | None = None) -> int:
+    """How many notifications the person has not read (the header's badge), of ``kind`` only
+    when given."""
+    statement = select(func.count(Notification.id)).where(
+        Notification.user_id == user.id, Notification.read_at.is_(None)
     )
+    if kind is not None:
+        statement = statement.where(Notification.kind == kind)
+    return int(session.scalar(statement) or 0)
 
 
 def mark_read(

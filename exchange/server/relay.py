@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, distinct, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from audit.checkpoint import Checkpoint, SignedNote
@@ -344,6 +344,25 @@ class Relay:
         if before is not None:
             query = query.where(forms.c.id < before)
         return list(self.session.execute(query).all())
+
+    def unread(self, owner: Owner) -> int:
+        """How many forms (not expired) ``owner`` received and opened on none of its devices
+        (a person's home page): one count, whatever the number of devices."""
+        opened = (
+            select(form_recipients.c.form_row_id)
+            .where(_recipient(owner) == owner.row_id, form_recipients.c.opened_at.is_not(None))
+            .scalar_subquery()
+        )
+        query = (
+            select(func.count(distinct(forms.c.id)))
+            .join(form_recipients, form_recipients.c.form_row_id == forms.c.id)
+            .where(
+                _recipient(owner) == owner.row_id,
+                forms.c.expires_at > self.clock(),
+                forms.c.id.not_in(opened),
+            )
+        )
+        return int(self.session.scalar(query) or 0)
 
     def received(self, form_id: str, owner: Owner) -> tuple[Any, list[str]] | None:
         """The form ``form_id`` as ``owner`` received it (no envelope): its row and the key ids

@@ -49,6 +49,7 @@ from hub.charters import parse
 from hub.dates import DayError, parse_day
 from hub.dpo_tasks import detect_anomalies
 from hub.forms import ConfirmForm
+from hub.home import case_refs
 from hub.i18n import N_, page_is_english
 from hub.models import Case, Organisation
 from hub.pagination import page_number, paginate
@@ -619,9 +620,9 @@ def consents_overview() -> Any:
     page = page_number(request.args.get("page"))
     per_page = 50
     exceptions = service.consents.exceptions()
-    refs = _case_refs({e.case_id for e in exceptions})
+    refs = case_refs(db(), {e.case_id for e in exceptions})
     receipt = service.consents.receipt(reference) if reference else None
-    receipt_case = _case_refs({receipt.case_id}).get(receipt.case_id) if receipt else None
+    receipt_case = case_refs(db(), {receipt.case_id}).get(receipt.case_id) if receipt else None
     if reference:
         _record_read("receipt", reference, "consent")
     return render_template(
@@ -664,13 +665,6 @@ def consent_exception(information_id: int) -> Any:
         justification=text,
         organisation=org.name if org else "",
     )
-
-
-def _case_refs(case_ids: set[int]) -> dict[int, str]:
-    if not case_ids:
-        return {}
-    rows = db().execute(select(Case.id, Case.reference).where(Case.id.in_(case_ids)))
-    return {row.id: row.reference for row in rows}
 
 
 @dataclass(frozen=True)

@@ -9,21 +9,66 @@ from flask_login import current_user
 from kombu import Connection
 from sqlalchemy import select, text
 
+from audit.events import Action
+from charter.vocabulary import Role
+from consent import local_day
+from hub import anomaly_review, dpo_reports, liaison
+from hub.blueprints.cases import STATUS_LABELS
 from hub.forms import ConfirmForm
+from hub.home import SECTION_LIMIT, case_refs, home_of
 from hub.i18n import LANGUAGES
 from hub.models import Notification
 from hub.notifications import KINDS, mark_read, unread_count
 from hub.pagination import page_number, paginate
+from hub.recording import record
 from hub.security import safe_next
-from hub.state import accounts, db, now, state
+from hub.state import accounts, cases, db, now, state
+
+# The roles that take part in cases (and so may receive liaison forms).
+CASE_ROLES = frozenset({Role.AGENT, Role.REFERENT, Role.GROUP_MEMBER, Role.COORDINATOR})
 
 bp = Blueprint("main", __name__)
 
 
 @bp.route("/")
 def index() -> Any:
-    """The person's start page."""
-    return render_template("index.html")
+    """The person's home: what needs their attention, per role, each item linking to where
+    it is done. What it reads is recorded as the pages it summarises record it."""
+    hub_state = state()
+    service = cases()
+    home = home_of(service, current_user, page_number(request.args.get("page")))
+    if home.cases is not None or home.groups:
+        record(Action.CASE_LIST, object_type="page", object_id="main.index")
+    forms_unread = None
+    if current_user.roles & CASE_ROLES:
+        forms_unread = liaison.relay(db(), hub_state, current_user).unread(
+            liaison.user_owner(current_user)
+        )
+    dpo: dict[str, Any] = {}
+    if current_user.has_role(Role.DPO):
+        record(Action.AUDIT_READ, object_type="audit_log", purpose="integrity")
+        exceptions = [e for e in service.consents.exceptions() if e.current]
+        dpo = {
+            "integrity": dpo_reports.check_integrity(
+                hub_state.audit_log, hub_state.audit_signer.verifier()
+            ),
+            "unreviewed": anomaly_review.unreviewed_count(db()),
+            "exceptions": exceptions[:SECTION_LIMIT],
+            "exceptions_total": len(exceptions),
+            "exceptions_new": unread_count(db(), current_user, kind="consent_exception"),
+            "exception_refs": case_refs(db(), {e.case_id for e in exceptions}),
+        }
+    if current_user.has_role(Role.ADMIN):
+        record(Action.ADMIN_READ, object_type="page", object_id="main.index")
+    return render_template(
+        "index.html",
+        home=home,
+        forms_unread=forms_unread,
+        dpo=dpo,
+        status_labels=STATUS_LABELS,
+        kinds=KINDS,
+        today=local_day(now()),
+    )
 
 
 @bp.route("/compte")

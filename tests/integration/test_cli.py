@@ -190,3 +190,84 @@ def test_api_client_registration_refuses_other_keys_clearly_and_registers_nothin
     assert result.exit_code != 0 and message in result.output
     with app.extensions["maillon"].session_factory() as session:
         assert session.scalar(select(func.count()).select_from(ApiClient)) == before
+
+
+def test_demo_run_again_keeps_the_passwords_and_totp_secrets(app: Flask, tmp_path: Path) -> None:
+    out = tmp_path / "demo.json"
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["demo", "--out", str(out)]).exit_code == 0
+    first = {a["email"]: a for a in json.loads(out.read_text())["accounts"]}
+    assert runner.invoke(args=["demo", "--out", str(out)]).exit_code == 0
+    second = {a["email"]: a for a in json.loads(out.read_text())["accounts"]}
+    assert {e: (a["password"], a["totp_secret"]) for e, a in first.items()} == {
+        e: (a["password"], a["totp_secret"]) for e, a in second.items()
+    }
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        admin = session.scalar(select(User).where(User.email == "admin@demoville.example"))
+        assert admin is not None
+        assert admin.totp_secret == first["admin@demoville.example"]["totp_secret"]
+        assert state.accounts(session).passwords.verify(
+            admin.password_hash, first["admin@demoville.example"]["password"]
+        )
+    # A file that is not a previous run's: fresh credentials, no crash
+    out.write_text("not json")
+    assert runner.invoke(args=["demo", "--out", str(out)]).exit_code == 0
+    third = {a["email"]: a for a in json.loads(out.read_text())["accounts"]}
+    assert (
+        third["admin@demoville.example"]["password"] != first["admin@demoville.example"]["password"]
+    )
+
+
+def test_demo_code_answers_without_building_the_app(tmp_path: Path) -> None:
+    """A Flask plugin command: it works even where no application could be built, which is
+    what makes it instant (no database, audit log, blueprints or password hasher)."""
+    import os
+    import subprocess
+    import sys
+
+    from hub import totp
+
+    secret = totp.new_secret()
+    accounts = tmp_path / "demo-accounts.json"
+    accounts.write_text(
+        json.dumps({"accounts": [{"email": "admin@demoville.example", "totp_secret": secret}]})
+    )
+    env = {**os.environ, "MAILLON_VAR_DIR": str(tmp_path), "MAILLON_ENV": "development"}
+    flask = [sys.executable, "-m", "flask", "--app", "no_such_app_module"]
+    done = subprocess.run(
+        [*flask, "demo-code", "admin@demoville.example"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    code = done.stdout.strip()
+    assert len(code) == 6 and code.isdigit()
+    unknown = subprocess.run(
+        [*flask, "demo-code", "nobody@demoville.example"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert unknown.returncode == 1 and "inconnu" in unknown.stderr
+
+
+def test_make_run_serves_on_the_port_asked_and_links_follow() -> None:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    plan = subprocess.run(
+        ["make", "-n", "-C", str(root), "run", "PORT=5101"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    commands = [line for line in plan.splitlines() if "flask --app hub" in line]
+    assert len(commands) == 3  # init-db, demo, serve
+    assert all(
+        'MAILLON_BASE_URL="${MAILLON_BASE_URL:-http://127.0.0.1:5101}"' in c for c in commands
+    )
+    assert commands[-1].endswith("serve --port 5101")
