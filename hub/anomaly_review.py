@@ -40,11 +40,12 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from audit.anomalies import Finding, WorkingHours, detect, unexpected_access
 from audit.errors import AuditError
-from audit.events import Event
+from audit.events import Action, Event
 from audit.queries import EventFilter, search
 from audit.store import AuditLog
+from charter.vocabulary import Role
 from hub.db import Base, rowcount
-from hub.models import Case, CasePartner, GroupMembership, Organisation, User
+from hub.models import Case, CasePartner, GroupMembership, Organisation, User, UserRole
 
 # Longer than the widest rule window (a local day for off-hours reads) plus the beat interval,
 # so a burst or a day is always seen whole by at least one scan.
@@ -170,7 +171,9 @@ def scan(
 
 def expected_readers(session: Session) -> Callable[[Event], bool]:
     """Whether a read is one the DPO expects (DESIGN §8): a case read by its référent, by a
-    member or the coordinator of its group, or by the system of an organisation following it.
+    member or the coordinator of its group, or by the system of an organisation following it;
+    and the DPO's own reading of the log about a case (their job, not an access to the case's
+    content).
 
     Anything else that the charter allowed — a partner's agent who does not sit in the group,
     for instance — is listed for review. Reads of what is not a case, and of cases the hub no
@@ -204,8 +207,18 @@ def expected_readers(session: Session) -> Callable[[Event], bool]:
                 known[reference] = (frozenset(people), frozenset(orgs))
         return known[reference]
 
+    dpos = frozenset(
+        session.scalars(
+            select(User.public_id)
+            .join(UserRole, UserRole.user_id == User.id)
+            .where(UserRole.role == Role.DPO)
+        )
+    )
+
     def is_expected(event: Event) -> bool:
         if event.object_type != "case" or not event.object_id:
+            return True
+        if event.action is Action.AUDIT_READ and event.actor_user in dpos:
             return True
         found = readers(event.object_id)
         if found is None:

@@ -76,6 +76,22 @@ def _may_represent(group: OperationalGroup) -> bool:
     return _is_partner(group) and any(current_user.has_role(r) for r in REPRESENTATIVES)
 
 
+def _may_review(group: OperationalGroup) -> bool:
+    """The annual review is the coordinator's and the DPO's."""
+    return group.coordinator_id == current_user.id or current_user.has_role(Role.DPO)
+
+
+@bp.app_template_global()
+def charter_tabs(group: OperationalGroup) -> list[tuple[str, str]]:
+    """The charter pages of ``group`` this person may open (no tab ends in a 403)."""
+    tabs = [("charter.group", _("Versions et signatures")), ("charter.what_if", _("Simulation"))]
+    if _may_represent(group):
+        tabs.append(("charter.decline", _("Refus de partager")))
+    if _may_review(group):
+        tabs.append(("charter.review", _("Bilan annuel")))
+    return tabs
+
+
 @bp.route("/")
 def index() -> Any:
     """The groups the person's organisation sits in, and the charter that applies to it."""
@@ -338,7 +354,7 @@ def review_data(group: OperationalGroup, since: datetime, until: datetime) -> di
 
 def _review_context(public_id: str) -> dict[str, Any]:
     group = _group_or_404(public_id)
-    if group.coordinator_id != current_user.id and not current_user.has_role(Role.DPO):
+    if not _may_review(group):
         abort(403)
     form = PeriodForm(request.args)
     if request.args and not form.validate():

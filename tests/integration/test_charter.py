@@ -344,3 +344,27 @@ def test_a_partner_that_does_not_sign_the_version_in_force_keeps_the_previous_on
     with state.session_factory() as session:
         reference = session.scalar(select(Case.reference).order_by(Case.id).limit(1))
     assert cpip.get(f"/dossiers/{reference}").status_code == 403
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+def test_the_charter_tabs_lead_only_to_pages_the_person_may_open(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        group = session.scalar(select(OperationalGroup).where(OperationalGroup.name == GROUP_NAME))
+        assert group is not None
+        public_id = group.public_id
+    shown: dict[str, set[str]] = {}
+    for name in ("cpip", "conseillere", "coordinatrice", "dpo", "admin"):
+        client = app.test_client()
+        assert login(client, clock, territory[name]).status_code == 302
+        page = client.get(f"/charte/{public_id}/").get_data(as_text=True)
+        nav = page.split('class="subnav"', 1)[1].split("</nav>", 1)[0]
+        links = re.findall(r'href="([^"]+)"', nav)
+        for link in links:
+            assert client.get(link).status_code == 200, (name, link)
+        shown[name] = {link.rsplit("/", 1)[-1] for link in links}
+    assert "bilan" not in shown["cpip"] and "bilan" in shown["coordinatrice"]
+    assert "bilan" in shown["dpo"] and "refus" not in shown["dpo"]
+    assert "refus" in shown["cpip"]

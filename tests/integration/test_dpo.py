@@ -36,7 +36,7 @@ from hub import anomaly_review, dpo_reports
 from hub.anomaly_review import AnomalyFinding, AnomalyScan
 from hub.dpo_tasks import detect_anomalies
 from hub.migrate import downgrade, upgrade
-from hub.models import Organisation, User
+from hub.models import Case, Organisation, User
 from tests.conftest import (
     Account,
     FakeClock,
@@ -995,3 +995,56 @@ def test_organisation_names_are_joined_from_the_directory(
         names = dpo_reports.directory(session, ["client:nope", None], [org.public_id, "x"])
     assert names.org_name(org.public_id) == "SPIP de Démoville"
     assert names.org_name("x") is None and names.user_name("client:nope") is None
+
+
+def test_the_dpo_reading_a_case_report_is_not_a_person_not_expected(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    from hub.anomaly_review import scan_all
+
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        reference = session.scalar(select(Case.reference).order_by(Case.id))
+    assert reference is not None
+    dpo = _client(app, clock, territory["dpo"])
+    assert dpo.get(f"/dpo/rapport/objet/case/{reference}").status_code == 200
+    # The same read by someone else than a DPO (an event forged for the test) is listed
+    outsider = _person(app, territory["logement"])
+    _seed(app, outsider, reference, action=Action.AUDIT_READ)
+    with state.session_factory() as session:
+        scan_all(session, state.audit_log, now=clock())
+        session.commit()
+        flagged = {
+            f.actor_user
+            for f in session.scalars(
+                select(AnomalyFinding).where(AnomalyFinding.rule == "unexpected_access")
+            )
+        }
+    assert _person(app, territory["dpo"])[0] not in flagged
+    assert outsider[0] in flagged
+
+
+def test_the_verify_commands_shown_to_the_dpo_work_as_printed(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], tmp_path: Path
+) -> None:
+    import html as html_lib
+    import shlex
+
+    from audit.verify import main as verify_main
+
+    dpo = _client(app, clock, territory["dpo"])
+    page = dpo.get("/dpo/").get_data(as_text=True)
+    block = page.split('id="verify-commands"><code>', 1)[1].split("</code>", 1)[0]
+    export_line, verify_line = html_lib.unescape(block).strip().splitlines()
+    export_args = shlex.split(export_line)
+    verify_args = shlex.split(verify_line)
+    assert export_args[:3] == [".venv/bin/flask", "--app", "hub"]
+    assert verify_args[:3] == [".venv/bin/python", "-m", "audit.verify"]
+    # Run exactly what is printed (in a scratch directory)
+    directory = tmp_path / "journal-exporte"
+    export = [str(directory) if a == "journal-exporte" else a for a in export_args[3:]]
+    with app.app_context():
+        result = app.test_cli_runner().invoke(args=export)
+    assert result.exit_code == 0, result.output
+    verify = [str(directory) if a == "journal-exporte" else a for a in verify_args[3:]]
+    assert verify_main(verify) == 0
