@@ -78,7 +78,7 @@ def _may_represent(group: OperationalGroup) -> bool:
 
 def _may_review(group: OperationalGroup) -> bool:
     """The annual review is the coordinator's and the DPO's."""
-    return group.coordinator_id == current_user.id or current_user.has_role(Role.DPO)
+    return bool(group.coordinator_id == current_user.id or current_user.has_role(Role.DPO))
 
 
 @bp.app_template_global()
