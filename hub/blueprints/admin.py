@@ -126,11 +126,49 @@ def organisations() -> Any:
     )
 
 
-@bp.route("/organisations/<public_id>/statut", methods=["POST"])
+def _confirmation(title: str, consequences: list[str], button: str, back: str) -> Any:
+    """The page that asks an administrator to confirm an act that locks people out (after a
+    fresh login): what will happen, then one button that posts the act, or back."""
+    return render_template(
+        "admin/confirm.html",
+        title=title,
+        consequences=consequences,
+        button=button,
+        back=back,
+        confirm=ConfirmForm(),
+    )
+
+
+@bp.route("/organisations/<public_id>/statut", methods=["GET", "POST"])
 @fresh_login_required
 def organisation_status(public_id: str) -> Any:
-    """Suspend or reactivate an organisation; suspending ends its users' sessions."""
+    """Suspend or reactivate an organisation (asked to confirm first); suspending ends its
+    users' sessions and revokes their devices."""
     org = _org_or_404(public_id)
+    if request.method == "GET":
+        if not org.active:
+            return _confirmation(
+                _("Réactiver l'organisation « %(name)s » ?", name=org.name),
+                [_("Ses agents pourront de nouveau se connecter.")],
+                _("Réactiver l'organisation"),
+                url_for("admin.organisations"),
+            )
+        return _confirmation(
+            _("Suspendre l'organisation « %(name)s » ?", name=org.name),
+            [
+                _(
+                    "Ses %(n)d compte(s) sont déconnectés sur-le-champ et ne peuvent plus se "
+                    "connecter.",
+                    n=len(org.users),
+                ),
+                _(
+                    "Les appareils de ses agents et de ses systèmes sont révoqués : ils ne "
+                    "reçoivent plus de fiches de liaison."
+                ),
+            ],
+            _("Suspendre l'organisation"),
+            url_for("admin.organisations"),
+        )
     if not ConfirmForm().validate_on_submit():
         abort(400)
     org.active = not org.active
@@ -242,11 +280,25 @@ def user_unlock(public_id: str) -> Any:
     return redirect(url_for("admin.user_detail", public_id=public_id))
 
 
-@bp.route("/utilisateurs/<public_id>/reinitialiser-mfa", methods=["POST"])
+@bp.route("/utilisateurs/<public_id>/reinitialiser-mfa", methods=["GET", "POST"])
 @fresh_login_required
 def user_reset_mfa(public_id: str) -> Any:
-    """Reset the second factor: sessions end and a re-enrolment link is mailed."""
+    """Reset the second factor (asked to confirm first): sessions end and a re-enrolment link
+    is mailed."""
     user = _user_or_404(public_id)
+    if request.method == "GET":
+        return _confirmation(
+            _("Réinitialiser la double authentification de %(name)s ?", name=user.name),
+            [
+                _("Toutes ses sessions sont fermées sur-le-champ."),
+                _(
+                    "Son application d'authentification ne sert plus : un lien lui est envoyé "
+                    "par courriel pour en enregistrer une nouvelle."
+                ),
+            ],
+            _("Réinitialiser la double authentification"),
+            url_for("admin.user_detail", public_id=public_id),
+        )
     if not ConfirmForm().validate_on_submit():
         abort(400)
     invitation = accounts().reset_mfa(user, by=current_user)
@@ -260,11 +312,32 @@ def user_reset_mfa(public_id: str) -> Any:
     return redirect(url_for("admin.user_detail", public_id=public_id))
 
 
-@bp.route("/utilisateurs/<public_id>/statut", methods=["POST"])
+@bp.route("/utilisateurs/<public_id>/statut", methods=["GET", "POST"])
 @fresh_login_required
 def user_status(public_id: str) -> Any:
-    """Disable (ending every session at once) or re-enable an account."""
+    """Disable (ending every session at once) or re-enable an account, asked to confirm."""
     user = _user_or_404(public_id)
+    if request.method == "GET":
+        back = url_for("admin.user_detail", public_id=public_id)
+        if not user.active:
+            return _confirmation(
+                _("Réactiver le compte de %(name)s ?", name=user.name),
+                [_("La personne pourra de nouveau se connecter.")],
+                _("Réactiver le compte"),
+                back,
+            )
+        return _confirmation(
+            _("Désactiver le compte de %(name)s ?", name=user.name),
+            [
+                _(
+                    "Toutes ses sessions sont fermées sur-le-champ et elle ne peut plus se "
+                    "connecter."
+                ),
+                _("Ses appareils sont révoqués : elle ne reçoit plus de fiches de liaison."),
+            ],
+            _("Désactiver le compte"),
+            back,
+        )
     if not ConfirmForm().validate_on_submit():
         abort(400)
     if user.id == current_user.id:

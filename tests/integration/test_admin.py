@@ -196,16 +196,22 @@ def test_mfa_reset_needs_fresh_login_ends_sessions_and_mails_a_new_link(
     detail = f"/admin/utilisateurs/{public_id}"
     clock.advance(minutes=11)
     admin.get("/")
-    response = post_form(admin, detail, f"{detail}/reinitialiser-mfa", submit="1")
+    confirm = f"{detail}/reinitialiser-mfa"
+    response = admin.get(confirm)
     assert response.status_code == 302 and response.location.startswith("/confirmer-identite")
     assert _user(app, territory["cpip"].email).totp_secret is not None  # nothing done yet
-    post_form(
+    response = post_form(
         admin,
-        "/confirmer-identite",
+        "/confirmer-identite?next=" + confirm,
         password=territory["admin"].password,
         code=fresh_code(clock, territory["admin"].totp_secret),
     )
-    response = post_form(admin, detail, f"{detail}/reinitialiser-mfa", submit="1")
+    # Back on the confirmation page, which says what will happen and changes nothing
+    assert response.location == confirm
+    page = admin.get(confirm).get_data(as_text=True)
+    assert "Toutes ses sessions sont fermées" in page and "Annuler" in page
+    assert _user(app, territory["cpip"].email).totp_secret is not None
+    response = post_form(admin, confirm, submit="1")
     assert response.status_code == 302 and response.location == detail
     assert _user(app, territory["cpip"].email).totp_secret is None
     assert cpip_client.get("/").status_code == 302  # the user's sessions ended
@@ -224,10 +230,14 @@ def test_disabling_an_account_ends_its_sessions_at_once(
     admin = app.test_client()
     login(admin, clock, territory["admin"])
     detail = f"/admin/utilisateurs/{_user(app, territory['cpip'].email).public_id}"
-    assert post_form(admin, detail, f"{detail}/statut", submit="1").status_code == 302
+    page = admin.get(f"{detail}/statut").get_data(as_text=True)
+    assert "Désactiver le compte de Paul Probation ?" in page
+    assert cpip_client.get("/").status_code == 200  # asking changed nothing
+    assert post_form(admin, f"{detail}/statut", submit="1").status_code == 302
     assert cpip_client.get("/").status_code == 302
     assert login(app.test_client(), clock, territory["cpip"]).status_code == 200
-    post_form(admin, detail, f"{detail}/statut", submit="1")
+    assert "Réactiver le compte de" in admin.get(f"{detail}/statut").get_data(as_text=True)
+    post_form(admin, f"{detail}/statut", submit="1")
     assert login(app.test_client(), clock, territory["cpip"]).status_code == 302
 
 
@@ -243,7 +253,12 @@ def test_suspending_an_organisation_locks_out_its_people(
         spip = session.scalar(select(Organisation).where(Organisation.name == "SPIP de Démoville"))
         assert spip is not None
         public_id = spip.public_id
-    post_form(admin, "/admin/organisations", f"/admin/organisations/{public_id}/statut", submit="1")
+    confirm = f"/admin/organisations/{public_id}/statut"
+    page = admin.get(confirm).get_data(as_text=True)
+    assert "Suspendre l&#39;organisation « SPIP de Démoville » ?" in page
+    assert "sont révoqués" in page
+    assert cpip_client.get("/").status_code == 200  # asking changed nothing
+    post_form(admin, confirm, submit="1")
     assert cpip_client.get("/").status_code == 302
     assert login(app.test_client(), clock, territory["cpip"]).status_code == 200
 
