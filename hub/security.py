@@ -38,6 +38,7 @@ from charter.vocabulary import (
     OrgKind,
     Role,
 )
+from hub.action_labels import action_label
 from hub.assets import import_map, static_integrity
 from hub.extensions import login_manager
 from hub.i18n import page_is_english
@@ -290,3 +291,4 @@ def init_security(app: Flask) -> None:
     app.jinja_env.globals["import_map"] = import_map
     app.jinja_env.globals["role_label"] = role_label
     app.jinja_env.globals["org_kind_label"] = org_kind_label
+    app.jinja_env.globals["action_label"] = action_label

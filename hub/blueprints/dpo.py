@@ -42,6 +42,7 @@ from audit.queries import EventFilter, search
 from charter.vocabulary import Role
 from consent import ConsentRules, summarise
 from hub import anomaly_review, dpo_reports
+from hub.action_labels import action_label, recorded_actions
 from hub.anomaly_review import AnomalyFinding
 from hub.cases import Cases
 from hub.celery_app import enqueue
@@ -51,7 +52,7 @@ from hub.dpo_tasks import detect_anomalies
 from hub.forms import ConfirmForm
 from hub.home import case_refs
 from hub.i18n import N_, page_is_english
-from hub.models import Case, Organisation
+from hub.models import Case, Organisation, User
 from hub.pagination import page_number, paginate
 from hub.pdf import ascii_filename, attachment, pdf_response, render_pdf
 from hub.recording import AuditUnavailable, record
@@ -172,6 +173,42 @@ def _identifier(pattern: re.Pattern[str]) -> Callable[[FlaskForm, Field], None]:
     return check
 
 
+def _resolve(value: str | None, model: type[User] | type[Organisation]) -> str | None:
+    """The public id ``value`` names: itself when it is one, else the single row whose name
+    contains it (case-insensitive); a clear error when none or several match."""
+    if not value:
+        return value
+    if _IDENT.fullmatch(value) and db().scalar(
+        select(model.public_id).where(model.public_id == value)
+    ):
+        return value
+    found = list(
+        db().scalars(
+            select(model.public_id).where(model.name.icontains(value, autoescape=True)).limit(2)
+        )
+    )
+    person = model is User
+    if not found:
+        raise ValidationError(
+            _("Aucune personne ne correspond à « %(value)s ».", value=value)
+            if person
+            else _("Aucune organisation ne correspond à « %(value)s ».", value=value)
+        )
+    if len(found) > 1:
+        raise ValidationError(
+            _(
+                "Plusieurs personnes correspondent à « %(value)s » : choisissez dans la liste.",
+                value=value,
+            )
+            if person
+            else _(
+                "Plusieurs organisations correspondent à « %(value)s » : choisissez dans la liste.",
+                value=value,
+            )
+        )
+    return str(found[0])
+
+
 class JournalForm(PeriodForm):
     """Journal filters (GET form): every field set narrows the search."""
 
@@ -186,21 +223,23 @@ class JournalForm(PeriodForm):
         validators=[Optional(), Length(max=128), _identifier(_IDENT)],
     )
     actor_user = StringField(
-        _l("Personne (identifiant)"),
+        _l("Personne (nom ou identifiant)"),
         filters=[_strip],
-        validators=[Optional(), Length(max=128), _identifier(_IDENT)],
+        validators=[Optional(), Length(max=128)],
     )
     actor_org = StringField(
-        _l("Organisation (identifiant)"),
+        _l("Organisation (nom ou identifiant)"),
         filters=[_strip],
-        validators=[Optional(), Length(max=128), _identifier(_IDENT)],
+        validators=[Optional(), Length(max=128)],
     )
     action = SelectField(_l("Action"), validate_choice=False)
     decision = SelectField(_l("Décision"), validate_choice=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.action.choices = [("", _("Toutes"))] + [(a.value, a.value) for a in Action]
+        self.action.choices = [("", _("Toutes"))] + [
+            (a.value, action_label(a)) for a in recorded_actions()
+        ]
         self.decision.choices = [
             ("", _("Toutes")),
             (Decision.ALLOW.value, _("Autorisé")),
@@ -211,6 +250,14 @@ class JournalForm(PeriodForm):
         self.actor_user.render_kw = {"list": "dpo-people", "autocomplete": "off"}
         self.actor_org.render_kw = {"list": "dpo-organisations", "autocomplete": "off"}
 
+    def validate_actor_user(self, field: Field) -> None:
+        """A public id as it stands, or a name (or part of one) naming exactly one person."""
+        field.data = _resolve(field.data, User)
+
+    def validate_actor_org(self, field: Field) -> None:
+        """A public id as it stands, or a name (or part of one) naming one organisation."""
+        field.data = _resolve(field.data, Organisation)
+
     def validate_object_id(self, field: Field) -> None:
         """An object id means nothing without its type."""
         if field.data and not self.object_type.data:
@@ -218,7 +265,7 @@ class JournalForm(PeriodForm):
 
     def validate_action(self, field: Field) -> None:
         """One of the log's actions."""
-        if field.data and field.data not in {a.value for a in Action}:
+        if field.data and field.data not in {a.value for a in recorded_actions()}:
             raise ValidationError(_("Choisissez une action de la liste."))
 
     def validate_decision(self, field: Field) -> None:

@@ -401,7 +401,7 @@ def test_journal_pages_through_every_event_once(
         ({"start": "2025-03-10", "end": "2025-03-01"}, "La date de fin précède la date de début."),
         ({"object_id": "C-1"}, "Précisez aussi le type d&#39;objet"),
         ({"object_type": "Dossier X"}, "Identifiant invalide"),
-        ({"actor_user": "jean.dupont@example.org"}, "Identifiant invalide"),
+        ({"actor_user": "jean.dupont@example.org"}, "Aucune personne ne correspond"),
         ({"action": "case.steal"}, "Choisissez une action de la liste."),
         ({"decision": "maybe"}, "Choisissez une décision de la liste."),
     ],
@@ -497,7 +497,11 @@ def test_object_report_says_who_accessed_the_case(
     assert f"Accès à l'objet case {case}" in html
     assert "Paul Probation" in html and "Mina Conseil" in html and "Refusé" in html
     summary = html.split("Détail des événements")[0]
-    assert re.search(r"<code>case\.view</code></td>\s*<td>.*?</td>\s*<td>2</td>", summary, re.S)
+    assert re.search(
+        r"Consultation d&#39;un dossier<br><code class=\"hint\">case\.view</code></td>\s*<td>.*?</td>\s*<td>2</td>",
+        summary,
+        re.S,
+    )
     assert "tout le journal conservé" in html
     assert f'href="/dpo/rapport/objet/case/{case}/pdf"' in html
 
@@ -584,7 +588,9 @@ def test_long_reports_list_the_first_events_and_summarise_all(
     page = dpo.get(f"/dpo/rapport/objet/case/{case}").get_data(as_text=True)
     detail = page.split("Détail des événements", 1)[1]
     assert _seqs(detail) == seeded[:3] and "Seuls les 3 premiers événements" in page
-    assert re.search(r"<code>case\.view</code></td>\s*<td>.*?</td>\s*<td>4</td>", page, re.S)
+    assert re.search(
+        r"<code class=\"hint\">case\.view</code></td>\s*<td>.*?</td>\s*<td>4</td>", page, re.S
+    )
     dpo.get(f"/dpo/rapport/objet/case/{case}/pdf")
     (html,) = printed
     assert _seqs(html.split("Détail des événements", 1)[1]) == seeded[:2]
@@ -1048,3 +1054,38 @@ def test_the_verify_commands_shown_to_the_dpo_work_as_printed(
     assert result.exit_code == 0, result.output
     verify = [str(directory) if a == "journal-exporte" else a for a in verify_args[3:]]
     assert verify_main(verify) == 0
+
+
+def test_every_action_reads_in_french_and_the_filter_offers_only_recorded_ones() -> None:
+    from hub.action_labels import ACTION_LABELS, NEVER_RECORDED
+
+    assert set(ACTION_LABELS) | NEVER_RECORDED == set(Action)
+    assert not set(ACTION_LABELS) & NEVER_RECORDED
+    assert ACTION_LABELS[Action.CASE_VIEW] == "Consultation d'un dossier"
+
+
+def test_the_journal_reads_like_french_and_finds_a_person_by_name(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    cpip = _person(app, territory["cpip"])
+    reference = _case()
+    _seed(app, cpip, reference)
+    dpo = _client(app, clock, territory["dpo"])
+    form = dpo.get("/dpo/journal").get_data(as_text=True)
+    assert '<option value="case.view">Consultation d&#39;un dossier</option>' in form
+    assert 'value="case.close"' not in form  # never recorded: not offered
+    # By part of a name, any case: the person's public id is what is searched
+    page = dpo.get("/dpo/journal?actor_user=paul+prob").get_data(as_text=True)
+    assert reference in page and "Consultation d&#39;un dossier" in page
+    assert "Paul Probation" in page
+    assert f'href="/dpo/rapport/personne/{cpip[0]}' in page
+    # A name that matches nobody, or several people: said plainly, nothing searched
+    for query, message in (
+        ("personne+inconnue", "Aucune personne ne correspond"),
+        ("on", "Plusieurs personnes correspondent"),
+    ):
+        page = dpo.get(f"/dpo/journal?actor_user={query}").get_data(as_text=True)
+        assert message in page and reference not in page
+    # An organisation by name too
+    page = dpo.get("/dpo/journal?actor_org=SPIP").get_data(as_text=True)
+    assert reference in page
