@@ -72,8 +72,13 @@ class Reason:
     charter_version: int
     code: ReasonCode
 
+    def short_fr(self) -> str:
+        """The outcome in a few French words (« autorisé », « refusé : … »), for tables that
+        show the field and the article beside it."""
+        return _CODE_MESSAGES_FR[self.code]
+
     def message_fr(self) -> str:
-        """One French sentence, for error pages and the what-if page."""
+        """One French sentence naming field, charter, article and rule (error pages)."""
         rule = f", règle « {self.rule} »" if self.rule else ""
         return (
             f"« {self.field} » : {_CODE_MESSAGES_FR[self.code]} "

@@ -172,6 +172,16 @@ class WhatIfRow:
         """Whether the field would reach the recipient."""
         return self.publish_allowed and self.view_allowed
 
+    @property
+    def article(self) -> str:
+        """The article that decided: the sender's side when it refuses, else the recipient's."""
+        return self.publish_article if not self.publish_allowed else self.view_article
+
+    @property
+    def reason(self) -> str:
+        """The deciding side's short reason."""
+        return self.publish_reason if not self.publish_allowed else self.view_reason
+
 
 class Charters:
     """Charter versions, signatures and declinations of operational groups."""
@@ -414,10 +424,10 @@ class Charters:
                     field=field_id,
                     label=definition.label_fr if definition else field_id,
                     publish_allowed=out.allowed,
-                    publish_reason=out.message_fr(),
+                    publish_reason=out.short_fr(),
                     publish_article=out.article,
                     view_allowed=seen.allowed,
-                    view_reason=seen.message_fr(),
+                    view_reason=seen.short_fr(),
                     view_article=seen.article,
                 )
             )

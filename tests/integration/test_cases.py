@@ -672,3 +672,19 @@ def test_an_organisation_system_records_what_the_charter_lets_it_publish(
         headers=headers,
     )
     assert other.status_code == 403 and other.get_json()["error"] == "not_involved"
+
+
+def test_the_case_page_speaks_of_withheld_fields_only_when_some_are(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    referent = _as(app, clock, territory["conseillere"])
+    # The référent following the path sees every hub-tier field: nothing to explain
+    page = referent.get(f"/dossiers/{refs['followed']}?finalite=suivi_parcours")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Pourquoi ?" not in html
+    assert "ne vous sont pas communiquées" not in html
+    # For the monthly review, some are withheld, and the page says how many and why
+    html = referent.get(f"/dossiers/{refs['followed']}?finalite=revue_mensuelle").get_data(
+        as_text=True
+    )
+    assert "Pourquoi ?" in html

@@ -197,7 +197,9 @@ def test_a_declined_field_no_longer_passes_in_the_what_if(
         "&recipient_roles=group_member&recipient_member=y&purpose=suivi_parcours&meeting_day=y"
     )
     before = cpip.get(query).get_data(as_text=True).replace("&#39;", "'")
-    row = re.search(r"<code>justice\.date_sortie</code></td>\s*<td>(.*?)</td>", before, re.S)
+    row = re.search(
+        r"<code class=\"hint\">justice\.date_sortie</code></td>\s*<td>(.*?)</td>", before, re.S
+    )
     assert row and "oui" in row.group(1)
     # Bad input is refused with a clear message and changes nothing
     response = post_form(
@@ -215,9 +217,14 @@ def test_a_declined_field_no_longer_passes_in_the_what_if(
     assert ("charter.decline", "allow") in _events(app, size)
     after = cpip.get(query).get_data(as_text=True).replace("&#39;", "'")
     row = re.search(
-        r"<code>justice\.date_sortie</code></td>\s*<td>(.*?)</td>\s*<td>(.*?)</td>", after, re.S
+        r"<code class=\"hint\">justice\.date_sortie</code></td>\s*<td>(.*?)</td>"
+        r"\s*<td>(.*?)</td>\s*<td>(.*?)</td>",
+        after,
+        re.S,
     )
-    assert row and "non" in row.group(1) and "art-9" in row.group(2)
+    # Field, passes or not, article, and a short reason naming the side that refused
+    assert row and "non" in row.group(1) and row.group(2) == "art-9"
+    assert row.group(3) == "Émetteur — refusé : le partenaire a choisi de ne pas partager ce champ"
 
 
 def test_what_if_never_lets_a_forbidden_field_through(
@@ -243,7 +250,9 @@ def test_what_if_never_lets_a_forbidden_field_through(
         .replace("&#39;", "'")
     )
     for field_id in forbidden:
-        row = re.search(rf"<code>{re.escape(field_id)}</code></td>\s*<td>(.*?)</td>", page, re.S)
+        row = re.search(
+            rf"<code class=\"hint\">{re.escape(field_id)}</code></td>\s*<td>(.*?)</td>", page, re.S
+        )
         assert row and "non" in row.group(1), field_id
 
 
