@@ -60,6 +60,19 @@ from hub.vault import FieldVault, VaultError
 
 MAX_VALUE_LENGTH = 200
 EXIT_CATEGORY = "sortie"  # catalogue fields sortie.* record the exit from the programme
+EXIT_TYPE_FIELD = "sortie.type"
+REFERENT_NAME_FIELD = "parcours.referent"
+# Exit types as the national sheets count « sorties positives » (a job, a qualifying training,
+# an integration programme), then the rest: stable values, labels for people.
+EXIT_TYPES: tuple[tuple[str, str], ...] = (
+    ("emploi", N_("Emploi (CDI ou CDD)")),
+    ("formation_qualifiante", N_("Formation qualifiante")),
+    (
+        "dispositif_insertion",
+        N_("Dispositif d'insertion (contrat d'engagement jeune, chantier d'insertion…)"),
+    ),
+    ("autre", N_("Autre sortie")),
+)
 MAX_VALUES = 50  # more than a catalogue holds: a forged form, refused before any decision
 MAX_AGE = 100  # a date of birth further back is a typing error
 BIRTH_EARLIEST = date(1900, 1, 1)
@@ -863,10 +876,16 @@ class Cases:
         if len(values) > MAX_VALUES:
             raise CaseRefusedError(N_("Rien n'est enregistré : trop de champs envoyés."))
         charter = charter_of(version)
+        choices = self.choices(group)
         cleaned: dict[str, str] = {}
         for field_id, raw in values.items():
             definition = charter.field(field_id)
             value = _clean(definition, field_id, raw)
+            if value is not None and field_id in choices and value not in dict(choices[field_id]):
+                raise CaseRefusedError(
+                    N_("Rien n'est enregistré : « %(label)s » se choisit dans la liste."),
+                    label=definition.label_fr if definition else field_id,
+                )
             if value is not None:
                 cleaned[field_id] = value
         rules = ConsentRules.of(charter)
@@ -894,6 +913,24 @@ class Cases:
                 fields=", ".join(f"« {f} »" for f in not_hub),
             )
         return decision, cleaned
+
+    def choices(self, group: OperationalGroup) -> dict[str, list[tuple[str, str]]]:
+        """The fields chosen from a list rather than typed, with their ``(value, label)``
+        options: the exit type, and the path's référent among the people who may be named
+        référent in the group (its partners' référents)."""
+        partners = [o.id for o in self.charters.partners(group)]
+        referents = self.session.scalars(
+            select(User)
+            .join(UserRole, UserRole.user_id == User.id)
+            .where(UserRole.role == Role.REFERENT, User.organisation_id.in_(partners))
+            .order_by(User.name)
+        )
+        return {
+            EXIT_TYPE_FIELD: list(EXIT_TYPES),
+            REFERENT_NAME_FIELD: [
+                (referent_label(u), referent_label(u)) for u in referents if u.is_active
+            ],
+        }
 
     def _check_birth_date(self, case: Case | None, birth: date, rules: ConsentRules) -> None:
         """A plausible date of birth, and never moved earlier once anyone has been informed or
@@ -1035,7 +1072,7 @@ class Cases:
                     "et une organisation signataire de la charte du groupe."
                 )
             )
-        values = {"parcours.referent": f"{referent.name} ({referent.organisation.name})"}
+        values = {REFERENT_NAME_FIELD: referent_label(referent)}
         decision, cleaned = self._check_publish(
             case.group, ctx.organisation, ctx.version, values, case
         )
@@ -1242,6 +1279,11 @@ class Cases:
                 .order_by(GroupMeeting.meets_on)
             )
         )
+
+
+def referent_label(user: User) -> str:
+    """How the path's référent is recorded (``parcours.referent``): name and organisation."""
+    return f"{user.name} ({user.organisation.name})"
 
 
 def _clean(definition: FieldDef | None, field_id: str, raw: str) -> str | None:

@@ -22,6 +22,8 @@ from consent import local_day, summarise
 from hub import consents
 from hub.blueprints.auth import show_error
 from hub.cases import (
+    EXIT_TYPE_FIELD,
+    EXIT_TYPES,
     CaseAccessDeniedError,
     CaseContext,
     CaseRefusedError,
@@ -58,7 +60,18 @@ STATUS_LABELS = {
 
 @bp.context_processor
 def _helpers() -> dict[str, Any]:
-    return {"status_label": lambda status: _(STATUS_LABELS[status]), "is_date": is_date_field}
+    return {
+        "status_label": lambda status: _(STATUS_LABELS[status]),
+        "is_date": is_date_field,
+        "value_label": _value_label,
+    }
+
+
+def _value_label(field_id: str, value: str) -> str:
+    """A stored value as people read it (an exit type's label rather than its code)."""
+    if field_id == EXIT_TYPE_FIELD:
+        return str(_(dict(EXIT_TYPES).get(value, value)))
+    return value
 
 
 @bp.app_template_filter("day")
@@ -179,6 +192,7 @@ def _new_page(
             group=group,
             fields=fields,
             values=values,
+            choices=cases().choices(group),
         ),
         status,
     )
@@ -327,7 +341,13 @@ def edit(reference: str) -> Any:
 
 def _edit_page(case: Case, fields: list[Any], values: dict[str, str], status: int) -> Any:
     return (
-        render_template("cases/edit.html", case=case, fields=fields, values=values),
+        render_template(
+            "cases/edit.html",
+            case=case,
+            fields=fields,
+            values=values,
+            choices=cases().choices(case.group),
+        ),
         status,
     )
 

@@ -264,7 +264,7 @@ def test_no_message_holds_personal_data(
 
     followed = _case(app, 0)
     marker = "Zébulon Marqueur"
-    _publish(app, followed, territory["conseillere"].email, {"parcours.referent": marker})
+    _publish(app, followed, territory["cpip"].email, {"justice.etablissement": marker})
     release = local_day(clock()) + timedelta(days=RELEASE_IN_DAYS)
     _sweep(app)
     state = app.extensions["maillon"]

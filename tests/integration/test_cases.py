@@ -359,6 +359,9 @@ def test_signalling_with_what_rests_on_accord_is_refused_before_any_consent(
         ("identite.convictions", "x", "interdit"),
         # Unknown to the catalogue.
         ("justice.casier", "x", "absent du catalogue"),
+        # Chosen from a list, not typed: an exit type, the path's référent.
+        ("sortie.type", "CDI chez un boulanger", "se choisit dans la liste"),
+        ("parcours.referent", "Quelqu'un de tapé", "se choisit dans la liste"),
     ],
 )
 def test_a_refused_field_is_named_and_nothing_is_stored(
@@ -688,3 +691,21 @@ def test_the_case_page_speaks_of_withheld_fields_only_when_some_are(
         as_text=True
     )
     assert "Pourquoi ?" in html
+
+
+def test_the_exit_type_and_the_referent_are_chosen_from_lists(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    client = _as(app, clock, territory["conseillere"])
+    path = f"/dossiers/{refs['followed']}/informations"
+    form = client.get(path).get_data(as_text=True).replace("&#39;", "'")
+    assert '<select id="sortie.type" name="sortie.type"' in form
+    assert '<option value="formation_qualifiante">Formation qualifiante</option>' in form
+    assert '<select id="parcours.referent" name="parcours.referent"' in form
+    assert '<option value="Mina Conseil (Mission Locale de Démoville)">' in form
+    response = _post(client, path, **{"sortie.type": "formation_qualifiante"})
+    assert response.status_code == 302
+    page = client.get(f"/dossiers/{refs['followed']}?finalite=suivi_parcours").get_data(
+        as_text=True
+    )
+    assert "Formation qualifiante" in page and "formation_qualifiante" not in page
