@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from flask import g
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
@@ -29,6 +31,23 @@ from charter.vocabulary import ORG_KIND_LABELS_FR, ROLE_LABELS_FR, OrgKind, Role
 from hub.dates import DayInRange
 
 
+class Form(FlaskForm):
+    """Every form of the hub: a refused one marks the request, so that the page's title says
+    so (« Erreur — … », what a screen reader announces first, WCAG 3.3.1)."""
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        """Validate, and note a refusal for the page title."""
+        valid = bool(super().validate(extra_validators=extra_validators))
+        if not valid:
+            g.form_refused = True
+        return valid
+
+
+def form_refused() -> bool:
+    """Whether a form of this request was refused (the base template's title)."""
+    return bool(g.get("form_refused"))
+
+
 def choices(pairs: Sequence[tuple[object, str]]) -> list[SelectChoice]:
     """WTForms choices from (value, label) pairs."""
     return [SelectChoice(value, label) for value, label in pairs]
@@ -41,7 +60,7 @@ class MultiCheckboxField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     """Email, password and code are asked together: one answer whatever is wrong."""
 
     email = EmailField(
@@ -62,7 +81,7 @@ class LoginForm(FlaskForm):
     submit = SubmitField(_l("Se connecter"))
 
 
-class ReauthForm(FlaskForm):
+class ReauthForm(Form):
     """Confirm identity before a sensitive action."""
 
     password = PasswordField(
@@ -78,7 +97,7 @@ class ReauthForm(FlaskForm):
     submit = SubmitField(_l("Confirmer"))
 
 
-class ActivationForm(FlaskForm):
+class ActivationForm(Form):
     """Choose a password (invitations only) and confirm the authenticator with a code."""
 
     password = PasswordField(
@@ -99,7 +118,7 @@ class ActivationForm(FlaskForm):
     submit = SubmitField(_l("Activer mon compte"))
 
 
-class PasswordChangeForm(FlaskForm):
+class PasswordChangeForm(Form):
     """Change one's password; every other session ends."""
 
     current = PasswordField(
@@ -120,13 +139,13 @@ class PasswordChangeForm(FlaskForm):
     submit = SubmitField(_l("Changer le mot de passe"))
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(Form):
     """A bare form for POST-only actions (CSRF token and a button)."""
 
     submit = SubmitField(_l("Confirmer"))
 
 
-class OrganisationForm(FlaskForm):
+class OrganisationForm(Form):
     """Create a partner organisation."""
 
     name = StringField(_l("Nom"), validators=[DataRequired(), Length(max=200)])
@@ -138,7 +157,7 @@ class OrganisationForm(FlaskForm):
     submit = SubmitField(_l("Créer l'organisation"))
 
 
-class UserForm(FlaskForm):
+class UserForm(Form):
     """Invite a user (the activation link is sent by mail)."""
 
     # Another person's name and address: the browser must not fill in the administrator's own.
@@ -159,7 +178,7 @@ class UserForm(FlaskForm):
     submit = SubmitField(_l("Créer le compte et envoyer l'invitation"))
 
 
-class GroupForm(FlaskForm):
+class GroupForm(Form):
     """Create an operational group."""
 
     name = StringField(_l("Nom du groupe"), validators=[DataRequired(), Length(max=200)])
@@ -168,7 +187,7 @@ class GroupForm(FlaskForm):
     submit = SubmitField(_l("Créer le groupe"))
 
 
-class MembersForm(FlaskForm):
+class MembersForm(Form):
     """Set the members of an operational group."""
 
     members = MultiCheckboxField(_l("Membres"), coerce=int)
@@ -176,7 +195,7 @@ class MembersForm(FlaskForm):
     submit = SubmitField(_l("Enregistrer"))
 
 
-class SearchForm(FlaskForm):
+class SearchForm(Form):
     """A search box for lists (GET, no CSRF needed)."""
 
     class Meta:
@@ -186,7 +205,7 @@ class SearchForm(FlaskForm):
     active_only = BooleanField(_l("Actifs seulement"))
 
 
-class CharterPublishForm(FlaskForm):
+class CharterPublishForm(Form):
     """Propose a new charter version (TOML): preview first, then publish."""
 
     text = TextAreaField(
@@ -198,7 +217,7 @@ class CharterPublishForm(FlaskForm):
     publish = SubmitField(_l("Publier cette version"))
 
 
-class CharterSignForm(FlaskForm):
+class CharterSignForm(Form):
     """Sign a charter version on behalf of one's organisation."""
 
     signatory = StringField(
@@ -207,7 +226,7 @@ class CharterSignForm(FlaskForm):
     submit = SubmitField(_l("Signer pour mon organisation"))
 
 
-class DeclinationForm(FlaskForm):
+class DeclinationForm(Form):
     """Decline to share a field, with the reason recorded."""
 
     field_glob = StringField(
@@ -218,7 +237,7 @@ class DeclinationForm(FlaskForm):
     submit = SubmitField(_l("Enregistrer le refus"))
 
 
-class WhatIfForm(FlaskForm):
+class WhatIfForm(Form):
     """Choose a sender, a recipient and a purpose (GET form)."""
 
     class Meta:
@@ -239,7 +258,7 @@ class WhatIfForm(FlaskForm):
     submit = SubmitField(_l("Simuler"))
 
 
-class PeriodForm(FlaskForm):
+class PeriodForm(Form):
     """A period (GET form)."""
 
     class Meta:
@@ -250,14 +269,14 @@ class PeriodForm(FlaskForm):
     submit = SubmitField(_l("Afficher"))
 
 
-class ReferentForm(FlaskForm):
+class ReferentForm(Form):
     """The coordinator records the référent the group named."""
 
     referent = SelectField(_l("Référent de parcours"), coerce=int, validators=[DataRequired()])
     submit = SubmitField(_l("Désigner"))
 
 
-class PartnerForm(FlaskForm):
+class PartnerForm(Form):
     """Orient the young person to another partner and name who follows the case there."""
 
     organisation = SelectField(_l("Partenaire"), coerce=int, validators=[DataRequired()])
@@ -265,14 +284,14 @@ class PartnerForm(FlaskForm):
     submit = SubmitField(_l("Associer au dossier"))
 
 
-class MeetingForm(FlaskForm):
+class MeetingForm(Form):
     """The coordinator schedules a meeting of the group."""
 
     day = DateField(_l("Date de la réunion"), validators=[DataRequired(), DayInRange()])
     submit = SubmitField(_l("Ajouter la réunion"))
 
 
-class InformationForm(FlaskForm):
+class InformationForm(Form):
     """Prior information of the young person or a holder — or the documented exception."""
 
     subject = SelectField(_l("Personne informée"), validators=[DataRequired()])
@@ -298,7 +317,7 @@ class InformationForm(FlaskForm):
     submit = SubmitField(_l("Enregistrer l'information"))
 
 
-class ConsentForm(FlaskForm):
+class ConsentForm(Form):
     """The accord (or refusal) of one grantor over a scope, with its evidence."""
 
     grantor = SelectField(_l("Qui se prononce"), validators=[DataRequired()])
@@ -335,7 +354,7 @@ class ConsentForm(FlaskForm):
     submit = SubmitField(_l("Enregistrer"))
 
 
-class AdhesionForm(FlaskForm):
+class AdhesionForm(Form):
     """The tripartite contract: young person, counsellor, référent."""
 
     signed_on = DateField(
@@ -361,7 +380,7 @@ class AdhesionForm(FlaskForm):
     submit = SubmitField(_l("Enregistrer le contrat"))
 
 
-class TeamForm(FlaskForm):
+class TeamForm(Form):
     """Name an agent of a following organisation on the case team."""
 
     agent = SelectField(_l("Agent"), coerce=int, validators=[DataRequired()])

@@ -41,6 +41,7 @@ from charter.vocabulary import (
 from hub.action_labels import action_label
 from hub.assets import import_map, static_integrity
 from hub.extensions import login_manager
+from hub.forms import form_refused
 from hub.i18n import page_is_english
 from hub.models import User
 from hub.state import db, now, state
@@ -292,3 +293,4 @@ def init_security(app: Flask) -> None:
     app.jinja_env.globals["role_label"] = role_label
     app.jinja_env.globals["org_kind_label"] = org_kind_label
     app.jinja_env.globals["action_label"] = action_label
+    app.jinja_env.globals["form_refused"] = form_refused

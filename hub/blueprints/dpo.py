@@ -49,7 +49,7 @@ from hub.celery_app import enqueue
 from hub.charters import parse
 from hub.dates import DayError, parse_day
 from hub.dpo_tasks import detect_anomalies
-from hub.forms import ConfirmForm
+from hub.forms import ConfirmForm, Form
 from hub.home import case_refs
 from hub.i18n import N_, page_is_english
 from hub.models import Case, Organisation, User
@@ -119,7 +119,7 @@ def _parse_date(value: str | None) -> date | None:
         raise ValueError(error.message) from None
 
 
-class PeriodForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class PeriodForm(Form):
     """A period in days, Europe/Paris, both ends included (GET form)."""
 
     class Meta:
@@ -301,7 +301,7 @@ class JournalForm(PeriodForm):
         return {k: v for k, v in args.items() if v}
 
 
-class ReviewForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class ReviewForm(Form):
     """Mark an anomaly reviewed, saying what was found."""
 
     note = TextAreaField(

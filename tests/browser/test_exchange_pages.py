@@ -518,6 +518,33 @@ def test_without_indexeddb_the_page_says_why_and_keeps_nothing(hub: Hub) -> None
         driver.quit()
 
 
+def test_a_refused_form_says_so_in_the_title_and_takes_the_focus(hub: Hub) -> None:
+    """WCAG 3.3.1 and 2.4.3, which axe cannot see: after a refused form the title starts with
+    « Erreur » and the focus is on what says what went wrong; a result says so too."""
+    driver = start_chromium()
+    try:
+        hub.login(driver, "dpo")
+        # A form checked field by field: the error summary takes the focus
+        driver.get(f"{hub.base}/dpo/journal?start=31/02/2026")
+        assert driver.title.startswith("Erreur — Journal des accès")
+        active = driver.switch_to.active_element
+        assert "error-summary" in (active.get_attribute("class") or "")
+        # A search that runs: the title says a result is shown
+        driver.get(f"{hub.base}/dpo/journal?object_type=case")
+        assert driver.title.startswith("Résultats — Journal des accès")
+        driver.quit()
+        driver = start_chromium()
+        hub.login(driver, "cpip")
+        # A refused act (an empty signalling form): the message takes the focus
+        driver.get(f"{hub.base}/dossiers/nouveau")
+        driver.find_element(By.CSS_SELECTOR, "main form[method=post] button[type=submit]").click()
+        _wait(driver, lambda d: d.title.startswith("Erreur"))
+        active = driver.switch_to.active_element
+        assert "message--error" in (active.get_attribute("class") or ""), active.text
+    finally:
+        driver.quit()
+
+
 def test_without_the_script_nothing_typed_leaves_the_page(hub: Hub) -> None:
     driver = start_chromium(javascript=False)
     try:
