@@ -40,7 +40,7 @@ from consent import (
     may_view,
 )
 from hub.charters import Charters, charter_of, compiled
-from hub.dates import LATEST, in_range, out_of_range_message
+from hub.dates import LATEST, in_range, out_of_range_message, read_day
 from hub.i18n import N_, MessageError
 from hub.models import (
     Case,
@@ -211,9 +211,18 @@ _ASSIGNABLE_CHOICES = (
 class CaseRefusedError(MessageError):
     """A case operation refused; the French message says why (field and article when known)."""
 
-    def __init__(self, message: str, *, reasons: Iterable[Reason] = (), **params: object) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        reasons: Iterable[Reason] = (),
+        invalid: Iterable[str] = (),
+        **params: object,
+    ) -> None:
         super().__init__(message, **params)
         self.reasons = tuple(reasons)
+        # The fields in error, for the page to highlight: named, or refused by the charter.
+        self.invalid = frozenset(invalid) | {r.field for r in self.reasons}
 
 
 class CaseAccessDeniedError(MessageError):
@@ -885,6 +894,7 @@ class Cases:
                 raise CaseRefusedError(
                     N_("Rien n'est enregistré : « %(label)s » se choisit dans la liste."),
                     label=definition.label_fr if definition else field_id,
+                    invalid=(field_id,),
                 )
             if value is not None:
                 cleaned[field_id] = value
@@ -1300,18 +1310,23 @@ def _clean(definition: FieldDef | None, field_id: str, raw: str) -> str | None:
             N_("« %(label)s » : %(max)d caractères au plus, sur une ligne."),
             label=label,
             max=MAX_VALUE_LENGTH,
+            invalid=(field_id,),
         )
     if definition is not None and is_date_field(field_id):
         try:
-            day = date.fromisoformat(value)
+            day = read_day(value)
         except ValueError:
             raise CaseRefusedError(
-                N_("« %(label)s » : date attendue au format AAAA-MM-JJ."), label=label
+                N_("« %(label)s » : date attendue au format JJ/MM/AAAA."),
+                label=label,
+                invalid=(field_id,),
             ) from None
         # Dates of birth go further back (checked apart); nothing is recorded beyond 2100.
         if not in_range(day, BIRTH_EARLIEST, LATEST):
             raise CaseRefusedError(
-                N_("« %(label)s » : date entre le 01/01/1900 et le 31/12/2100."), label=label
+                N_("« %(label)s » : date entre le 01/01/1900 et le 31/12/2100."),
+                label=label,
+                invalid=(field_id,),
             )
         return day.isoformat()
     return value

@@ -20,6 +20,26 @@ from hub.i18n import N_, MessageError
 EARLIEST = date(2000, 1, 1)
 LATEST = date(2100, 12, 31)
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_FRENCH_DAY = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+# As people type a day in France (JJ/MM/AAAA), and as a date picker sends it (AAAA-MM-JJ).
+DAY_FORMATS = ["%Y-%m-%d", "%d/%m/%Y"]
+
+
+def day_format_message() -> str:
+    """The French sentence for a day that is not one (translated where it is shown)."""
+    return N_("Saisissez une date au format JJ/MM/AAAA.")
+
+
+def read_day(value: str) -> date:
+    """``JJ/MM/AAAA`` or ``AAAA-MM-JJ`` as a date; :class:`ValueError` for anything else."""
+    value = value.strip()
+    french = _FRENCH_DAY.fullmatch(value)
+    if french is not None:
+        day, month, year = (int(part) for part in french.groups())
+        return date(year, month, day)
+    if _DAY.fullmatch(value) is None:
+        raise ValueError(value)
+    return date.fromisoformat(value)
 
 
 class DayError(MessageError):
@@ -37,15 +57,14 @@ def in_range(day: date, earliest: date = EARLIEST, latest: date = LATEST) -> boo
 
 
 def parse_day(value: str | None) -> date | None:
-    """``AAAA-MM-JJ`` within the range, ``None`` for an empty value; :class:`DayError` else."""
+    """``JJ/MM/AAAA`` or ``AAAA-MM-JJ`` within the range, ``None`` for an empty value;
+    :class:`DayError` else."""
     if not value:
         return None
-    if _DAY.fullmatch(value) is None:
-        raise DayError(N_("Saisissez une date au format AAAA-MM-JJ."))
     try:
-        day = date.fromisoformat(value)
+        day = read_day(value)
     except ValueError:
-        raise DayError(N_("Saisissez une date au format AAAA-MM-JJ.")) from None
+        raise DayError(day_format_message()) from None
     if not in_range(day):
         raise DayError(out_of_range_message())
     return day

@@ -24,11 +24,11 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, HiddenInput, ListWidget
 
 from charter.vocabulary import ORG_KIND_LABELS_FR, ROLE_LABELS_FR, OrgKind, Role
-from hub.dates import DayInRange
+from hub.dates import DAY_FORMATS, DayInRange, day_format_message
 
 
 class Form(FlaskForm):
@@ -46,6 +46,20 @@ class Form(FlaskForm):
 def form_refused() -> bool:
     """Whether a form of this request was refused (the base template's title)."""
     return bool(g.get("form_refused"))
+
+
+class DayField(DateField):
+    """A day typed as people write it in France (JJ/MM/AAAA) or picked (AAAA-MM-JJ, what a
+    date picker sends); anything else is refused in French."""
+
+    def __init__(self, label: Any = None, validators: Any = None, **kwargs: Any) -> None:
+        super().__init__(
+            label,
+            validators,
+            format=list(DAY_FORMATS),
+            invalid_value_message=_l(day_format_message()),
+            **kwargs,
+        )
 
 
 def choices(pairs: Sequence[tuple[object, str]]) -> list[SelectChoice]:
@@ -264,8 +278,8 @@ class PeriodForm(Form):
     class Meta:
         csrf = False
 
-    start = DateField(_l("Du"), validators=[Optional(), DayInRange()])
-    end = DateField(_l("Au"), validators=[Optional(), DayInRange()])
+    start = DayField(_l("Du"), validators=[Optional(), DayInRange()])
+    end = DayField(_l("Au"), validators=[Optional(), DayInRange()])
     submit = SubmitField(_l("Afficher"))
 
 
@@ -287,7 +301,7 @@ class PartnerForm(Form):
 class MeetingForm(Form):
     """The coordinator schedules a meeting of the group."""
 
-    day = DateField(_l("Date de la réunion"), validators=[DataRequired(), DayInRange()])
+    day = DayField(_l("Date de la réunion"), validators=[InputRequired(), DayInRange()])
     submit = SubmitField(_l("Ajouter la réunion"))
 
 
@@ -296,7 +310,7 @@ class InformationForm(Form):
 
     subject = SelectField(_l("Personne informée"), validators=[DataRequired()])
     method = SelectField(_l("Comment"), validators=[Optional()])
-    informed_on = DateField(_l("Date de l'information"), validators=[Optional(), DayInRange()])
+    informed_on = DayField(_l("Date de l'information"), validators=[Optional(), DayInRange()])
     notice_version = StringField(
         _l("Version de la note d'information remise"), validators=[Optional(), Length(max=64)]
     )
@@ -333,8 +347,8 @@ class ConsentForm(Form):
     recipient_orgs = MultiCheckboxField(_l("Ou avec ces partenaires nommément"), coerce=int)
     excluded_kinds = MultiCheckboxField(_l("Jamais avec ces types de partenaires"))
     excluded_orgs = MultiCheckboxField(_l("Jamais avec ces partenaires"), coerce=int)
-    valid_from = DateField(_l("Valable à partir du"), validators=[DataRequired(), DayInRange()])
-    valid_until = DateField(_l("Jusqu'au"), validators=[DataRequired(), DayInRange()])
+    valid_from = DayField(_l("Valable à partir du"), validators=[InputRequired(), DayInRange()])
+    valid_until = DayField(_l("Jusqu'au"), validators=[InputRequired(), DayInRange()])
     evidence_kind = RadioField(
         _l("Preuve de l'accord"),
         choices=choices(
@@ -357,8 +371,8 @@ class ConsentForm(Form):
 class AdhesionForm(Form):
     """The tripartite contract: young person, counsellor, référent."""
 
-    signed_on = DateField(
-        _l("Date de signature du contrat"), validators=[DataRequired(), DayInRange()]
+    signed_on = DayField(
+        _l("Date de signature du contrat"), validators=[InputRequired(), DayInRange()]
     )
     counsellor = SelectField(_l("Conseiller signataire"), coerce=int, validators=[DataRequired()])
     evidence_kind = RadioField(

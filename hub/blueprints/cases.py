@@ -164,7 +164,7 @@ def new() -> Any:
                 rule=articles(error.reasons),
             )
             show_error(error)
-            return _new_page(groups, group, fields, values, 400)
+            return _new_page(groups, group, fields, values, 400, invalid=error.invalid)
         record_case(
             Action.CASE_CREATE,
             case.reference,
@@ -184,6 +184,8 @@ def _new_page(
     fields: list[Any],
     values: dict[str, str],
     status: int,
+    *,
+    invalid: frozenset[str] = frozenset(),
 ) -> Any:
     return (
         render_template(
@@ -193,6 +195,7 @@ def _new_page(
             fields=fields,
             values=values,
             choices=cases().choices(group),
+            invalid=invalid,
         ),
         status,
     )
@@ -326,20 +329,27 @@ def edit(reference: str) -> Any:
     case = _case_or_403(reference)
     ctx = _context_or_403(case)
     service = cases()
-    fields = service.publishable(ctx.organisation, case.group, ctx.version)
+    fields = service.publishable(ctx.organisation, case.group, ctx.version, case)
     values = _posted_values() if request.method == "POST" else {}
     if request.method == "POST":
         try:
             audited_publish(service, ctx, values)
         except CaseRefusedError as error:
             show_error(error)
-            return _edit_page(case, fields, values, 400)
+            return _edit_page(case, fields, values, 400, invalid=error.invalid)
         flash(_("Les informations sont enregistrées."), "success")
         return redirect(url_for("cases.show", reference=case.reference))
     return _edit_page(case, fields, values, 200)
 
 
-def _edit_page(case: Case, fields: list[Any], values: dict[str, str], status: int) -> Any:
+def _edit_page(
+    case: Case,
+    fields: list[Any],
+    values: dict[str, str],
+    status: int,
+    *,
+    invalid: frozenset[str] = frozenset(),
+) -> Any:
     return (
         render_template(
             "cases/edit.html",
@@ -347,6 +357,7 @@ def _edit_page(case: Case, fields: list[Any], values: dict[str, str], status: in
             fields=fields,
             values=values,
             choices=cases().choices(case.group),
+            invalid=invalid,
         ),
         status,
     )

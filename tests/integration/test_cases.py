@@ -3,6 +3,7 @@ encryption at rest, and the decision with its articles in every audit event."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from audit.events import Action, Event
 from audit.store import AuditLog
 from hub.models import Case, CaseField, CasePartner, Organisation
-from tests.conftest import Account, FakeClock, csrf_token, login
+from tests.conftest import Account, FakeClock, csrf_token, login, post_form
 
 CHARTER = "charte-type-clspd-jeunes-justice:2"
 
@@ -395,8 +396,40 @@ def test_a_malformed_date_is_refused_in_french_and_changes_nothing(
         client, f"/dossiers/{refs['followed']}/informations", **{"justice.date_sortie": "demain"}
     )
     assert response.status_code == 400
-    assert "AAAA-MM-JJ" in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    assert "JJ/MM/AAAA" in html
+    # The field in error is the one highlighted, and said to be so
+    assert re.search(r'<div class="field field--error">\s*<label for="justice.date_sortie">', html)
+    assert html.count('aria-invalid="true"') == 1
     assert _stored(app, refs["followed"])["justice.date_sortie"].ciphertext == stored_before
+
+
+def test_a_day_is_typed_as_people_write_it_in_france(
+    app: Flask, clock: FakeClock, territory: dict[str, Account], refs: dict[str, str]
+) -> None:
+    client = _as(app, clock, territory["cpip"])
+    response = _post(
+        client,
+        f"/dossiers/{refs['followed']}/informations",
+        **{"justice.date_sortie": "15/01/2027"},
+    )
+    assert response.status_code == 302
+    state = app.extensions["maillon"]
+    sealed = _stored(app, refs["followed"])["justice.date_sortie"].ciphertext
+    with state.session_factory() as session:
+        case = session.scalar(select(Case).where(Case.reference == refs["followed"]))
+        assert case is not None
+        opened = state.vault.open(case.wrapped_key, case.reference, "justice.date_sortie", sealed)
+        public_id = case.group.public_id
+    assert opened == "2027-01-15"  # stored in one form whatever was typed
+    # Meetings too (a day field of a form): JJ/MM/AAAA accepted, nonsense refused in French
+    coordinator = _as(app, clock, territory["coordinatrice"])
+    page = f"/dossiers/reunions/{public_id}"
+    day = (clock().date() + timedelta(days=40)).strftime("%d/%m/%Y")
+    assert post_form(coordinator, page, day=day).status_code == 302
+    refused = post_form(coordinator, page, day="32/13/2027").get_data(as_text=True)
+    assert "Saisissez une date au format JJ/MM/AAAA." in refused
+    assert "Not a valid" not in refused
 
 
 def test_a_partner_updates_what_it_may_publish(

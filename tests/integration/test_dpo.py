@@ -396,8 +396,8 @@ def test_journal_pages_through_every_event_once(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ({"start": "10/03/2025"}, "Saisissez une date au format AAAA-MM-JJ."),
-        ({"start": "2025-02-30"}, "Saisissez une date au format AAAA-MM-JJ."),
+        ({"start": "31/02/2025"}, "Saisissez une date au format JJ/MM/AAAA."),
+        ({"start": "2025-02-30"}, "Saisissez une date au format JJ/MM/AAAA."),
         ({"start": "2025-03-10", "end": "2025-03-01"}, "La date de fin précède la date de début."),
         ({"object_id": "C-1"}, "Précisez aussi le type d&#39;objet"),
         ({"object_type": "Dossier X"}, "Identifiant invalide"),
@@ -621,7 +621,7 @@ def test_report_with_a_bad_period_or_id(app: Flask, dpo: FlaskClient) -> None:
         app, lambda: dpo.get(f"/dpo/rapport/objet/case/{case}?start=2025-13-01")
     )
     assert response.status_code == 200 and events == []
-    assert "Saisissez une date au format AAAA-MM-JJ." in response.get_data(as_text=True)
+    assert "Saisissez une date au format JJ/MM/AAAA." in response.get_data(as_text=True)
     response = dpo.get(f"/dpo/rapport/objet/case/{case}/pdf?start=nope")
     assert response.status_code == 302 and "/pdf" not in response.headers["Location"]
     assert dpo.get("/dpo/rapport/objet/Case/x").status_code == 404
@@ -930,7 +930,7 @@ def test_the_console_speaks_english_when_asked(dpo: FlaskClient) -> None:
     token = csrf_token(dpo, "/dpo/")
     dpo.post("/langue", data={"csrf_token": token, "lang": "en", "next": "/dpo/"})
     html = dpo.get("/dpo/journal?start=nope").get_data(as_text=True)
-    assert "Access log" in html and "Enter a date as YYYY-MM-DD." in html
+    assert "Access log" in html and "Enter a date as DD/MM/YYYY." in html
 
 
 # -- migration -----------------------------------------------------------------------------
