@@ -272,7 +272,9 @@ def test_annual_review_counts_refusals_by_article(
         )
     coordinator = _user_client(app, clock, territory, "coordinatrice")
     page = coordinator.get(f"/charte/{group_id}/bilan").get_data(as_text=True).replace("&#39;", "'")
-    assert re.search(r"<td>form\.send\.refused</td><td>art-6</td><td>[3-9]\d*</td>", page)
+    assert re.search(
+        r"<td>Envoi d'une fiche de liaison refusé</td><td>art-6</td><td>[3-9]\d*</td>", page
+    )
     assert "Paul Probation" in page  # the demo signatures of version 2
     assert (
         _user_client(app, clock, territory, "cpip").get(f"/charte/{group_id}/bilan").status_code
