@@ -32,7 +32,7 @@ from exchange.errors import ExchangeError
 from hub import assets, liaison, migrate
 from hub.api_auth import ClientKeyError, parse_public_jwk
 from hub.charters import Charters
-from hub.demo import accounts_as_json, seed_demo
+from hub.demo import DemoAct, accounts_as_json, seed_demo
 from hub.democode import demo_code
 from hub.i18n import MessageError
 from hub.models import ApiClient, GroupMembership, OperationalGroup, Organisation, User
@@ -126,6 +126,7 @@ def demo(out: Path) -> None:
     hub_state = _state()
     if hub_state.config.production:
         _fail("La démonstration est interdite en production.")
+    acts: list[DemoAct] = []
     with hub_state.session_factory() as session:
         created = seed_demo(
             session,
@@ -133,8 +134,21 @@ def demo(out: Path) -> None:
             now=hub_state.clock(),
             vault=hub_state.vault,
             keep=_previous_credentials(out),
+            acts=acts,
         )
         session.commit()
+        # Recorded as the pages record them, each under its person: the log and the annual
+        # review show the demo's signatures and cases like anyone's.
+        for act in acts:
+            record(
+                act.action,
+                object_type=act.object_type,
+                object_id=act.object_id,
+                purpose=act.purpose,
+                rule=act.rule,
+                charter_version=act.charter_version,
+                actor=(act.actor.public_id, act.actor.organisation.public_id),
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

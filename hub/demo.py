@@ -13,14 +13,22 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from charter import default_charter_text
+from audit.events import Action
+from charter import Decision, default_charter_text
 from charter.vocabulary import OrgKind, Role
 from consent import Actor, EvidenceKind, Grantor, InformationMethod, Scope, Upload
 from hub import totp
 from hub.accounts import Accounts
-from hub.cases import Cases
+from hub.cases import Cases, articles, charter_ref
 from hub.charters import Charters
-from hub.models import Case, GroupMembership, OperationalGroup, Organisation, User
+from hub.models import (
+    Case,
+    CharterVersion,
+    GroupMembership,
+    OperationalGroup,
+    Organisation,
+    User,
+)
 from hub.vault import FieldVault
 
 TERRITORY = "Communauté d'agglomération de Démoville"
@@ -73,6 +81,21 @@ class DemoAccount:
     roles: list[str]
 
 
+@dataclass(frozen=True)
+class DemoAct:
+    """Something the demo's people did while it was seeded, to be recorded in the audit log
+    as the page that does it records it (actor, object, purpose, articles, charter version):
+    the log and the annual review then show the demo's signatures and cases."""
+
+    action: Action
+    actor: User
+    object_type: str
+    object_id: str
+    purpose: str = ""
+    rule: str = ""
+    charter_version: str = ""
+
+
 def seed_demo(
     session: Session,
     accounts: Accounts,
@@ -80,6 +103,7 @@ def seed_demo(
     now: datetime,
     vault: FieldVault,
     keep: Mapping[str, tuple[str, str]] | None = None,
+    acts: list[DemoAct] | None = None,
 ) -> list[DemoAccount]:
     """Create the demo territory (idempotent: an existing demo is reset, unlocked and logged
     out). ``keep`` maps e-mail addresses to the ``(password, TOTP secret)`` a previous run
@@ -136,14 +160,44 @@ def seed_demo(
         if user.id not in present:
             group.memberships.append(GroupMembership(user=user, added_at=now))
     session.flush()
-    _charter_in_force(session, group, coordinator, members, now)
+    done = acts if acts is not None else []
+    _charter_in_force(session, group, coordinator, members, now, acts=done)
     if session.scalar(select(Case.id).where(Case.group_id == group.id).limit(1)) is None:
-        _demo_cases(Cases(session, clock=lambda: now, vault=vault), group, now)
+        _demo_cases(Cases(session, clock=lambda: now, vault=vault), group, now, done)
     return created
 
 
-def _demo_cases(cases: Cases, group: OperationalGroup, now: datetime) -> None:
-    """Three young people at different steps; only what the hub may hold, no names."""
+def _demo_cases(cases: Cases, group: OperationalGroup, now: datetime, acts: list[DemoAct]) -> None:
+    """Three young people at different steps; only what the hub may hold, no names. Each act
+    goes through the service a page uses, and is listed in ``acts`` to be recorded."""
+
+    def opened(case: Case, by: User, decision: Decision, version: CharterVersion) -> None:
+        acts.append(
+            DemoAct(
+                Action.CASE_CREATE,
+                by,
+                "case",
+                case.reference,
+                purpose="reperage",
+                rule=articles(decision.reasons),
+                charter_version=charter_ref(version),
+            )
+        )
+
+    def published(case: Case, by: User, values: dict[str, str]) -> None:
+        ctx = cases.context(case, by)
+        decision = cases.publish(ctx, values)
+        acts.append(
+            DemoAct(
+                Action.CASE_UPDATE,
+                by,
+                "case",
+                case.reference,
+                rule=articles(decision.reasons),
+                charter_version=charter_ref(ctx.version),
+            )
+        )
+
     by_email = {m.user.email: m.user for m in group.memberships}
     cpip = by_email["cpip@demoville.example"]
     educateur = by_email["educateur@demoville.example"]
@@ -158,16 +212,26 @@ def _demo_cases(cases: Cases, group: OperationalGroup, now: datetime) -> None:
     # Released in about three months: the Mission Locale référent prepares the exit. The young
     # man agreed three weeks ago (information, accord, then the tripartite contract), so the
     # SPIP could share the dates of his measure.
-    followed, _decision, _version = cases.open_case(
+    followed, decision, version = cases.open_case(
         group, cpip, {"identite.date_naissance": "2005-05-12"}
     )
-    cases.name_referent(cases.context(followed, coordinator), conseillere)
-    demo_consent(cases, followed, conseillere, today - timedelta(days=20), 345)
-    cases.publish(
-        cases.context(followed, cpip),
-        {"justice.date_sortie": day(95), "justice.date_fin_mesure": day(460)},
+    opened(followed, cpip, decision, version)
+    ctx = cases.context(followed, coordinator)
+    decision = cases.name_referent(ctx, conseillere)
+    acts.append(
+        DemoAct(
+            Action.CASE_REFERENT,
+            coordinator,
+            "case",
+            followed.reference,
+            rule=articles(decision.reasons),
+            charter_version=charter_ref(ctx.version),
+        )
     )
-    cases.publish(cases.context(followed, conseillere), {"parcours.date_entree": day(-20)})
+    demo_consent(cases, followed, conseillere, today - timedelta(days=20), 345)
+    acts.append(DemoAct(Action.CONSENT_RECORD, conseillere, "case", followed.reference))
+    published(followed, cpip, {"justice.date_sortie": day(95), "justice.date_fin_mesure": day(460)})
+    published(followed, conseillere, {"parcours.date_entree": day(-20)})
     cases.consents.record_adhesion(
         followed.id,
         Actor(conseillere.id, conseillere.organisation_id),
@@ -177,19 +241,26 @@ def _demo_cases(cases: Cases, group: OperationalGroup, now: datetime) -> None:
         evidence=Upload(EvidenceKind.SCAN, DEMO_SCAN),
         sealer=cases.vault.for_case(followed.wrapped_key, followed.reference),
     )
+    acts.append(DemoAct(Action.CONSENT_ADHESION, conseillere, "case", followed.reference))
     # Just signalled by the SPIP; the young man has not been asked for his accord yet, so
     # nothing resting on it is shared (fail closed) and the group has not decided.
-    cases.open_case(group, cpip, {"identite.date_naissance": "2004-03-15"})
+    signalled, decision, version = cases.open_case(
+        group, cpip, {"identite.date_naissance": "2004-03-15"}
+    )
+    opened(signalled, cpip, decision, version)
     # A minor followed by the PJJ in open custody: he and one parent agreed (the other parent is
     # not informed: documented exception, flagged to the DPO); his accord runs out this month.
-    minor, _decision, _version = cases.open_case(
+    minor, decision, version = cases.open_case(
         group, educateur, {"identite.date_naissance": "2009-09-01"}
     )
+    opened(minor, educateur, decision, version)
     demo_consent(cases, minor, educateur, today - timedelta(days=340), 365, parents=True)
-    cases.publish(cases.context(minor, educateur), {"justice.date_fin_mesure": day(150)})
+    acts.append(DemoAct(Action.CONSENT_RECORD, educateur, "case", minor.reference))
+    published(minor, educateur, {"justice.date_fin_mesure": day(150)})
     # Last month's meeting already held (the review window starts there), then the next two.
     for offset in (-28, 2, 30):
         cases.add_meeting(group, coordinator, today + timedelta(days=offset), held=offset < 0)
+        acts.append(DemoAct(Action.GROUP_MEETING, coordinator, "group", group.public_id))
 
 
 # A stand-in for a scanned signed form (a PDF header is all the demo needs).
@@ -266,12 +337,16 @@ def _charter_in_force(
     coordinator: User | None,
     members: list[User],
     now: datetime,
+    *,
+    acts: list[DemoAct],
 ) -> None:
     """Publish the default charter in the demo group and have every partner sign it."""
     charters = Charters(session, clock=lambda: now)
-    version = charters.latest(group) or charters.publish(
-        group, default_charter_text(), by=coordinator
-    )
+    version = charters.latest(group)
+    if version is None:
+        version = charters.publish(group, default_charter_text(), by=coordinator)
+        if coordinator is not None:
+            acts.append(_charter_act(Action.CHARTER_PUBLISH, coordinator, group, version.version))
     for member in members:
         if charters.signature_of(version, member.organisation) is None:
             charters.sign(
@@ -280,6 +355,14 @@ def _charter_in_force(
                 signatory=f"{member.name}, pour {member.organisation.name}",
                 by=member,
             )
+            acts.append(_charter_act(Action.CHARTER_SIGN, member, group, version.version))
+
+
+def _charter_act(action: Action, by: User, group: OperationalGroup, number: int) -> DemoAct:
+    """A charter act, named as the charter pages record it."""
+    return DemoAct(
+        action, by, "charter", f"{group.public_id}:v{number}", charter_version=str(number)
+    )
 
 
 def accounts_as_json(accounts: list[DemoAccount]) -> list[dict[str, object]]:

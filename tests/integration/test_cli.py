@@ -271,3 +271,28 @@ def test_make_run_serves_on_the_port_asked_and_links_follow() -> None:
         'MAILLON_BASE_URL="${MAILLON_BASE_URL:-http://127.0.0.1:5101}"' in c for c in commands
     )
     assert commands[-1].endswith("serve --port 5101")
+
+
+def test_the_demo_is_seeded_as_people_act_and_the_log_shows_it(app: Flask, tmp_path: Path) -> None:
+    state = app.extensions["maillon"]
+    log = state.audit_log
+    before = log.size()
+    result = app.test_cli_runner().invoke(args=["demo", "--out", str(tmp_path / "d.json")])
+    assert result.exit_code == 0, result.output
+    events = list(log.events(before, log.size()))
+    with state.session_factory() as session:
+        names = {u.public_id: u.email.split("@")[0] for u in session.scalars(select(User))}
+    acts = [(e.action, names.get(e.actor_user or "", "")) for e in events]
+    assert (Action.CHARTER_PUBLISH, "coordinatrice") in acts
+    signers = {who for action, who in acts if action is Action.CHARTER_SIGN}
+    assert signers == {"cpip", "conseillere", "educateur", "coordinatrice"}
+    created = [e for e in events if e.action is Action.CASE_CREATE]
+    assert len(created) == 3 and all(e.rule and e.charter_version for e in created)
+    assert (Action.CASE_REFERENT, "coordinatrice") in acts
+    # Run again: nothing new happened, so nothing new is recorded
+    size = log.size()
+    assert (
+        app.test_cli_runner().invoke(args=["demo", "--out", str(tmp_path / "d.json")]).exit_code
+        == 0
+    )
+    assert log.size() == size
