@@ -124,10 +124,10 @@ def _syntax_problem(exc: tomllib.TOMLDecodeError, text: str) -> Problem:
         line = max(1, len(text.splitlines()))
     english = detail[: match.start()] if match else detail
     french = next((fr for en, fr in _TOML_MESSAGES_FR if english.startswith(en)), None)
-    message = "syntaxe TOML invalide"
-    if french:
-        message += f" : {french}"
-    return Problem(line, f"{message} (détail : {english})")
+    # French only (the pages are French): a parser message without a translation gets a
+    # French hint instead of the parser's English.
+    hint = french or "vérifiez les guillemets, les crochets et les signes « = » de cette ligne"
+    return Problem(line, f"syntaxe TOML invalide : {hint}")
 
 
 @dataclass(frozen=True)

@@ -236,6 +236,16 @@ def test_toml_syntax_errors_keep_their_line(text: str, line: int, fragment: str)
     (problem,) = problems(text)
     assert problem.line == line
     assert fragment in problem.message
+    # French pages: the parser's English never shows, translated or not
+    for english in ("Invalid", "Expected", "Unclosed", "Cannot", "Illegal", "line", "column"):
+        assert english not in problem.message, problem.message
+
+
+def test_a_parser_message_without_a_translation_gets_a_french_hint() -> None:
+    (problem,) = problems('[charter]\nid = "\\q"\n')  # "Unescaped '\\' in a string"
+    assert problem.line == 2
+    assert problem.message.startswith("syntaxe TOML invalide : vérifiez")
+    assert "Unescaped" not in problem.message and "string" not in problem.message
 
 
 def test_missing_sections_are_reported() -> None:
