@@ -220,7 +220,9 @@ def _post(
         return lambda: login(client, clock, territory["cpip"])
     if endpoint == "auth.logout":
         client = _client_for(app, clock, territory, "cpip")
-        return lambda: post_form(client, "/", "/deconnexion")
+        # The token from a page that reads nothing (the home page lists cases: a read)
+        token = csrf_token(client, "/compte")
+        return lambda: client.post("/deconnexion", data={"csrf_token": token})
     if endpoint == "auth.reauthenticate":
         client = _client_for(app, clock, territory, "cpip")
         token = csrf_token(client, "/confirmer-identite")
