@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import beat_init
 from flask import Flask, current_app
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -89,6 +90,19 @@ def celery_init_app(app: Flask) -> Celery[Any]:
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app
+
+
+# Sweeps whose work is due by the calendar: a beat that starts (after downtime, or `make run`)
+# sends them at once rather than an interval later. They are idempotent (once per person and
+# milestone), so an extra run adds nothing.
+CATCH_UP_AT_START = ("hub.tasks.alert_sweep", "hub.tasks.consent_sweep")
+
+
+@beat_init.connect
+def _catch_up(sender: Any, **_kwargs: Any) -> None:
+    """When a beat starts, send the calendar sweeps once."""
+    for name in CATCH_UP_AT_START:
+        sender.app.send_task(name)
 
 
 def enqueue(session: Session, task: Any, *args: Any) -> None:

@@ -39,6 +39,8 @@ def test_serve_runs_web_worker_and_beat_and_ctrl_c_stops_them_all(tmp_path: Path
         env.pop(name)
     flask = [str(BIN / "flask"), "--app", "hub"]
     subprocess.run([*flask, "init-db"], env=env, cwd=ROOT, check=True, capture_output=True)
+    demo = [*flask, "demo", "--out", str(tmp_path / "accounts.json")]
+    subprocess.run(demo, env=env, cwd=ROOT, check=True, capture_output=True)
     port = free_port()
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(
@@ -66,6 +68,15 @@ def test_serve_runs_web_worker_and_beat_and_ctrl_c_stops_them_all(tmp_path: Path
         }, (tmp_path / "serve.log").read_text()[-3000:]
         children = _children(server.pid)
         assert len(children) == 2  # the Celery worker and beat
+        # The beat catches up at start: the demo's release alert is mailed without waiting an
+        # hour (the sweep ran on the worker, which then mailed its notifications)
+        outbox = tmp_path / "var" / "outbox"
+        deadline = time.monotonic() + 120  # a loaded machine: the worker starts slowly
+        while time.monotonic() < deadline and not list(outbox.glob("*.eml")):
+            time.sleep(0.5)
+        mails = [p.read_text(encoding="utf-8") for p in outbox.glob("*.eml")]
+        assert mails, (tmp_path / "serve.log").read_text()[-3000:]
+        assert any("/notifications" in m for m in mails)
         # Ctrl-C: the terminal sends SIGINT to the whole foreground process group
         os.killpg(server.pid, signal.SIGINT)
         assert server.wait(timeout=40) == 0
