@@ -263,8 +263,17 @@ def test_no_message_holds_personal_data(
     from hub.tasks import send_notification_mail
 
     followed = _case(app, 0)
+    # The only free text the hub holds is the référent's name (parcours.referent): give her a
+    # marker name and record it on the case
     marker = "Zébulon Marqueur"
-    _publish(app, followed, territory["cpip"].email, {"justice.etablissement": marker})
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        referent = session.scalar(select(User).where(User.email == territory["conseillere"].email))
+        assert referent is not None
+        referent.name = marker
+        label = f"{marker} ({referent.organisation.name})"
+        session.commit()
+    _publish(app, followed, territory["conseillere"].email, {"parcours.referent": label})
     release = local_day(clock()) + timedelta(days=RELEASE_IN_DAYS)
     _sweep(app)
     state = app.extensions["maillon"]
@@ -274,7 +283,7 @@ def test_no_message_holds_personal_data(
         assert {send_notification_mail(i) for i in ids} == {"sent"}
     mails = [p.read_text(encoding="utf-8") for p in state.config.mail_outbox.glob("*.eml")]
     client = app.test_client()
-    assert login(client, clock, territory["conseillere"]).status_code == 302
+    assert login(client, clock, territory["coordinatrice"]).status_code == 302
     page = client.get("/notifications").get_data(as_text=True)
     assert "Sortie à préparer" in page and followed.reference in page
     personal = (
