@@ -171,32 +171,34 @@ def _demo_cases(cases: Cases, group: OperationalGroup, now: datetime, acts: list
     """Three young people at different steps; only what the hub may hold, no names. Each act
     goes through the service a page uses, and is listed in ``acts`` to be recorded."""
 
-    def opened(case: Case, by: User, decision: Decision, version: CharterVersion) -> None:
+    def decided(
+        action: Action,
+        by: User,
+        case: Case,
+        decision: Decision,
+        version: CharterVersion,
+        *,
+        purpose: str = "",
+    ) -> None:
+        """An act on a case, with the articles and charter version that decided it."""
         acts.append(
             DemoAct(
-                Action.CASE_CREATE,
+                action,
                 by,
                 "case",
                 case.reference,
-                purpose="reperage",
+                purpose=purpose,
                 rule=articles(decision.reasons),
                 charter_version=charter_ref(version),
             )
         )
 
+    def opened(case: Case, by: User, decision: Decision, version: CharterVersion) -> None:
+        decided(Action.CASE_CREATE, by, case, decision, version, purpose="reperage")
+
     def published(case: Case, by: User, values: dict[str, str]) -> None:
         ctx = cases.context(case, by)
-        decision = cases.publish(ctx, values)
-        acts.append(
-            DemoAct(
-                Action.CASE_UPDATE,
-                by,
-                "case",
-                case.reference,
-                rule=articles(decision.reasons),
-                charter_version=charter_ref(ctx.version),
-            )
-        )
+        decided(Action.CASE_UPDATE, by, case, cases.publish(ctx, values), ctx.version)
 
     by_email = {m.user.email: m.user for m in group.memberships}
     cpip = by_email["cpip@demoville.example"]
@@ -218,16 +220,7 @@ def _demo_cases(cases: Cases, group: OperationalGroup, now: datetime, acts: list
     opened(followed, cpip, decision, version)
     ctx = cases.context(followed, coordinator)
     decision = cases.name_referent(ctx, conseillere)
-    acts.append(
-        DemoAct(
-            Action.CASE_REFERENT,
-            coordinator,
-            "case",
-            followed.reference,
-            rule=articles(decision.reasons),
-            charter_version=charter_ref(ctx.version),
-        )
-    )
+    decided(Action.CASE_REFERENT, coordinator, followed, decision, ctx.version)
     demo_consent(cases, followed, conseillere, today - timedelta(days=20), 345)
     acts.append(DemoAct(Action.CONSENT_RECORD, conseillere, "case", followed.reference))
     published(followed, cpip, {"justice.date_sortie": day(95), "justice.date_fin_mesure": day(460)})
