@@ -300,3 +300,29 @@ def test_no_message_holds_personal_data(
             assert value not in text, value
     for mail in mails:
         assert followed.reference in mail or "C-" in mail
+
+
+def test_the_end_of_follow_up_and_the_review_due_reach_who_they_concern(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    followed, signalled, _minor = (_case(app, i) for i in range(3))
+    # A meeting in two days: the référent reviews her path, the coordinator the case that
+    # awaits the group's decision
+    _sweep(app)
+    due = {(r, e.split("@")[0]) for k, e, r in _told(app) if k == "review_due"}
+    assert (followed.reference, "conseillere") in due
+    assert (signalled.reference, "coordinatrice") in due
+    assert (followed.reference, "coordinatrice") not in due
+    # The measure ended six months ago less a day (while the accord is in force): the day
+    # after, the follow-up ends and the référent is told, once
+    measure_end = add_months(local_day(clock()), -6) + timedelta(days=1)
+    _publish(
+        app, followed, territory["cpip"].email, {"justice.date_fin_mesure": measure_end.isoformat()}
+    )
+    _sweep(app)
+    assert not [k for k, _e, _r in _told(app) if k == "follow_up_end"]
+    clock.advance(days=1)
+    _sweep(app)
+    _sweep(app)
+    ends = [(r, e.split("@")[0]) for k, e, r in _told(app) if k == "follow_up_end"]
+    assert ends.count((followed.reference, "conseillere")) == 1
