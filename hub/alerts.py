@@ -31,6 +31,7 @@ Rules that make alerts trustworthy:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -62,6 +63,8 @@ RELEASE_GRACE = timedelta(days=7)
 FOLLOW_UP_GRACE = timedelta(days=30)
 REVIEW_NOTICE = timedelta(days=7)  # the review reminder comes a week before the meeting
 CLOSED = "sortie"  # the exit is recorded: nothing more to prepare
+
+logger = logging.getLogger(__name__)
 
 
 def add_months(day: date, months: int) -> date:
@@ -231,8 +234,10 @@ class Alerts:
         state = service.consent_state(case)
         inputs = service.inputs(ctx)
         for purpose in service.purposes_for(ctx):
-            reason = service.decide_view(ctx, purpose.id, state, inputs).reasons[field_id]
-            if reason.allowed:
+            # A field the person's charter version no longer holds at the hub (a newer version
+            # dropped it, or changed its tier) has no decision: not allowed.
+            reason = service.decide_view(ctx, purpose.id, state, inputs).reasons.get(field_id)
+            if reason is not None and reason.allowed:
                 return Allowed(ctx, purpose.id, reason.article)
         return None
 
@@ -241,48 +246,63 @@ class Alerts:
     def sweep(self) -> SweepResult:
         """Tell everyone what is due today; each case in its own transaction (a crash loses
         nothing: what committed is staged for the log, what did not is found again)."""
+        today = local_day(self.service.clock())
+        told = withheld = 0
+        for case, due in self.due(today):
+            try:
+                result = self._tell(case, due)
+            except Exception:
+                # One case that cannot be decided must not stop the alerts of every case
+                # after it: logged (ids only), the next sweep tries it again.
+                self.session.rollback()
+                logger.exception("alert sweep: case %s, %s not sent", case.id, due.kind)
+                continue
+            told += result.told
+            withheld += result.withheld
+        return SweepResult(told, withheld)
+
+    def _tell(self, case: Case, due: Due) -> SweepResult:
+        """Tell the people ``due`` concerns on ``case``, in one transaction."""
         from hub.tasks import send_notification_mail  # noqa: PLC0415 - tasks import this
 
         service, session = self.service, self.session
-        today = local_day(service.clock())
         told = withheld = 0
-        for case, due in self.due(today):
-            staged: list[AuditOutbox] = []
-            for user in self.candidates(case, due):
-                allowed = self.allowed(case, user, due.field_id)
-                if allowed is None:
-                    withheld += 1
-                    continue
-                created = notify(
-                    session,
-                    [user],
-                    due.kind,
-                    case_reference=case.reference,
-                    dedupe_key=due.dedupe_key,
-                    now=service.clock(),
-                )
-                for notification_id in created.ids:
-                    enqueue(session, send_notification_mail, notification_id)
-                    staged.append(
-                        stage(
-                            session,
-                            new_event(
-                                Action.NOTIFICATION_SEND,
-                                object_type="case",
-                                object_id=case.reference,
-                                purpose=allowed.purpose,
-                                decision=Decision.ALLOW,
-                                rule=allowed.article,
-                                charter_version=charter_ref(allowed.context.version),
-                                actor=(user.public_id, user.organisation.public_id),
-                            ),
-                        )
+        staged: list[AuditOutbox] = []
+        for user in self.candidates(case, due):
+            allowed = self.allowed(case, user, due.field_id)
+            if allowed is None:
+                withheld += 1
+                continue
+            created = notify(
+                session,
+                [user],
+                due.kind,
+                case_reference=case.reference,
+                dedupe_key=due.dedupe_key,
+                now=service.clock(),
+            )
+            for notification_id in created.ids:
+                enqueue(session, send_notification_mail, notification_id)
+                staged.append(
+                    stage(
+                        session,
+                        new_event(
+                            Action.NOTIFICATION_SEND,
+                            object_type="case",
+                            object_id=case.reference,
+                            purpose=allowed.purpose,
+                            decision=Decision.ALLOW,
+                            rule=allowed.article,
+                            charter_version=charter_ref(allowed.context.version),
+                            actor=(user.public_id, user.organisation.public_id),
+                        ),
                     )
-                    told += 1
-            session.commit()
-            if staged:
-                try:
-                    append_staged(session, staged)
-                except AuditUnavailable:
-                    session.rollback()  # the outbox beat appends them once the log is back
+                )
+                told += 1
+        session.commit()
+        if staged:
+            try:
+                append_staged(session, staged)
+            except AuditUnavailable:
+                session.rollback()  # the outbox beat appends them once the log is back
         return SweepResult(told, withheld)

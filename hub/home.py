@@ -32,6 +32,7 @@ from hub.consents import expiring_soon
 from hub.models import (
     Case,
     CaseMember,
+    CasePartner,
     GroupMeeting,
     Invitation,
     Notification,
@@ -83,14 +84,23 @@ class Home:
     locked_total: int = 0
 
 
-def my_cases(user: User) -> Select[Any]:
-    """Open cases I am référent of or named on the team of, newest first."""
+def my_cases(service: Cases, user: User) -> Select[Any]:
+    """Open cases I am référent of or named on the team of, newest first — as
+    :meth:`hub.cases.Cases.context` decides a part: only in groups whose charter my
+    organisation signed, and as an agent only while my organisation follows the case."""
+    groups = [g.id for g in service.signed_groups(user.organisation)]
     clauses = []
     if user.has_role(Role.REFERENT):
         clauses.append(Case.referent_id == user.id)
     if user.has_role(Role.AGENT):
-        clauses.append(exists().where(CaseMember.case_id == Case.id, CaseMember.user_id == user.id))
-    statement = select(Case).where(Case.status != CLOSED)
+        clauses.append(
+            exists().where(CaseMember.case_id == Case.id, CaseMember.user_id == user.id)
+            & exists().where(
+                CasePartner.case_id == Case.id,
+                CasePartner.organisation_id == user.organisation_id,
+            )
+        )
+    statement = select(Case).where(Case.status != CLOSED, Case.group_id.in_(groups))
     statement = statement.where(or_(*clauses) if clauses else false())
     return statement.order_by(Case.opened_at.desc(), Case.id.desc())
 
@@ -130,7 +140,7 @@ def _releases(service: Cases, user: User, case_ids: list[int], now: datetime) ->
 
 def case_lines(service: Cases, user: User, number: int) -> Page[CaseLine]:
     """Page ``number`` of my cases, each with what awaits on it."""
-    page = paginate(service.session, my_cases(user), number)
+    page = paginate(service.session, my_cases(service, user), number)
     now = service.clock()
     today = local_day(now)
     ids = [c.id for c in page.items]

@@ -172,6 +172,14 @@ information sur les situations suivies : seulement la référence pseudonyme du 
 """
 
 
+# Alerts whose kind tells when a release or a measure's end falls (hub.alerts).
+DATED_KINDS = frozenset({"release_4m", "release_1m", "release_1w", "release_day", "follow_up_end"})
+DATED_MAIL = (
+    "Échéance dans un dossier",
+    "Une échéance approche dans le dossier %(ref)s : le détail vous attend dans Maillon.",
+)
+
+
 @shared_task(name="hub.tasks.send_notification_mail", ignore_result=True, acks_late=True)
 def send_notification_mail(notification_id: int) -> str:
     """Mail a notification (kind, pseudonymous reference, link: nothing personal). Idempotent:
@@ -193,6 +201,11 @@ def send_notification_mail(notification_id: int) -> str:
         if user is None or not user.is_active:
             return "skipped"
         title, sentence = KINDS[notification.kind]
+        if notification.kind in DATED_KINDS:
+            # The release and follow-up alerts say, in the app, how near a release from
+            # detention is: justice data that has no business in a mail system. The mail only
+            # says that something is due.
+            title, sentence = DATED_MAIL
         reference = notification.case_reference or ""
         message = mail.build_message(
             hub_state.config,

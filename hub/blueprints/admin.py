@@ -126,17 +126,28 @@ def organisations() -> Any:
     )
 
 
-def _confirmation(title: str, consequences: list[str], button: str, back: str) -> Any:
+def _confirmation(
+    title: str, consequences: list[str], button: str, back: str, target: str = ""
+) -> Any:
     """The page that asks an administrator to confirm an act that locks people out (after a
-    fresh login): what will happen, then one button that posts the act, or back."""
+    fresh login): what will happen, then one button that posts the act, or back. ``target``
+    (``actif``/``inactif``) travels with the post, so a stale page cannot do the opposite."""
     return render_template(
         "admin/confirm.html",
         title=title,
         consequences=consequences,
         button=button,
         back=back,
+        target=target,
         confirm=ConfirmForm(),
     )
+
+
+def _stale(active_now: bool) -> bool:
+    """Whether the posted target state is missing or already the current one (the page was
+    stale, or posted twice): then nothing is done."""
+    wanted = request.form.get("vers")
+    return wanted not in {"actif", "inactif"} or (wanted == "actif") == active_now
 
 
 @bp.route("/organisations/<public_id>/statut", methods=["GET", "POST"])
@@ -152,6 +163,7 @@ def organisation_status(public_id: str) -> Any:
                 [_("Ses agents pourront de nouveau se connecter.")],
                 _("Réactiver l'organisation"),
                 url_for("admin.organisations"),
+                "actif",
             )
         return _confirmation(
             _("Suspendre l'organisation « %(name)s » ?", name=org.name),
@@ -168,9 +180,13 @@ def organisation_status(public_id: str) -> Any:
             ],
             _("Suspendre l'organisation"),
             url_for("admin.organisations"),
+            "inactif",
         )
     if not ConfirmForm().validate_on_submit():
         abort(400)
+    if _stale(org.active):
+        flash(_("L'état de l'organisation a changé entre-temps : rien n'est fait."), "error")
+        return redirect(url_for("admin.organisations"))
     org.active = not org.active
     for user in org.users:
         accounts().end_all_sessions(user)
@@ -325,6 +341,7 @@ def user_status(public_id: str) -> Any:
                 [_("La personne pourra de nouveau se connecter.")],
                 _("Réactiver le compte"),
                 back,
+                "actif",
             )
         return _confirmation(
             _("Désactiver le compte de %(name)s ?", name=user.name),
@@ -337,9 +354,13 @@ def user_status(public_id: str) -> Any:
             ],
             _("Désactiver le compte"),
             back,
+            "inactif",
         )
     if not ConfirmForm().validate_on_submit():
         abort(400)
+    if _stale(user.active):
+        flash(_("L'état du compte a changé entre-temps : rien n'est fait."), "error")
+        return redirect(url_for("admin.user_detail", public_id=public_id))
     if user.id == current_user.id:
         flash(_("Vous ne pouvez pas désactiver votre propre compte."), "error")
         return redirect(url_for("admin.user_detail", public_id=public_id))

@@ -48,6 +48,7 @@ from hub.cases import Cases
 from hub.celery_app import enqueue
 from hub.charters import parse
 from hub.dates import DayError, parse_day
+from hub.dpo_reports import API_CLIENT_PREFIX
 from hub.dpo_tasks import detect_anomalies
 from hub.forms import ConfirmForm, Form
 from hub.home import case_refs
@@ -178,8 +179,10 @@ def _resolve(value: str | None, model: type[User] | type[Organisation]) -> str |
     contains it (case-insensitive); a clear error when none or several match."""
     if not value:
         return value
-    if _IDENT.fullmatch(value) and db().scalar(
-        select(model.public_id).where(model.public_id == value)
+    if _IDENT.fullmatch(value) and (
+        # An organisation's system is logged as client:<id>: searched as it stands.
+        (model is User and value.startswith(API_CLIENT_PREFIX))
+        or db().scalar(select(model.public_id).where(model.public_id == value))
     ):
         return value
     found = list(

@@ -47,6 +47,8 @@ def index() -> Any:
     dpo: dict[str, Any] = {}
     if current_user.has_role(Role.DPO):
         record(Action.AUDIT_READ, object_type="audit_log", purpose="integrity")
+        # The exceptions listed are a consent read, recorded as the consent page records it.
+        record(Action.AUDIT_READ, object_type="page", object_id="main.index", purpose="consent")
         exceptions = [e for e in service.consents.exceptions() if e.current]
         dpo = {
             "integrity": dpo_reports.check_integrity(

@@ -232,12 +232,18 @@ def test_disabling_an_account_ends_its_sessions_at_once(
     detail = f"/admin/utilisateurs/{_user(app, territory['cpip'].email).public_id}"
     page = admin.get(f"{detail}/statut").get_data(as_text=True)
     assert "Désactiver le compte de Paul Probation ?" in page
+    assert 'name="vers" value="inactif"' in page
     assert cpip_client.get("/").status_code == 200  # asking changed nothing
-    assert post_form(admin, f"{detail}/statut", submit="1").status_code == 302
+    # A stale page asking to re-enable an active account does nothing (not the opposite)
+    stale = post_form(admin, f"{detail}/statut", submit="1", vers="actif")
+    assert stale.status_code == 302 and cpip_client.get("/").status_code == 200
+    assert post_form(admin, f"{detail}/statut", submit="1", vers="inactif").status_code == 302
     assert cpip_client.get("/").status_code == 302
     assert login(app.test_client(), clock, territory["cpip"]).status_code == 200
     assert "Réactiver le compte de" in admin.get(f"{detail}/statut").get_data(as_text=True)
-    post_form(admin, f"{detail}/statut", submit="1")
+    post_form(admin, f"{detail}/statut", submit="1", vers="inactif")  # posted twice: nothing
+    assert login(app.test_client(), clock, territory["cpip"]).status_code == 200
+    post_form(admin, f"{detail}/statut", submit="1", vers="actif")
     assert login(app.test_client(), clock, territory["cpip"]).status_code == 302
 
 
@@ -258,7 +264,7 @@ def test_suspending_an_organisation_locks_out_its_people(
     assert "Suspendre l&#39;organisation « SPIP de Démoville » ?" in page
     assert "sont révoqués" in page
     assert cpip_client.get("/").status_code == 200  # asking changed nothing
-    post_form(admin, confirm, submit="1")
+    post_form(admin, confirm, submit="1", vers="inactif")
     assert cpip_client.get("/").status_code == 302
     assert login(app.test_client(), clock, territory["cpip"]).status_code == 200
 

@@ -294,7 +294,7 @@ def _post(
         "admin.organisation_status": (
             "/admin/organisations",
             f"/admin/organisations/{org}/statut",
-            {"submit": "1"},
+            {"submit": "1", "vers": "inactif"},
         ),
         "admin.new_user": (
             "/admin/utilisateurs/nouveau",
@@ -319,7 +319,7 @@ def _post(
         "admin.user_status": (
             f"/admin/utilisateurs/{user}",
             f"/admin/utilisateurs/{user}/statut",
-            {"submit": "1"},
+            {"submit": "1", "vers": "inactif"},
         ),
         "admin.groups": (
             "/admin/groupes",

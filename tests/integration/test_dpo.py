@@ -1089,3 +1089,13 @@ def test_the_journal_reads_like_french_and_finds_a_person_by_name(
     # An organisation by name too
     page = dpo.get("/dpo/journal?actor_org=SPIP").get_data(as_text=True)
     assert reference in page
+
+
+def test_the_journal_still_finds_an_organisation_system_by_its_id(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    reference = _case()
+    _seed(app, ("client:logiciel-spip", _person(app, territory["cpip"])[1]), reference)
+    dpo = _client(app, clock, territory["dpo"])
+    page = dpo.get("/dpo/journal?actor_user=client:logiciel-spip").get_data(as_text=True)
+    assert reference in page and "Aucune personne" not in page

@@ -97,7 +97,8 @@ def test_the_dpo_sees_integrity_anomalies_and_exceptions_and_the_read_is_recorde
     assert "Mes dossiers" not in html  # the DPO takes no part in cases
     events = _events_since(app, before)
     assert [(e.action, e.object_type, e.purpose) for e in events] == [
-        (Action.AUDIT_READ, "audit_log", "integrity")
+        (Action.AUDIT_READ, "audit_log", "integrity"),
+        (Action.AUDIT_READ, "page", "consent"),  # the exceptions listed
     ]
 
 
@@ -166,3 +167,24 @@ def test_my_cases_are_paginated(
     assert 'rel="next"' in first
     second = _home(client, "?page=2")
     assert second.count('href="/dossiers/C-') == 2
+
+
+def test_my_cases_are_those_i_take_part_in_now(
+    app: Flask, clock: FakeClock, territory: dict[str, Account]
+) -> None:
+    from hub.models import CasePartner
+
+    followed = _refs(app)[0]
+    client = _as(app, clock, territory["cpip"])
+    assert followed in _home(client)  # the SPIP agent who signalled is on the team
+    # Once the SPIP no longer follows the case, its agent takes no part: not listed either
+    state = app.extensions["maillon"]
+    with state.session_factory() as session:
+        case = session.scalar(select(Case).where(Case.reference == followed))
+        assert case is not None
+        spip = next(p for p in case.partners if p.organisation.kind == "spip")
+        session.delete(spip)
+        session.commit()
+        assert session.get(CasePartner, (case.id, spip.organisation_id)) is None
+    # (he still sees it as a member of the group, under « Dossiers »: not as his own case)
+    assert followed not in _home(client)
