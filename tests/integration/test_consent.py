@@ -607,11 +607,19 @@ def _pdf_streams(pdf: bytes) -> bytes:
     import zlib
 
     out = []
-    for match in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
+    for match in re.finditer(rb"stream\r?\n(.*?)\nendstream", pdf, re.S):
+        # A compressed stream may itself end with a CR byte: never strip it as an end of
+        # line (the inflate would then fail, once in 256 receipts), only try without it.
         data = match.group(1)
-        try:
-            out.append(zlib.decompress(data))
-        except zlib.error:
+        for candidate in (data, data[:-1] if data.endswith(b"\r") else None):
+            if candidate is None:
+                continue
+            try:
+                out.append(zlib.decompress(candidate))
+                break
+            except zlib.error:
+                continue
+        else:
             out.append(data)
     return b"\n".join(out)
 
