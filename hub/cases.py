@@ -477,32 +477,41 @@ class Cases:
         groups = self.session.scalars(select(OperationalGroup).order_by(OperationalGroup.name))
         return [g for g in groups if self.charters.applicable(g, org) is not None]
 
-    def visible_to(self, user: User, *, search: str = "") -> Select[Any]:
-        """Cases in which ``user`` takes part, newest first (the list page's query).
+    def visible_to(
+        self, user: User, *, search: str = "", parts: frozenset[Role] | None = None
+    ) -> Select[Any]:
+        """Cases in which ``user`` takes part, newest first (the list page's query); only the
+        parts in ``parts`` when given (the home page: référent and team).
 
         Mirrors :meth:`context`: référent of the case, member or coordinator of its group, or
-        agent named on its team; only in groups whose charter the organisation signed.
+        agent named on its team while the organisation follows the case; only in groups whose
+        charter the organisation signed.
         """
         groups = [g.id for g in self.signed_groups(user.organisation)]
+        held = user.roles if parts is None else user.roles & parts
         clauses = []
-        if user.has_role(Role.REFERENT):
+        if Role.REFERENT in held:
             clauses.append(Case.referent_id == user.id)
-        if user.has_role(Role.GROUP_MEMBER):
+        if Role.GROUP_MEMBER in held:
             clauses.append(
                 exists().where(
                     GroupMembership.group_id == Case.group_id, GroupMembership.user_id == user.id
                 )
             )
-        if user.has_role(Role.COORDINATOR):
+        if Role.COORDINATOR in held:
             clauses.append(
                 exists().where(
                     OperationalGroup.id == Case.group_id,
                     OperationalGroup.coordinator_id == user.id,
                 )
             )
-        if user.has_role(Role.AGENT):
+        if Role.AGENT in held:
             clauses.append(
                 exists().where(CaseMember.case_id == Case.id, CaseMember.user_id == user.id)
+                & exists().where(
+                    CasePartner.case_id == Case.id,
+                    CasePartner.organisation_id == user.organisation_id,
+                )
             )
         if not clauses:
             return select(Case).where(false())

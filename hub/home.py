@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, exists, false, or_, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from charter.vocabulary import Role
@@ -31,8 +31,6 @@ from hub.cases import Cases
 from hub.consents import expiring_soon
 from hub.models import (
     Case,
-    CaseMember,
-    CasePartner,
     GroupMeeting,
     Invitation,
     Notification,
@@ -43,6 +41,7 @@ from hub.models import (
 from hub.pagination import Page, paginate
 
 SECTION_LIMIT = 10  # lines per secondary list; each links to its complete, paginated page
+MY_PARTS = frozenset({Role.REFERENT, Role.AGENT})
 RELEASE_KINDS = tuple(kind for kind, _months, _days in RELEASE_MILESTONES)
 # A release alert stays on the home page until the release is past its grace: four months
 # and a week after the first one at most.
@@ -85,24 +84,9 @@ class Home:
 
 
 def my_cases(service: Cases, user: User) -> Select[Any]:
-    """Open cases I am référent of or named on the team of, newest first — as
-    :meth:`hub.cases.Cases.context` decides a part: only in groups whose charter my
-    organisation signed, and as an agent only while my organisation follows the case."""
-    groups = [g.id for g in service.signed_groups(user.organisation)]
-    clauses = []
-    if user.has_role(Role.REFERENT):
-        clauses.append(Case.referent_id == user.id)
-    if user.has_role(Role.AGENT):
-        clauses.append(
-            exists().where(CaseMember.case_id == Case.id, CaseMember.user_id == user.id)
-            & exists().where(
-                CasePartner.case_id == Case.id,
-                CasePartner.organisation_id == user.organisation_id,
-            )
-        )
-    statement = select(Case).where(Case.status != CLOSED, Case.group_id.in_(groups))
-    statement = statement.where(or_(*clauses) if clauses else false())
-    return statement.order_by(Case.opened_at.desc(), Case.id.desc())
+    """Open cases I am référent of or named on the team of, newest first (the case list's
+    query, limited to those two parts)."""
+    return service.visible_to(user, parts=MY_PARTS).where(Case.status != CLOSED)
 
 
 def next_meetings(service: Cases, group_ids: set[int], today: date) -> dict[int, date]:
