@@ -57,6 +57,9 @@ RELEASE_MILESTONES: tuple[tuple[str, int, int], ...] = (
     ("release_1w", 0, 7),
     ("release_day", 0, 0),
 )
+RELEASE_KINDS = tuple(kind for kind, _months, _days in RELEASE_MILESTONES)
+# The alerts whose kind tells when a release or a measure's end falls (their mail says less).
+DATED_KINDS = frozenset({*RELEASE_KINDS, "follow_up_end"})
 FOLLOW_UP_MONTHS = 6  # the follow-up runs until six months after the measure (DESIGN §9)
 # How late a missed alert is still worth sending (the worker was down).
 RELEASE_GRACE = timedelta(days=7)

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from charter.vocabulary import Role
 from consent import local_day
-from hub.alerts import CLOSED, RELEASE_GRACE, RELEASE_MILESTONES, REVIEW_NOTICE
+from hub.alerts import CLOSED, RELEASE_GRACE, RELEASE_KINDS, REVIEW_NOTICE
 from hub.cases import Cases
 from hub.consents import expiring_soon
 from hub.models import (
@@ -42,7 +42,6 @@ from hub.pagination import Page, paginate
 
 SECTION_LIMIT = 10  # lines per secondary list; each links to its complete, paginated page
 MY_PARTS = frozenset({Role.REFERENT, Role.AGENT})
-RELEASE_KINDS = tuple(kind for kind, _months, _days in RELEASE_MILESTONES)
 # A release alert stays on the home page until the release is past its grace: four months
 # and a week after the first one at most.
 RELEASE_SHOWN = timedelta(days=124) + RELEASE_GRACE

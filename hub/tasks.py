@@ -14,7 +14,7 @@ from consent import local_day
 from consent.enforce import EXPIRY_NOTICE_DAYS
 from exchange.server.retention import destroy_forms, expired_forms
 from hub import mail
-from hub.alerts import Alerts
+from hub.alerts import DATED_KINDS, Alerts
 from hub.cases import Cases
 from hub.consents import tell
 from hub.db import rowcount
@@ -172,8 +172,6 @@ information sur les situations suivies : seulement la référence pseudonyme du 
 """
 
 
-# Alerts whose kind tells when a release or a measure's end falls (hub.alerts).
-DATED_KINDS = frozenset({"release_4m", "release_1m", "release_1w", "release_day", "follow_up_end"})
 DATED_MAIL = (
     "Échéance dans un dossier",
     "Une échéance approche dans le dossier %(ref)s : le détail vous attend dans Maillon.",
